@@ -1,0 +1,65 @@
+# Fieldpool: `make run` serves the demo city, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+export PORT
+export DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool
+export TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_test
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+export FIELDPOOL_DEMO_PASSWORD ?= demo
+
+.DEFAULT_GOAL := help
+.PHONY: help install services migrate seed run worker test bench lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+services: ## make sure PostgreSQL+PostGIS and Redis run (installs them as root when missing)
+	@bash scripts/ensure-services.sh
+
+.env:
+	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
+	@echo "wrote .env with a fresh SECRET_KEY"
+
+migrate: install services .env ## apply the database migrations
+	$(BIN)/fieldpool db upgrade
+
+seed: migrate ## load the demo city (idempotent)
+	$(BIN)/fieldpool seed demo
+
+worker: install services ## run a background worker with the scheduler
+	$(BIN)/fieldpool worker
+
+run: seed ## install, migrate, seed, start the API and a worker
+	@echo ""
+	@echo "  Fieldpool on http://127.0.0.1:$(PORT)"
+	@echo "    API docs   http://127.0.0.1:$(PORT)/docs"
+	@echo "    readiness  http://127.0.0.1:$(PORT)/readyz"
+	@echo "    console    http://127.0.0.1:$(PORT)/console"
+	@echo "  demo log-ins (password: $(FIELDPOOL_DEMO_PASSWORD)):"
+	@echo "    admin, dispatcher.xl, clerk.xl, dispatcher.eh, payroll, tech01 … tech40"
+	@echo ""
+	@$(BIN)/fieldpool worker & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	  $(BIN)/fieldpool serve --port $(PORT)
+
+test: install services ## run the whole suite on real PostgreSQL+PostGIS and Redis
+	$(BIN)/pytest -q
+
+bench: install services ## run the benchmarks and print one table
+	$(BIN)/python -m tests.bench
+
+lint: install ## ruff, mypy and the layer contract
+	$(BIN)/ruff check .
+	$(BIN)/mypy dispatch geo grab_pool wechat technicians workload
+	$(BIN)/lint-imports

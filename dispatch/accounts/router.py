@@ -1,0 +1,69 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+
+from dispatch.accounts import service
+from dispatch.accounts.errors import BadCredentials
+from dispatch.accounts.models import ApiKey, User
+from dispatch.accounts.schemas import (
+    ApiKeyCreate,
+    ApiKeyIssued,
+    ApiKeyRead,
+    MeRead,
+    TokenRead,
+    UserCreate,
+    UserRead,
+)
+from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
+from dispatch.kernel.db import SessionDep
+from dispatch.kernel.errors import Forbidden, InvalidInput, Unauthorized
+from dispatch.kernel.problems import problem_docs
+from dispatch.kernel.settings import SettingsDep
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+
+
+@router.post("/auth/token", response_model=TokenRead, responses=problem_docs(BadCredentials))
+def log_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
+           settings: SettingsDep) -> TokenRead:
+    """Exchange a username and password for a bearer token (OAuth2 password flow)."""
+    user = service.log_in(session, username=form.username, password=form.password)
+    token = service.token_for(f"user:{user.id}", secret=settings.secret_key, ttl_min=settings.token_ttl_min)
+    return TokenRead(access_token=token, role=user.role, user_id=user.id, expires_in=settings.token_ttl_min * 60)
+
+
+@router.get("/me", response_model=MeRead, responses=problem_docs(Unauthorized))
+def who_am_i(actor: ActorDep) -> MeRead:
+    """The caller as the server sees it: role and region scope."""
+    return MeRead(kind=actor.kind, id=actor.id, role=actor.role, label=actor.label,
+                  region_ids=list(actor.region_ids))
+
+
+@router.post("/users", response_model=UserRead, status_code=201, responses=problem_docs(Forbidden, InvalidInput))
+def create_user(body: UserCreate, session: SessionDep, admin: Admin) -> User:
+    """Add a console log-in (admin only)."""
+    return service.create_user(session, username=body.username, password=body.password, role=body.role,
+                               name=body.name, region_ids=body.region_ids)
+
+
+@router.post("/api-keys", response_model=ApiKeyIssued, status_code=201,
+             responses=problem_docs(Forbidden, InvalidInput))
+def create_api_key(body: ApiKeyCreate, session: SessionDep, admin: Admin) -> ApiKeyIssued:
+    """Issue a key for another system, scoped to regions; the secret is returned only here."""
+    key, secret = service.create_api_key(session, name=body.name, region_ids=body.region_ids,
+                                         created_by=admin.id)
+    return ApiKeyIssued(**ApiKeyRead.model_validate(key).model_dump(), key=secret)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyRead], responses=problem_docs(Forbidden))
+def list_api_keys(session: SessionDep, admin: Admin) -> list[ApiKey]:
+    """Every API key, revoked ones included (admin only)."""
+    return service.list_api_keys(session)
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, responses=problem_docs(Forbidden))
+def revoke_api_key(key_id: int, session: SessionDep, admin: Admin) -> ApiKey:
+    """Revoke a key at once; requests with it get 401 from then on."""
+    return service.revoke_api_key(session, key_id=key_id)

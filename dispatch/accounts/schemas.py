@@ -1,0 +1,63 @@
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dispatch.kernel.auth import Role
+
+Username = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class TokenRead(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    role: Role
+    user_id: int
+    expires_in: int
+
+
+class UserCreate(BaseModel):
+    username: str = Username
+    name: str | None = Field(default=None, max_length=100)
+    password: str = Field(min_length=4, max_length=128)
+    role: Role
+    region_ids: list[int] = Field(default_factory=list, max_length=100)
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    name: str
+    role: Role
+    region_ids: list[int]
+    active: bool
+    created_at: datetime
+
+
+class MeRead(BaseModel):
+    kind: str
+    id: int
+    role: Role
+    label: str
+    region_ids: list[int]
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    region_ids: list[int] = Field(min_length=1, max_length=100)
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    region_ids: list[int]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyIssued(ApiKeyRead):
+    key: str = Field(description="The secret, shown this once; only its hash is stored.")

@@ -1,0 +1,45 @@
+"""The composition root: the one place routers, handlers and seams are wired."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dispatch import ops
+from dispatch.accounts import router as accounts
+from dispatch.accounts.service import authenticator
+from dispatch.kernel import problems
+from dispatch.kernel.db import Database
+from dispatch.kernel.logging import configure as configure_logging
+from dispatch.kernel.middleware import RequestContext
+from dispatch.kernel.redis import connect
+from dispatch.kernel.settings import Settings, get_settings
+from dispatch.tickets import router as tickets
+from geo import router as geo
+from technicians import router as technicians
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A Fieldpool API app; served with `uvicorn --factory dispatch.app:create_app`."""
+    settings = settings or get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings)
+        app.state.redis = connect(settings.redis_url)
+        try:
+            yield
+        finally:
+            app.state.redis.close()
+            app.state.db.dispose()
+
+    app = FastAPI(title="Fieldpool", version="1.0", lifespan=lifespan,
+                  description="Field dispatch and order grabbing (抢单). Errors are RFC 9457 problem JSON.")
+    app.state.settings = settings
+    app.state.authenticate = authenticator(settings.secret_key)
+    problems.install(app)
+    app.add_middleware(RequestContext)
+    for module in (ops, accounts, geo, technicians, tickets):
+        app.include_router(module.router)
+    return app

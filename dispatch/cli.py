@@ -1,0 +1,82 @@
+"""The `fieldpool` command: serve, worker, db, seed, users."""
+
+import os
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from dispatch.accounts.service import create_user
+from dispatch.kernel.auth import Role
+from dispatch.kernel.db import session_scope
+from dispatch.kernel.settings import get_settings
+from dispatch.migrations import runner
+from dispatch.seed import seed_demo
+
+app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+seed = typer.Typer(help="Demo data.", no_args_is_help=True)
+users = typer.Typer(help="Log-ins.", no_args_is_help=True)
+app.add_typer(db, name="db")
+app.add_typer(seed, name="seed")
+app.add_typer(users, name="users")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+          workers: int = 1, reload: bool = False) -> None:
+    """Run the HTTP API."""
+    uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
+                proxy_headers=True, access_log=False)
+
+
+@app.command()
+def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: bool = False) -> None:
+    """Run a background worker (rq) with the scheduler."""
+    from redis import Redis
+    from rq import Queue, Worker
+
+    connection = Redis.from_url(get_settings().queue_url)
+    names = queues or ["default"]
+    Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
+        with_scheduler=True, burst=burst)
+
+
+@db.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations up to REVISION."""
+    runner.upgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail when the models and the migrations have drifted apart."""
+    runner.check(get_settings().database_url)
+    typer.echo("models and migrations agree")
+
+
+@seed.command("demo")
+def seed_demo_command() -> None:
+    """Load the demo city (Xilinhot and Erenhot); idempotent."""
+    settings = get_settings()
+    with session_scope() as session:
+        counts = seed_demo(session, password=settings.demo_password)
+    typer.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+
+
+@users.command("create")
+def users_create(username: str, role: Role,
+                 password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="FIELDPOOL_PASSWORD")],
+                 region: Annotated[list[int] | None, typer.Option(help="region id; repeat for several")] = None,
+                 name: str | None = None) -> None:
+    """Create a log-in (the first admin of a fresh deployment, for instance)."""
+    with session_scope() as session:
+        user = create_user(session, username=username, password=password, role=role, name=name,
+                           region_ids=region or [])
+        typer.echo(f"created {user.role} {user.username} (id {user.id})")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

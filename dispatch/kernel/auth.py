@@ -1,0 +1,110 @@
+"""Who is calling: the Actor value and the JWT that carries it between requests."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from dispatch.kernel.db import SessionDep
+from dispatch.kernel.errors import Forbidden, Unauthorized
+
+JWT_ALGORITHM = "HS256"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    DISPATCHER = "dispatcher"
+    CLERK = "clerk"
+    PAYROLL = "payroll"
+    TECHNICIAN = "technician"
+    SUBSCRIBER = "subscriber"
+    API = "api"
+
+
+STAFF_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL})
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    SUBSCRIBER = "subscriber"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller, as values: what every service checks permissions against."""
+
+    kind: PrincipalKind
+    id: int
+    role: Role
+    label: str
+    region_ids: tuple[int, ...] = ()
+
+    @property
+    def is_global(self) -> bool:
+        """HQ sees everything; every other role is bound to its regions."""
+        return self.role is Role.ADMIN
+
+    @property
+    def principal(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def scope(self) -> tuple[int, ...] | None:
+        """Region ids this actor is bound to; None means everywhere."""
+        return None if self.is_global else self.region_ids
+
+
+def issue_token(subject: str, *, secret: str, ttl: timedelta) -> str:
+    now = datetime.now(UTC)
+    return jwt.encode({"sub": subject, "iat": now, "exp": now + ttl}, secret, algorithm=JWT_ALGORITHM)
+
+
+def read_token(token: str, *, secret: str) -> str:
+    """The subject of a valid token.
+
+    Raises:
+        Unauthorized: expired, forged or malformed.
+    """
+    try:
+        claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["sub", "exp"]})
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from exc
+    return str(claims["sub"])
+
+
+
+# Accounts (a higher layer) registers how credentials become an Actor on
+# app.state.authenticate; the kernel only knows the signature.
+Authenticator = Callable[[Session, str | None, str | None], Actor]
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def current_actor(request: Request, session: SessionDep,
+                  token: Annotated[str | None, Depends(bearer_scheme)],
+                  api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor:
+    """The caller, from a bearer token or an X-API-Key; 401 without either."""
+    authenticate: Authenticator = request.app.state.authenticate
+    return authenticate(session, token, api_key)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def require_role(*roles: Role) -> Callable[[Actor], Actor]:
+    """A dependency admitting only the given roles (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(actor: ActorDep) -> Actor:
+        if actor.role not in allowed:
+            raise Forbidden(f"role {actor.role} may not do this", required=sorted(allowed))
+        return actor
+
+    return check

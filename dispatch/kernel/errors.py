@@ -1,0 +1,62 @@
+"""Domain errors: each carries the HTTP status and stable code it is rendered with."""
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose; `problems` renders it."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+    title = "Missing or bad credentials"
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    title = "State conflict"
+
+
+class InvalidInput(DomainError):
+    """Bad input found past schema validation; names the field at fault."""
+
+    status = 422
+    code = "validation_error"
+    title = "Invalid input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    code = "service_unavailable"
+    title = "A required service is down"
+
+
+class OutOfScope(Forbidden):
+    code = "out_of_scope"
+    title = "Outside your regions"

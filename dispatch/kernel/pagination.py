@@ -1,0 +1,52 @@
+"""Keyset pagination: `limit` and an opaque `cursor`, answered as `{items, next_cursor}`."""
+
+import base64
+import binascii
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+
+from dispatch.kernel.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class PageParams(BaseModel):
+    limit: int
+    after_id: int | None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor", "not a cursor this server issued") from exc
+    kind, _, value = raw.partition(":")
+    if kind != "id" or not value.isdigit():
+        raise InvalidInput("cursor", "not a cursor this server issued")
+    return int(value)
+
+
+def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> PageParams:
+    return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def page_of(items: list[T], params: PageParams) -> dict[str, object]:
+    """Wrap rows fetched with `limit + 1`: the extra row only says another page exists."""
+    more = len(items) > params.limit
+    items = items[: params.limit]
+    last = getattr(items[-1], "id", None) if items and more else None
+    return {"items": items, "next_cursor": encode_cursor(last) if last is not None else None}

@@ -1,0 +1,74 @@
+"""RFC 9457 problem details: the one place errors become HTTP responses."""
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dispatch.kernel.errors import DomainError
+
+PROBLEM_TYPE_BASE = "https://fieldpool.dev/problems/"
+log = structlog.get_logger()
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status,
+            "detail": detail, "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    # FastAPI prefixes the location with where the value came from ("body",
+    # "query"); clients want the field's own path, e.g. "location.lat".
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in {"body", "query", "path", "header", "form", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field_of(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "validation_error", "Invalid input", detail, errors=errors)
+
+
+def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+             413: "too_large", 429: "rate_limited"}
+    response = problem(exc.status_code, codes.get(exc.status_code, "http_error"),
+                       str(exc.detail), str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path)
+    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it was logged")
+
+
+def install(app: FastAPI) -> None:
+    """Render every error the app can raise as problem JSON."""
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+def problem_docs(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the domain errors an endpoint may raise."""
+    docs: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = docs.setdefault(err.status, {"description": "", "content": {"application/problem+json": {}}})
+        entry["description"] = " / ".join(filter(None, [entry["description"], f"`{err.code}`: {err.title}"]))
+    return docs

@@ -1,0 +1,50 @@
+"""Process-wide settings, read from the environment (and `.env`) once, never at import."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a private deployment configures, as environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # rq does not run on Redis Cluster while the pool and the live index will,
+    # so the queues get their own URL.
+    redis_queue_url: str | None = None
+    secret_key: str = Field(default="dev-only-change-me-in-production-0123456789", min_length=32)
+    token_ttl_min: int = 12 * 60
+    timezone: str = "Asia/Shanghai"
+    media_dir: Path = Path("var/media")
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_media_bytes: int = 20 * 1024 * 1024
+    demo_password: str = Field(default="demo", validation_alias="FIELDPOOL_DEMO_PASSWORD")
+    log_json: bool = True
+    log_level: str = "INFO"
+    sql_echo: bool = False
+    db_pool_size: int = 10
+
+    @property
+    def queue_url(self) -> str:
+        return self.redis_queue_url or self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the running app was created with (tests pass their own)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]

@@ -1,0 +1,10 @@
+"""Every model module, imported so that the metadata Alembic compares against is complete."""
+
+import dispatch.accounts.models
+import dispatch.tickets.models
+import geo.models
+import technicians.models
+from dispatch.kernel.db import Base
+
+MODEL_MODULES = (dispatch.accounts.models, dispatch.tickets.models, geo.models, technicians.models)
+target_metadata = Base.metadata

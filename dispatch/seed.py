@@ -1,0 +1,90 @@
+"""`fieldpool seed demo`: the demo city from fixtures/, loaded idempotently."""
+
+import csv
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatch.accounts.service import create_user, find_user
+from dispatch.kernel.auth import Actor, PrincipalKind, Role
+from dispatch.tickets.models import TicketType
+from dispatch.tickets.schemas import TicketTypeCreate
+from dispatch.tickets.service import create_type
+from geo import regions
+from geo.latlng import LatLng
+from geo.models import Region, RegionKind
+from technicians.service import create_technician
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SEEDER = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="seed")
+
+
+def _region(session: Session, code: str, **fields: Any) -> Region:
+    existing = session.scalar(select(Region).where(Region.code == code))
+    return existing or regions.create_region(session, code=code, **fields)
+
+
+def _load_regions(session: Session, fixtures: Path) -> dict[str, Region]:
+    tree = yaml.safe_load((fixtures / "regions.yaml").read_text(encoding="utf-8"))
+    company = _region(session, tree["company"]["code"], name=tree["company"]["name"], kind=RegionKind.COMPANY)
+    by_code = {company.code: company}
+    for branch in tree["branches"]:
+        by_code[branch["code"]] = _region(session, branch["code"], name=branch["name"], kind=RegionKind.BRANCH,
+                                          parent_id=company.id)
+    grids = json.loads((fixtures / "grids.geojson").read_text(encoding="utf-8"))
+    for feature in grids["features"]:
+        props = feature["properties"]
+        by_code[props["code"]] = _region(session, props["code"], name=props["name"], kind=RegionKind.GRID,
+                                         parent_id=by_code[props["branch"]].id, boundary=feature["geometry"])
+    return by_code
+
+
+def _load_types(session: Session, fixtures: Path) -> int:
+    added = 0
+    for raw in yaml.safe_load((fixtures / "ticket_types.yaml").read_text(encoding="utf-8")):
+        if session.get(TicketType, raw["code"]) is None:
+            create_type(session, body=TicketTypeCreate.model_validate(raw))
+            added += 1
+    return added
+
+
+def _load_users(session: Session, fixtures: Path, by_code: dict[str, Region], password: str) -> int:
+    added = 0
+    for raw in yaml.safe_load((fixtures / "users.yaml").read_text(encoding="utf-8")):
+        if find_user(session, raw["username"]) is None:
+            region_ids = [] if raw["role"] == Role.ADMIN else [by_code[c].id for c in raw["regions"]]
+            create_user(session, username=raw["username"], password=password, role=Role(raw["role"]),
+                        name=raw["name"], region_ids=region_ids)
+            added += 1
+    return added
+
+
+def _load_technicians(session: Session, fixtures: Path, by_code: dict[str, Region], password: str) -> int:
+    added = 0
+    with (fixtures / "technicians.csv").open(encoding="utf-8", newline="") as rows:
+        for row in csv.DictReader(rows):
+            if find_user(session, row["username"]) is not None:
+                continue
+            create_technician(session, actor=SEEDER, name=row["name"], phone=row["phone"],
+                              username=row["username"], password=password,
+                              skills=[s for s in row["skills"].split(";") if s],
+                              region_id=by_code[row["branch"]].id, max_active=int(row["max_active"]),
+                              home=LatLng(float(Decimal(row["home_lat"])), float(Decimal(row["home_lng"]))))
+            added += 1
+    return added
+
+
+def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> dict[str, int]:
+    """Load the demo city; running it again adds only what is missing."""
+    by_code = _load_regions(session, fixtures)
+    return {
+        "regions": len(by_code),
+        "ticket_types_added": _load_types(session, fixtures),
+        "users_added": _load_users(session, fixtures, by_code, password),
+        "technicians_added": _load_technicians(session, fixtures, by_code, password),
+    }

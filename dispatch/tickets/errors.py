@@ -1,0 +1,48 @@
+from dispatch.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+
+class TicketNotFound(NotFound):
+    code = "ticket_not_found"
+    title = "No such ticket"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Not allowed in the ticket's current state"
+
+
+class AlreadyTaken(Conflict):
+    code = "already_taken"
+    title = "Another technician already took this ticket"
+
+
+class LimitReached(Conflict):
+    code = "limit_reached"
+    title = "You already hold as many active tickets as you may"
+
+
+class ConcurrentChange(Conflict):
+    code = "concurrent_change"
+    title = "The ticket changed meanwhile; reload and retry"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
+class NotYourTicket(Forbidden):
+    code = "not_your_ticket"
+    title = "This ticket is held by someone else"
+
+
+class TooLarge(InvalidInput):
+    status = 413
+    code = "too_large"
+    title = "The file is larger than allowed"
+
+
+class UnsupportedMedia(InvalidInput):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Only photos, voice and video can be attached"

@@ -1,0 +1,123 @@
+"""The ticket state machine: which action leads where, applied as a compare-and-set."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dispatch.kernel.auth import Actor
+from dispatch.tickets.errors import AlreadyTaken, ConcurrentChange, InvalidTransition
+from dispatch.tickets.models import Ticket, TicketEvent, TicketState
+from geo.latlng import LatLng
+from geo.points import to_wkb
+
+S = TicketState
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    MERGE = "merge"
+    GRAB = "grab"
+    ASSIGN = "assign"
+    REASSIGN = "reassign"
+    RELEASE = "release"
+    ARRIVE = "arrive"
+    COMPLETE = "complete"
+    FOLLOWUP = "followup"
+    INVALIDATE = "invalidate"
+    RETYPE = "retype"
+    TIME_OUT = "time_out"
+
+
+OPEN_STATES = frozenset({S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.AWAITING_FOLLOWUP})
+GRABBABLE = frozenset({S.PENDING, S.TIMED_OUT})
+
+NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
+    (S.PENDING, Action.GRAB): S.ACCEPTED,
+    (S.TIMED_OUT, Action.GRAB): S.ACCEPTED,
+    (S.PENDING, Action.ASSIGN): S.ACCEPTED,
+    (S.TIMED_OUT, Action.ASSIGN): S.ACCEPTED,
+    (S.ACCEPTED, Action.REASSIGN): S.ACCEPTED,
+    (S.ACCEPTED, Action.RELEASE): S.PENDING,
+    (S.ACCEPTED, Action.ARRIVE): S.ACCEPTED,
+    (S.ACCEPTED, Action.COMPLETE): S.AWAITING_FOLLOWUP,
+    (S.AWAITING_FOLLOWUP, Action.FOLLOWUP): S.COMPLETED,
+    (S.PENDING, Action.INVALIDATE): S.INVALID,
+    (S.TIMED_OUT, Action.INVALIDATE): S.INVALID,
+    (S.ACCEPTED, Action.INVALIDATE): S.INVALID,
+    (S.PENDING, Action.TIME_OUT): S.TIMED_OUT,
+    **{(state, Action.RETYPE): state for state in OPEN_STATES},
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One applied transition, for callers that react after commit (feeds, pool, records)."""
+
+    ticket_id: int
+    action: Action
+    from_state: TicketState
+    to_state: TicketState
+    at: datetime
+
+
+def target_state(ticket: Ticket, action: Action) -> TicketState:
+    """Raises: InvalidTransition."""
+    to_state = NEXT_STATE.get((ticket.state, action))
+    if to_state is None:
+        raise InvalidTransition(f"cannot {action} a {ticket.state} ticket ({ticket.number})",
+                                state=ticket.state)
+    return to_state
+
+
+def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor, note: str | None = None,
+               technician_id: int | None = None, location: LatLng | None = None,
+               changes: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Step:
+    """Apply one lifecycle action and append its event in the same transaction.
+
+    Raises:
+        InvalidTransition: the action is not allowed from the current state.
+        AlreadyTaken: a grab or assign lost the race for a grabbable ticket.
+        ConcurrentChange: another writer changed the ticket first.
+    """
+    from_state = ticket.state
+    to_state = target_state(ticket, action)
+    now = datetime.now(UTC)
+    values = {**(changes or {}), "state": to_state, "version": ticket.version + 1, "updated_at": now}
+    # Compare-and-set on version rather than SELECT ... FOR UPDATE: no lock is
+    # held while deciding, and the loser of a race matches no row.
+    won = session.execute(
+        update(Ticket).where(Ticket.id == ticket.id, Ticket.version == ticket.version).values(**values)
+        .returning(Ticket.id).execution_options(synchronize_session="evaluate")
+    ).first()
+    if won is None:
+        _raise_lost_race(session, ticket, action)
+    session.add(TicketEvent(
+        ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role, action=action,
+        from_state=from_state, to_state=to_state, technician_id=technician_id, note=note,
+        location=to_wkb(location) if location else None, data=data or {},
+    ))
+    session.flush()
+    return Step(ticket_id=ticket.id, action=action, from_state=from_state, to_state=to_state, at=now)
+
+
+def _raise_lost_race(session: Session, ticket: Ticket, action: Action) -> None:
+    # READ COMMITTED: this fresh statement sees the winner's committed row.
+    current = session.execute(select(Ticket.state).where(Ticket.id == ticket.id)).scalar_one()
+    if action in {Action.GRAB, Action.ASSIGN} and current not in GRABBABLE:
+        raise AlreadyTaken(f"ticket {ticket.number} was taken meanwhile", state=current)
+    if NEXT_STATE.get((TicketState(current), action)) is None:
+        raise InvalidTransition(f"cannot {action} a {current} ticket ({ticket.number})", state=current)
+    raise ConcurrentChange(f"ticket {ticket.number} changed meanwhile", state=current)
+
+
+def record(session: Session, ticket: Ticket, *, action: Action, actor: Actor, note: str | None = None,
+           data: dict[str, Any] | None = None) -> None:
+    """Append an event that changes no state (intake, a merged duplicate)."""
+    session.add(TicketEvent(ticket_id=ticket.id, actor=actor.label, actor_role=actor.role, action=action,
+                            from_state=None if action is Action.CREATE else ticket.state,
+                            to_state=ticket.state, note=note, data=data or {}))
+    session.flush()

@@ -1,0 +1,170 @@
+"""Ticket types, tickets, their append-only events, attachments and intake bookkeeping."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dispatch.kernel.db import Base
+
+
+class TicketState(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    AWAITING_FOLLOWUP = "awaiting_followup"
+    COMPLETED = "completed"
+    TIMED_OUT = "timed_out"
+    INVALID = "invalid"
+
+
+class TicketKind(StrEnum):
+    FAULT = "fault"
+    INSTALLATION = "installation"
+    RELOCATION = "relocation"
+    REMOVAL = "removal"
+
+
+class Source(StrEnum):
+    WECHAT = "wechat"
+    PHONE = "phone"
+    COUNTER = "counter"
+    API = "api"
+
+
+class TicketType(Base):
+    __tablename__ = "ticket_type"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[TicketKind] = mapped_column(String(16), default=TicketKind.FAULT)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
+    standard_hours: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    piece_rate: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    response_sla_min: Mapped[int] = mapped_column(Integer)
+    resolution_sla_min: Mapped[int] = mapped_column(Integer)
+    tips: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        Index("ix_ticket_state_region", "state", "region_id"),
+        Index("ix_ticket_open_by_subscriber", "subscriber_id", "type_code",
+              postgresql_where="state NOT IN ('completed', 'invalid')"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    type_code: Mapped[str] = mapped_column(ForeignKey("ticket_type.code"))
+    state: Mapped[TicketState] = mapped_column(String(20), default=TicketState.PENDING)
+    # The fence for optimistic concurrency: every transition is a
+    # compare-and-set on it, so a lost race matches no row instead of overwriting.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    source: Mapped[Source] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    location: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
+    h3: Mapped[str] = mapped_column(String(16), index=True)
+    address: Mapped[str | None] = mapped_column(String(300))
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id"), index=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), index=True)
+    outside_area: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_name: Mapped[str] = mapped_column(String(100))
+    contact_phone: Mapped[str] = mapped_column(String(32))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscriber.id"))
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("technician.id"), index=True)
+    attachment_refs: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    completion_note: Mapped[str | None] = mapped_column(Text)
+    materials: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    followup_comment: Mapped[str | None] = mapped_column(Text)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    response_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolution_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    timed_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    invalidated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    events: Mapped[list["TicketEvent"]] = relationship(lazy="raise", order_by="TicketEvent.id")
+
+
+class TicketEvent(Base):
+    """One row per transition; never updated or deleted (a trigger refuses both)."""
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(20))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("technician.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[WKBElement | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(200), unique=True)
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TicketCounter(Base):
+    """The last ticket number handed out per branch and local day."""
+
+    __tablename__ = "ticket_counter"
+
+    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)

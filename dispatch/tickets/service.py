@@ -1,0 +1,376 @@
+"""Intake and every lifecycle verb of a ticket, in the domain's words."""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from dispatch.accounts.models import Subscriber
+from dispatch.accounts.service import subscriber_by_phone
+from dispatch.kernel.auth import Actor, Role
+from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
+from dispatch.tickets import queries
+from dispatch.tickets.errors import (
+    AlreadyTaken,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    LimitReached,
+    NotYourTicket,
+    TicketNotFound,
+)
+from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, transition
+from dispatch.tickets.models import (
+    IdempotencyKey,
+    Source,
+    Ticket,
+    TicketCounter,
+    TicketEvent,
+    TicketState,
+    TicketType,
+)
+from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
+from geo import crs, hexgrid, regions
+from geo.latlng import LatLng
+from geo.points import to_wkb
+from technicians.models import Technician
+from technicians.service import get_technician, technician_of
+
+INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
+MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
+FOLLOWUP_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER})
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+DEFAULT_SOURCE = {Role.SUBSCRIBER: Source.WECHAT, Role.API: Source.API}
+
+
+@dataclass(frozen=True)
+class Intake:
+    ticket: Ticket
+    created: bool
+    merged: bool = False
+
+
+def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
+    if actor.role not in roles:
+        raise Forbidden(f"a {actor.role} may not {doing}", required=sorted(roles))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- ticket types ---------------------------------------------------------
+
+def get_type(session: Session, code: str, *, field: str = "type_code") -> TicketType:
+    """Raises: InvalidInput (unknown or retired type, named by `field`)."""
+    ticket_type = session.get(TicketType, code)
+    if ticket_type is None or not ticket_type.active:
+        raise InvalidInput(field, f"unknown ticket type {code!r}")
+    return ticket_type
+
+
+def list_types(session: Session, *, include_inactive: bool = False) -> list[TicketType]:
+    query = select(TicketType).order_by(TicketType.code)
+    return list(session.scalars(query if include_inactive else query.where(TicketType.active)))
+
+
+def create_type(session: Session, *, body: TicketTypeCreate) -> TicketType:
+    """Raises: InvalidInput (code taken)."""
+    if session.get(TicketType, body.code) is not None:
+        raise InvalidInput("code", f"ticket type {body.code!r} exists already")
+    ticket_type = TicketType(**body.model_dump())
+    session.add(ticket_type)
+    session.flush()
+    return ticket_type
+
+
+def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> TicketType:
+    """Raises: NotFound."""
+    ticket_type = session.get(TicketType, code)
+    if ticket_type is None:
+        raise NotFound(f"ticket type {code!r} does not exist")
+    for name, value in body.model_dump(exclude_unset=True).items():
+        setattr(ticket_type, name, value)
+    session.flush()
+    return ticket_type
+
+
+# --- intake -----------------------------------------------------------------
+
+def _request_hash(body: TicketCreate) -> str:
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def _claim_idempotency_key(session: Session, actor: Actor, key: str, request_hash: str) -> IdempotencyKey | None:
+    """The claimed key row, or None when an earlier request within the window owns the key.
+
+    A concurrent request with the same key blocks on the unique index until
+    the first commits, then sees its row: never a second ticket.
+    """
+    stmt = insert(IdempotencyKey).values(principal=actor.principal, key=key, request_hash=request_hash)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[IdempotencyKey.principal, IdempotencyKey.key],
+        set_={"request_hash": request_hash, "ticket_id": None, "created_at": func.now()},
+        where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
+    ).returning(IdempotencyKey.id)
+    claimed = session.execute(stmt).scalar()
+    return session.get(IdempotencyKey, claimed) if claimed is not None else None
+
+
+def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Ticket:
+    earlier = session.scalars(select(IdempotencyKey).where(
+        IdempotencyKey.principal == actor.principal, IdempotencyKey.key == key)).one()
+    if earlier.request_hash != request_hash or earlier.ticket_id is None:
+        raise IdempotencyKeyReused("Idempotency-Key", "this key was sent before with a different body")
+    return session.get_one(Ticket, earlier.ticket_id)
+
+
+def _subscriber_for(session: Session, actor: Actor, body: TicketCreate) -> Subscriber:
+    # The subscriber row is locked so that two identical reports arriving
+    # together merge instead of both seeing "no open ticket".
+    subscriber_id = actor.id if actor.role is Role.SUBSCRIBER else \
+        subscriber_by_phone(session, phone=body.contact.phone, name=body.contact.name).id
+    return session.scalars(select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()).one()
+
+
+def _next_number(session: Session, *, branch_id: int, branch_code: str, now: datetime, tz: str) -> str:
+    day = now.astimezone(ZoneInfo(tz)).date()
+    stmt = insert(TicketCounter).values(branch_id=branch_id, day=day, last=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[TicketCounter.branch_id, TicketCounter.day],
+                                      set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
+    seq = session.execute(stmt).scalar_one()
+    return f"{branch_code}-{day:%Y%m%d}-{seq:04d}"
+
+
+def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str,
+                  idempotency_key: str | None = None) -> Intake:
+    """Take in a fault report: normalise, place, merge a duplicate or number a new ticket.
+
+    Raises:
+        Forbidden: the caller's role may not report.
+        OutOfScope: the point lies in a region outside the caller's.
+        InvalidInput: unknown ticket type.
+        IdempotencyKeyReused: the key came before with another body.
+    """
+    _require(actor, INTAKE_ROLES, "report a fault")
+    ticket_type = get_type(session, body.type_code)
+    key_row = None
+    if idempotency_key is not None:
+        request_hash = _request_hash(body)
+        key_row = _claim_idempotency_key(session, actor, idempotency_key, request_hash)
+        if key_row is None:
+            return Intake(ticket=_replay(session, actor, idempotency_key, request_hash), created=False)
+    point = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
+    placement = regions.place(session, point)
+    if actor.scope is not None and actor.role is not Role.SUBSCRIBER \
+            and not regions.covers_any(placement.grid_id, actor.scope, session):
+        raise OutOfScope("the reported location lies outside your regions")
+    subscriber = _subscriber_for(session, actor, body)
+    intake = _merge_duplicate(session, actor=actor, subscriber=subscriber, body=body)
+    if intake is None:
+        intake = Intake(ticket=_new_ticket(session, actor=actor, body=body, ticket_type=ticket_type,
+                                           point=point, placement=placement, subscriber=subscriber, tz=tz),
+                        created=True)
+    if key_row is not None:
+        key_row.ticket_id = intake.ticket.id
+        session.flush()
+    return intake
+
+
+def _merge_duplicate(session: Session, *, actor: Actor, subscriber: Subscriber, body: TicketCreate) -> Intake | None:
+    open_ticket = session.scalars(select(Ticket).where(
+        Ticket.subscriber_id == subscriber.id, Ticket.type_code == body.type_code,
+        Ticket.state.in_(OPEN_STATES)).order_by(Ticket.id).limit(1)).first()
+    if open_ticket is None:
+        return None
+    record(session, open_ticket, action=Action.MERGE, actor=actor, note=body.description,
+           data={"contact_phone": body.contact.phone, "attachments": body.attachments})
+    return Intake(ticket=open_ticket, created=False, merged=True)
+
+
+def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TicketType, point: LatLng,
+                placement: regions.Placement, subscriber: Subscriber, tz: str) -> Ticket:
+    now = _now()
+    branch = regions.get_region(session, placement.branch_id)
+    ticket = Ticket(
+        number=_next_number(session, branch_id=branch.id, branch_code=branch.code, now=now, tz=tz),
+        type_code=ticket_type.code, state=TicketState.PENDING, version=1,
+        source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
+        location=to_wkb(point), h3=hexgrid.cell_of(point), address=body.address,
+        region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
+        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber.id,
+        attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
+        response_due_at=now + timedelta(minutes=ticket_type.response_sla_min),
+        resolution_due_at=now + timedelta(minutes=ticket_type.resolution_sla_min),
+    )
+    session.add(ticket)
+    session.flush()
+    record(session, ticket, action=Action.CREATE, actor=actor,
+           note="outside every grid: placed in the nearest" if placement.outside_area else None)
+    return ticket
+
+
+# --- reads ------------------------------------------------------------------
+
+def get_ticket(session: Session, ticket_id: int, *, actor: Actor) -> Ticket:
+    """Raises: TicketNotFound (also when outside the caller's scope: existence must not leak)."""
+    ticket = session.scalars(select(Ticket).where(Ticket.id == ticket_id, queries.visible_to(actor))).first()
+    if ticket is None:
+        raise TicketNotFound(f"ticket {ticket_id} does not exist")
+    return ticket
+
+
+def list_tickets(session: Session, *, actor: Actor, limit: int, after_id: int | None,
+                 **filters: Any) -> list[Ticket]:
+    return list(session.scalars(queries.ticket_list(actor, limit=limit, after_id=after_id, **filters)))
+
+
+def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:
+    return list(session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+                                .order_by(TicketEvent.id)))
+
+
+# --- lifecycle verbs -------------------------------------------------------------
+
+def _active_count(session: Session, technician_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Ticket).where(
+        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
+
+
+def grab(session: Session, *, ticket_id: int, technician: Technician, actor: Actor) -> Ticket:
+    """Claim a pooled ticket for the calling technician; exactly one caller wins.
+
+    Raises:
+        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition.
+    """
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise TicketNotFound(f"ticket {ticket_id} does not exist")
+    if ticket.technician_id == technician.id and ticket.state is TicketState.ACCEPTED:
+        return ticket  # a resent grab of the winner: never tell the winner it lost
+    if not regions.covers_any(ticket.region_id, (technician.region_id,), session):
+        raise OutOfScope(f"ticket {ticket.number} is outside your grab scope")
+    if ticket.state not in GRABBABLE:
+        if ticket.state in {TicketState.ACCEPTED, TicketState.AWAITING_FOLLOWUP, TicketState.COMPLETED}:
+            raise AlreadyTaken(f"ticket {ticket.number} is already taken", state=ticket.state)
+        raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
+    # Lock the technician so that two grabs by one person cannot both pass the limit.
+    session.execute(select(Technician.id).where(Technician.id == technician.id).with_for_update())
+    if _active_count(session, technician.id) >= technician.max_active:
+        raise LimitReached(f"you hold {technician.max_active} active tickets already",
+                           max_active=technician.max_active)
+    transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
+               changes={"technician_id": technician.id, "accepted_at": _now()})
+    return ticket
+
+
+def assign(session: Session, *, ticket: Ticket, technician_id: int, actor: Actor, note: str | None) -> Step:
+    """Force-assign a pending or timed-out ticket, or reassign an accepted one.
+
+    Raises:
+        Forbidden, InvalidInput (technician unknown in the caller's regions), InvalidTransition, AlreadyTaken.
+    """
+    _require(actor, MANAGERS, "assign tickets")
+    try:
+        technician = get_technician(session, technician_id, scope=actor.scope)
+    except NotFound as exc:
+        raise InvalidInput("technician_id", f"no technician {technician_id} in your regions") from exc
+    if not technician.active:
+        raise InvalidInput("technician_id", f"technician {technician.name} is deactivated")
+    reassign = ticket.state is TicketState.ACCEPTED
+    if reassign and ticket.technician_id == technician.id:
+        raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
+    return transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
+                      note=note, technician_id=technician.id,
+                      changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
+                      data={"previous_technician_id": ticket.technician_id} if reassign else None)
+
+
+def _require_holder(session: Session, ticket: Ticket, actor: Actor) -> Technician:
+    technician = technician_of(session, actor)
+    if ticket.technician_id != technician.id:
+        raise NotYourTicket(f"ticket {ticket.number} is not assigned to you")
+    return technician
+
+
+def release(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> Step:
+    """Hand an accepted ticket back to the pool (its technician, or a dispatcher).
+
+    Raises: NotYourTicket, Forbidden, InvalidTransition.
+    """
+    if actor.role is Role.TECHNICIAN:
+        _require_holder(session, ticket, actor)
+    else:
+        _require(actor, MANAGERS, "release tickets")
+    return transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason,
+                      technician_id=ticket.technician_id,
+                      changes={"technician_id": None, "accepted_at": None, "arrived_at": None})
+
+
+def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) -> Step:
+    """Check in on site with the phone's position.
+
+    Raises: NotYourTicket, NotATechnician, InvalidTransition (not accepted, or arrived already).
+    """
+    technician = _require_holder(session, ticket, actor)
+    if ticket.arrived_at is not None and ticket.state is TicketState.ACCEPTED:
+        raise InvalidTransition(f"already arrived at {ticket.arrived_at.isoformat()}", state=ticket.state)
+    return transition(session, ticket, action=Action.ARRIVE, actor=actor, technician_id=technician.id,
+                      location=location, changes={"arrived_at": _now()})
+
+
+def complete(session: Session, *, ticket: Ticket, actor: Actor, body: CompleteBody) -> Step:
+    """Finish the work on site; the ticket then waits for the follow-up.
+
+    Raises: NotYourTicket, NotATechnician, InvalidTransition.
+    """
+    technician = _require_holder(session, ticket, actor)
+    materials = [{"sku": m.sku, "qty": str(m.qty)} for m in body.materials]
+    return transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
+                      note=body.note, data={"materials": materials, "photos": body.photos},
+                      changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
+                               "attachment_refs": [*ticket.attachment_refs, *body.photos]})
+
+
+def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None) -> Step:
+    """Record the subscriber's rating (by the subscriber or from a clerk's call); closes the ticket.
+
+    Raises: Forbidden, InvalidTransition.
+    """
+    _require(actor, FOLLOWUP_ROLES, "record a follow-up")
+    return transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
+                      data={"satisfaction": satisfaction},
+                      changes={"satisfaction": satisfaction, "followup_comment": comment, "closed_at": _now()})
+
+
+def invalidate(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> Step:
+    """Mark a fake or duplicate report invalid.
+
+    Raises: Forbidden, InvalidTransition.
+    """
+    _require(actor, MANAGERS, "invalidate tickets")
+    return transition(session, ticket, action=Action.INVALIDATE, actor=actor, note=reason,
+                      changes={"invalid_reason": reason, "invalidated_at": _now()})
+
+
+def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) -> Step:
+    """Change a ticket's type; its SLA due times follow the new type.
+
+    Raises: Forbidden, InvalidInput, InvalidTransition.
+    """
+    _require(actor, MANAGERS, "change a ticket's type")
+    new_type = get_type(session, type_code)
+    if new_type.code == ticket.type_code:
+        raise InvalidInput("type_code", f"the ticket is a {type_code} already")
+    return transition(session, ticket, action=Action.RETYPE, actor=actor,
+                      data={"from": ticket.type_code, "to": new_type.code},
+                      note=f"{ticket.type_code} → {new_type.code}",
+                      changes={"type_code": new_type.code,
+                               "response_due_at": ticket.created_at + timedelta(minutes=new_type.response_sla_min),
+                               "resolution_due_at":
+                                   ticket.created_at + timedelta(minutes=new_type.resolution_sla_min)})
+

@@ -1,0 +1,66 @@
+"""The technician registry."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatch.accounts import service as accounts
+from dispatch.kernel.auth import Actor, Role
+from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
+from geo import regions
+from geo.latlng import LatLng
+from geo.points import to_wkb
+from technicians.errors import NotATechnician
+from technicians.models import Technician
+
+
+def create_technician(session: Session, *, actor: Actor, name: str, phone: str, username: str, password: str,
+                      skills: list[str], region_id: int, max_active: int = 5,
+                      home: LatLng | None = None) -> Technician:
+    """Register a technician with their phone log-in, bound to a region they may grab in.
+
+    Raises:
+        InvalidInput: unknown region or taken username.
+        Forbidden: the region is outside the caller's scope.
+    """
+    if session.get(regions.Region, region_id) is None:
+        raise InvalidInput("region_id", f"region {region_id} does not exist")
+    if actor.scope is not None and not regions.covers_any(region_id, actor.scope, session):
+        raise OutOfScope(f"region {region_id} is outside your regions")
+    user = accounts.create_user(session, username=username, password=password, role=Role.TECHNICIAN,
+                                name=name, region_ids=[region_id])
+    technician = Technician(user_id=user.id, name=name, phone=phone, skills=sorted(set(skills)),
+                            region_id=region_id, max_active=max_active,
+                            home=to_wkb(home) if home else None)
+    session.add(technician)
+    session.flush()
+    return technician
+
+
+def get_technician(session: Session, technician_id: int, *, scope: tuple[int, ...] | None) -> Technician:
+    """Raises: NotFound (also when outside the caller's scope)."""
+    technician = session.scalar(select(Technician).where(
+        Technician.id == technician_id, regions.within(Technician.region_id, scope)))
+    if technician is None:
+        raise NotFound(f"technician {technician_id} does not exist")
+    return technician
+
+
+def technician_of(session: Session, actor: Actor) -> Technician:
+    """The technician record behind a technician's log-in.
+
+    Raises:
+        NotATechnician: the caller is not a technician.
+    """
+    technician = session.scalar(select(Technician).where(Technician.user_id == actor.id)) \
+        if actor.role is Role.TECHNICIAN else None
+    if technician is None or not technician.active:
+        raise NotATechnician("this action is for technicians")
+    return technician
+
+
+def list_technicians(session: Session, *, scope: tuple[int, ...] | None, limit: int,
+                     after_id: int | None) -> list[Technician]:
+    query = select(Technician).where(regions.within(Technician.region_id, scope)).order_by(Technician.id)
+    if after_id is not None:
+        query = query.where(Technician.id > after_id)
+    return list(session.scalars(query.limit(limit)))
