@@ -7,7 +7,7 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dispatch.kernel.db import Base
+from dispatch.kernel.db import Base, str_enum
 
 
 class RegionKind(StrEnum):
@@ -22,7 +22,7 @@ class Region(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[RegionKind] = mapped_column(String(16))
+    kind: Mapped[RegionKind] = mapped_column(str_enum(RegionKind, 16))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"), index=True)
     # Materialised ancestry ("/1/4/9/"): a scope check is one indexed prefix
     # match instead of a recursive walk on every read.

@@ -6,7 +6,7 @@ from sqlalchemy import ARRAY, Boolean, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.kernel.auth import Role
-from dispatch.kernel.db import Base
+from dispatch.kernel.db import Base, str_enum
 
 
 class User(Base):
@@ -16,7 +16,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[Role] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(str_enum(Role, 16))
     region_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

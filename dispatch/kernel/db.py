@@ -3,11 +3,12 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, create_engine, text
+from sqlalchemy import DateTime, Enum, MetaData, create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -75,3 +76,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def str_enum(enum_type: type[StrEnum], length: int) -> Enum:
+    """A VARCHAR column that reads back as the StrEnum (a plain str would make `is` checks lie)."""
+    return Enum(enum_type, native_enum=False, create_constraint=False, length=length,
+                values_callable=lambda members: [m.value for m in members])

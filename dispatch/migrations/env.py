@@ -3,6 +3,8 @@
 from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
 
 from dispatch.migrations.metadata import target_metadata
 
@@ -17,15 +19,13 @@ def _include_object(obj: object, name: str | None, type_: str, reflected: bool, 
 
 
 def run_migrations_online() -> None:
-    connectable = config.attributes.get("connection") or create_engine(config.get_main_option("sqlalchemy.url"))
-    if hasattr(connectable, "connect"):
-        with connectable.connect() as connection:
-            _run(connection)
-    else:
-        _run(connectable)
+    # NullPool: a migration run must leave no pooled connection behind.
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=NullPool)
+    with engine.connect() as connection:
+        _run(connection)
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from dispatch.kernel.db import Base
+from dispatch.kernel.db import Base, str_enum
 
 
 class TicketState(StrEnum):
@@ -54,7 +54,7 @@ class TicketType(Base):
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[TicketKind] = mapped_column(String(16), default=TicketKind.FAULT)
+    kind: Mapped[TicketKind] = mapped_column(str_enum(TicketKind, 16), default=TicketKind.FAULT)
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list)
     standard_hours: Mapped[Decimal] = mapped_column(Numeric(6, 2))
     piece_rate: Mapped[Decimal] = mapped_column(Numeric(10, 2))
@@ -78,11 +78,11 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     type_code: Mapped[str] = mapped_column(ForeignKey("ticket_type.code"))
-    state: Mapped[TicketState] = mapped_column(String(20), default=TicketState.PENDING)
+    state: Mapped[TicketState] = mapped_column(str_enum(TicketState, 20), default=TicketState.PENDING)
     # The fence for optimistic concurrency: every transition is a
     # compare-and-set on it, so a lost race matches no row instead of overwriting.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    source: Mapped[Source] = mapped_column(String(16))
+    source: Mapped[Source] = mapped_column(str_enum(Source, 16))
     description: Mapped[str] = mapped_column(Text)
     location: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
     h3: Mapped[str] = mapped_column(String(16), index=True)

@@ -1,0 +1,155 @@
+"""Test set-up on real services: PostgreSQL+PostGIS and Redis, started by the project's own script.
+
+The test database is rebuilt with the real Alembic chain once per run and the
+demo city committed once; each `db` test then runs inside an outer transaction
+that is rolled back, so the app's commits only release savepoints.
+"""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from dispatch.app import create_app
+from dispatch.kernel.db import get_session
+from dispatch.kernel.settings import Settings
+from dispatch.migrations import runner
+from dispatch.seed import seed_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
+                                   "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_test")
+# A Redis database of its own, flushed around every test.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DEMO_PASSWORD = "demo-test-pw"
+# Tables written by tests that commit for real; the demo city is left in place.
+TRANSIENT_TABLES = "ticket_event, attachment, idempotency_key, ticket_counter, ticket, subscriber, api_key"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(database_url=TEST_DATABASE_URL, redis_url=TEST_REDIS_URL, log_json=False,
+                    log_level="WARNING", media_dir=tmp_path_factory.mktemp("media"),
+                    secret_key="test-secret-key-0123456789-0123456789-abcdef", db_pool_size=20)
+
+
+def _ensure_services() -> None:
+    env = {**os.environ, "TEST_DATABASE_URL": TEST_DATABASE_URL}
+    done = subprocess.run(["bash", str(ROOT / "scripts/ensure-services.sh")], env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.exit(f"PostgreSQL+PostGIS or Redis is not available:\n{done.stderr}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    _ensure_services()
+    engine = create_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    runner.upgrade(settings.database_url)
+    with Session(engine) as session, session.begin():
+        seed_demo(session, password=DEMO_PASSWORD)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    """A session whose work is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        yield session
+        session.close()
+        outer.rollback()
+
+
+@pytest.fixture
+def committed_db(engine: Engine) -> Iterator[Engine]:
+    """For races between connections: real commits, transient tables truncated afterwards."""
+    yield engine
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    client = Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def app(settings: Settings, db: Session, redis: Redis) -> FastAPI:
+    app = create_app(settings)
+
+    def test_session() -> Iterator[Session]:
+        with db.begin_nested():
+            yield db
+
+    app.dependency_overrides[get_session] = test_session
+    return app
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+_tokens: dict[str, str] = {}
+
+
+def log_in(client: TestClient | httpx.Client, username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+    """Authorization headers for a demo user (tokens cached: the demo users persist all run)."""
+    if username not in _tokens:
+        reply = client.post("/api/v1/auth/token", data={"username": username, "password": password})
+        assert reply.status_code == 200, reply.text
+        _tokens[username] = reply.json()["access_token"]
+    return {"Authorization": f"Bearer {_tokens[username]}"}
+
+
+@pytest.fixture
+def as_user(client: TestClient) -> Callable[[str], dict[str, str]]:
+    """`as_user("dispatcher.xl")` → headers for that demo user."""
+    return lambda username: log_in(client, username)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
+    """A real uvicorn serving the app on loopback, committing to the test database."""
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the live server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{config.port}"
+    server.should_exit = True
+    thread.join(timeout=10)
