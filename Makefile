@@ -46,7 +46,6 @@ run: seed ## install, migrate, seed, start the API and a worker
 	@echo "  Fieldpool on http://127.0.0.1:$(PORT)"
 	@echo "    API docs   http://127.0.0.1:$(PORT)/docs"
 	@echo "    readiness  http://127.0.0.1:$(PORT)/readyz"
-	@echo "    console    http://127.0.0.1:$(PORT)/console"
 	@echo "  demo log-ins (password: $(FIELDPOOL_DEMO_PASSWORD)):"
 	@echo "    admin, dispatcher.xl, clerk.xl, dispatcher.eh, payroll, tech01 … tech40"
 	@echo ""

@@ -1,10 +1,11 @@
 """The `fieldpool` command: serve, worker, db, seed, users."""
 
-import os
 from typing import Annotated
 
 import typer
 import uvicorn
+from redis import Redis
+from rq import Queue, Worker
 
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
@@ -33,9 +34,6 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="POR
 @app.command()
 def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: bool = False) -> None:
     """Run a background worker (rq) with the scheduler."""
-    from redis import Redis
-    from rq import Queue, Worker
-
     connection = Redis.from_url(get_settings().queue_url)
     names = queues or ["default"]
     Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
@@ -78,5 +76,4 @@ def users_create(username: str, role: Role,
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

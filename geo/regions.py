@@ -112,7 +112,7 @@ def place(session: Session, point: LatLng) -> Placement:
     return Placement(grid_id=nearest.id, branch_id=nearest.parent_id, outside_area=True)
 
 
-def subtree_ids(region_ids: tuple[int, ...]) -> Select[tuple[int]]:
+def subtree_ids(region_ids: tuple[int, ...]) -> Select[int]:
     """Ids of the given regions and of everything below them."""
     top = aliased(Region)
     return (select(Region.id)

@@ -58,12 +58,16 @@ def _ensure_services() -> None:
 def engine(settings: Settings) -> Iterator[Engine]:
     _ensure_services()
     engine = create_engine(settings.database_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    runner.upgrade(settings.database_url)
-    with Session(engine) as session, session.begin():
-        seed_demo(session, password=DEMO_PASSWORD)
-    yield engine
+    # Two test runs on one machine share the test database and Redis number:
+    # the second waits here for the first instead of dropping its schema.
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(hashtext('fieldpool test run'))"))
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        runner.upgrade(settings.database_url)
+        with Session(engine) as session, session.begin():
+            seed_demo(session, password=DEMO_PASSWORD)
+        yield engine
     engine.dispose()
 
 

@@ -25,7 +25,7 @@ def visible_to(actor: Actor) -> ColumnElement[bool]:
 
 def ticket_list(actor: Actor, *, state: TicketState | None, type_code: str | None, region_id: int | None,
                 technician_id: int | None, created_from: datetime | None, created_to: datetime | None,
-                after_id: int | None, limit: int) -> Select[tuple[Ticket]]:
+                after_id: int | None, limit: int) -> Select[Ticket]:
     """Newest first; keyset on id so a page never shifts while tickets arrive."""
     query = select(Ticket).where(visible_to(actor))
     if state is not None:

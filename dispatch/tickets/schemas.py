@@ -186,5 +186,6 @@ def ticket_read(ticket: Ticket, *, merged: bool = False) -> TicketRead:
 def event_read(event: TicketEvent) -> EventRead:
     point = from_wkb(event.location) if event.location is not None else None
     return EventRead(at=event.at, actor=event.actor, actor_role=event.actor_role, action=event.action,
-                     from_state=event.from_state, to_state=event.to_state, technician_id=event.technician_id,
+                     from_state=TicketState(event.from_state) if event.from_state else None,
+                     to_state=TicketState(event.to_state), technician_id=event.technician_id,
                      note=event.note, location=LocationRead(lat=point.lat, lng=point.lng) if point else None)

@@ -112,12 +112,12 @@ def _claim_idempotency_key(session: Session, actor: Actor, key: str, request_has
     the first commits, then sees its row: never a second ticket.
     """
     stmt = insert(IdempotencyKey).values(principal=actor.principal, key=key, request_hash=request_hash)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[IdempotencyKey.principal, IdempotencyKey.key],
         set_={"request_hash": request_hash, "ticket_id": None, "created_at": func.now()},
         where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
     ).returning(IdempotencyKey.id)
-    claimed = session.execute(stmt).scalar()
+    claimed = session.execute(upsert).scalar()
     return session.get(IdempotencyKey, claimed) if claimed is not None else None
 
 
@@ -140,9 +140,9 @@ def _subscriber_for(session: Session, actor: Actor, body: TicketCreate) -> Subsc
 def _next_number(session: Session, *, branch_id: int, branch_code: str, now: datetime, tz: str) -> str:
     day = now.astimezone(ZoneInfo(tz)).date()
     stmt = insert(TicketCounter).values(branch_id=branch_id, day=day, last=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[TicketCounter.branch_id, TicketCounter.day],
-                                      set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
-    seq = session.execute(stmt).scalar_one()
+    upsert = stmt.on_conflict_do_update(index_elements=[TicketCounter.branch_id, TicketCounter.day],
+                                        set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
+    seq = session.execute(upsert).scalar_one()
     return f"{branch_code}-{day:%Y%m%d}-{seq:04d}"
 
 

@@ -1,0 +1,74 @@
+"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor."""
+
+import os
+import socket
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from dispatch.migrations import runner
+from dispatch.seed import seed_demo
+from tests.bench.harness import measure, server, table
+
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
+PASSWORD = "bench"
+COUNT = int(os.environ.get("BENCH_REQUESTS", "2000"))
+
+
+def _prepare_database() -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS fieldpool_bench WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE fieldpool_bench"))
+    admin.dispose()
+    runner.upgrade(BENCH_URL)
+    engine = create_engine(BENCH_URL)
+    with Session(engine) as session, session.begin():
+        seed_demo(session, password=PASSWORD)
+    engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def healthz(client: httpx.Client, i: int) -> int:
+    return client.get("/healthz").status_code
+
+
+def create_ticket(client: httpx.Client, i: int) -> int:
+    # A distinct phone per request: every report is a new ticket, not a merge.
+    body = {"type_code": "broadband_fault", "description": f"bench report {i}",
+            "location": {"lat": 43.90 + (i % 70) / 1000, "lng": 116.03 + (i % 100) / 1000, "crs": "gcj02"},
+            "contact": {"name": "压测", "phone": f"139{i:08d}"}}
+    return client.post("/api/v1/tickets", json=body).status_code
+
+
+def read_ticket(client: httpx.Client, i: int) -> int:
+    return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
+
+
+def main() -> None:
+    _prepare_database()
+    port = _free_port()
+    env = {"DATABASE_URL": BENCH_URL, "REDIS_URL": "redis://127.0.0.1:6379/14", "LOG_LEVEL": "WARNING",
+           "DB_POOL_SIZE": "20"}
+    with server(env, port) as base:
+        token = httpx.post(f"{base}/api/v1/auth/token",
+                           data={"username": "dispatcher.xl", "password": PASSWORD}).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        measure("warm-up", base, {}, healthz, count=200)
+        floor = measure("no-op floor: GET /healthz", base, {}, healthz, count=COUNT)
+        figures = [floor,
+                   measure("intake: POST /api/v1/tickets", base, auth, create_ticket, count=COUNT),
+                   measure("read: GET /api/v1/tickets/{id}", base, auth, read_ticket, count=COUNT)]
+    print(f"\nFieldpool bench: {COUNT} requests each, 2 client processes x 8 threads, one uvicorn worker\n")
+    print(table(figures, floor))
+
+
+if __name__ == "__main__":
+    main()
