@@ -1,6 +1,7 @@
 """Region tree, grid placement and the region scope every read is filtered by."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from geoalchemy2.shape import from_shape
@@ -112,8 +113,13 @@ def place(session: Session, point: LatLng) -> Placement:
     return Placement(grid_id=nearest.id, branch_id=nearest.parent_id, outside_area=True)
 
 
+@lru_cache(maxsize=1024)
 def subtree_ids(region_ids: tuple[int, ...]) -> Select[int]:
-    """Ids of the given regions and of everything below them."""
+    """Ids of the given regions and of everything below them.
+
+    Cached: SQL constructs are immutable, and building this one on every
+    scoped read cost as much as running it.
+    """
     top = aliased(Region)
     return (select(Region.id)
             .join(top, Region.path.startswith(top.path))

@@ -347,7 +347,10 @@ ensure_pg_db() {
         die "cannot connect to database $PG_DB on $PG_WHERE as ${PG_USER:-$(id -un)} (${err%%$'\n'*}); check the privileges of that user"
     }
     if [[ -z $ext ]]; then
+        # A concurrent CREATE EXTENSION (another run, a migration) can win the
+        # race and make ours fail on the unique catalog key: re-check before failing.
         err=$(pg_psql "$PG_DB" -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS postgis' 2>&1) \
+            || [[ -n $(pg_psql "$PG_DB" -tAc "SELECT 1 FROM pg_extension WHERE extname = 'postgis'" 2>/dev/null) ]] \
             || die "cannot create the postgis extension in $PG_DB on $PG_WHERE (${err%%$'\n'*}); run as a superuser: psql -h ${PG_HOST:-localhost} -p $PG_PORT -d $PG_DB -c 'CREATE EXTENSION postgis'"
         ext=$(pg_psql "$PG_DB" -tAc "SELECT extversion FROM pg_extension WHERE extname = 'postgis'" 2>/dev/null)
         say "created extension postgis $ext in $PG_DB"

@@ -19,9 +19,12 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from dispatch.app import create_app
 from dispatch.kernel.db import get_session
@@ -46,6 +49,19 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
                     secret_key="test-secret-key-0123456789-0123456789-abcdef", db_pool_size=20)
 
 
+def _services_up(settings: Settings) -> bool:
+    try:
+        probe = create_engine(settings.database_url, poolclass=NullPool)
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        probe.dispose()
+        with Redis.from_url(settings.redis_url, socket_connect_timeout=1) as client:
+            client.ping()
+    except (OperationalError, RedisError):
+        return False
+    return True
+
+
 def _ensure_services() -> None:
     env = {**os.environ, "TEST_DATABASE_URL": TEST_DATABASE_URL}
     done = subprocess.run(["bash", str(ROOT / "scripts/ensure-services.sh")], env=env, capture_output=True,
@@ -56,7 +72,8 @@ def _ensure_services() -> None:
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
-    _ensure_services()
+    if not _services_up(settings):
+        _ensure_services()
     engine = create_engine(settings.database_url)
     # Two test runs on one machine share the test database and Redis number:
     # the second waits here for the first instead of dropping its schema.

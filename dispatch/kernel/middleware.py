@@ -45,6 +45,7 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(scope["method"], route).observe(elapsed)
-            if status >= 500:
-                log.error("request", method=scope["method"], path=scope["path"], status=status)
+            (log.error if status >= 500 else log.info)(
+                "request", method=scope["method"], path=scope["path"], route=route, status=status,
+                ms=round(elapsed * 1000, 1))
             structlog.contextvars.unbind_contextvars("request_id")
