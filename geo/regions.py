@@ -25,8 +25,18 @@ class Placement:
     """Where a point belongs: its grid (nearest one when outside all) and that grid's branch."""
 
     grid_id: int
+    grid_path: str
     branch_id: int
+    branch_code: str
     outside_area: bool
+
+    def lies_within(self, region_ids: tuple[int, ...]) -> bool:
+        return bool(path_ids(self.grid_path) & set(region_ids))
+
+
+def path_ids(path: str) -> set[int]:
+    """The region ids on a materialised path, the region itself included."""
+    return {int(part) for part in path.strip("/").split("/") if part}
 
 
 def get_region(session: Session, region_id: int) -> Region:
@@ -91,26 +101,27 @@ def place(session: Session, point: LatLng) -> Placement:
         NotFound: no grid exists at all.
     """
     pt = sql_point(point)
+    branch = aliased(Region)
+    columns = (Region.id, Region.path, branch.id.label("branch_id"), branch.code.label("branch_code"))
     grid = session.execute(
-        select(Region.id, Region.parent_id)
+        select(*columns).join(branch, branch.id == Region.parent_id)
         .where(Region.kind == RegionKind.GRID, func.ST_Covers(Region.boundary, pt))
         .order_by(Region.id).limit(1)
     ).first()
-    if grid is not None:
-        return Placement(grid_id=grid.id, branch_id=grid.parent_id, outside_area=False)
-    # KNN (<->) on the GiST index picks candidates in degrees; the final order
-    # is by true distance on the sphere, since a degree of longitude shrinks northwards.
-    candidates = (select(Region.id, Region.parent_id, Region.boundary)
-                  .where(Region.kind == RegionKind.GRID)
-                  .order_by(Region.boundary.op("<->")(pt)).limit(8).subquery())
-    nearest = session.execute(
-        select(candidates.c.id, candidates.c.parent_id)
-        .order_by(func.ST_Distance(func.geography(candidates.c.boundary), func.geography(pt)))
-        .limit(1)
-    ).first()
-    if nearest is None:
-        raise NotFound("no grid is defined yet: create regions first")
-    return Placement(grid_id=nearest.id, branch_id=nearest.parent_id, outside_area=True)
+    outside_area = grid is None
+    if grid is None:
+        # KNN (<->) on the GiST index picks candidates in degrees; the final order
+        # is by true distance on the sphere, since a degree of longitude shrinks northwards.
+        candidates = (select(Region.id).where(Region.kind == RegionKind.GRID)
+                      .order_by(Region.boundary.op("<->")(pt)).limit(8).scalar_subquery())
+        grid = session.execute(
+            select(*columns).join(branch, branch.id == Region.parent_id).where(Region.id.in_(candidates))
+            .order_by(func.ST_Distance(func.geography(Region.boundary), func.geography(pt)), Region.id).limit(1)
+        ).first()
+        if grid is None:
+            raise NotFound("no grid is defined yet: create regions first")
+    return Placement(grid_id=grid.id, grid_path=grid.path, branch_id=grid.branch_id,
+                     branch_code=grid.branch_code, outside_area=outside_area)
 
 
 @lru_cache(maxsize=1024)
@@ -135,14 +146,10 @@ def within(column: ColumnElement[int] | Any, region_ids: tuple[int, ...] | None)
     return column.in_(subtree_ids(region_ids))
 
 
-def ancestors_or_self(session: Session, region_id: int) -> list[int]:
-    path = session.scalar(select(Region.path).where(Region.id == region_id)) or ""
-    return [int(part) for part in path.strip("/").split("/") if part]
-
-
 def covers_any(region_id: int, region_ids: tuple[int, ...], session: Session) -> bool:
-    """True when `region_id` lies inside one of `region_ids` (values-only check for one object)."""
-    return bool(set(ancestors_or_self(session, region_id)) & set(region_ids))
+    """True when `region_id` lies inside one of `region_ids`."""
+    path = session.scalar(select(Region.path).where(Region.id == region_id)) or ""
+    return bool(path_ids(path) & set(region_ids))
 
 
 
@@ -150,7 +157,7 @@ def list_regions(session: Session, *, scope: tuple[int, ...] | None) -> list[Reg
     """The regions a caller may see: their subtrees and the ancestors leading to them."""
     query = select(Region).order_by(Region.path)
     if scope is not None:
-        ancestors = {int(p) for path in session.scalars(select(Region.path).where(Region.id.in_(scope)))
-                     for p in path.strip("/").split("/") if p}
+        ancestors = {i for path in session.scalars(select(Region.path).where(Region.id.in_(scope)))
+                     for i in path_ids(path)}
         query = query.where(within(Region.id, scope) | Region.id.in_(ancestors))
     return list(session.scalars(query))

@@ -181,12 +181,16 @@ def authenticator(secret: str) -> Authenticator:
     return authenticate
 
 
-def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> Subscriber:
-    """The subscriber with this phone, created on first contact; race-safe by the unique phone."""
-    session.execute(insert(Subscriber).values(phone=phone, name=name).on_conflict_do_nothing(
-        index_elements=[Subscriber.phone]))
-    subscriber = session.scalars(select(Subscriber).where(Subscriber.phone == phone)).one()
-    return subscriber
+def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> int:
+    """The id of the subscriber with this phone, created on first contact.
+
+    The upsert takes the row lock (held to commit) in the same statement, so
+    concurrent reports from one phone are serialised without a second query.
+    """
+    stmt = insert(Subscriber).values(phone=phone, name=name)
+    upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
+                                        set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)})
+    return session.execute(upsert.returning(Subscriber.id)).scalar_one()
 
 
 def is_staff(actor: Actor) -> bool:

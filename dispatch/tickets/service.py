@@ -129,12 +129,12 @@ def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Tick
     return session.get_one(Ticket, earlier.ticket_id)
 
 
-def _subscriber_for(session: Session, actor: Actor, body: TicketCreate) -> Subscriber:
-    # The subscriber row is locked so that two identical reports arriving
-    # together merge instead of both seeing "no open ticket".
-    subscriber_id = actor.id if actor.role is Role.SUBSCRIBER else \
-        subscriber_by_phone(session, phone=body.contact.phone, name=body.contact.name).id
-    return session.scalars(select(Subscriber).where(Subscriber.id == subscriber_id).with_for_update()).one()
+def _lock_subscriber(session: Session, actor: Actor, body: TicketCreate) -> int:
+    # The subscriber row stays locked until commit so that two identical
+    # reports arriving together merge instead of both seeing "no open ticket".
+    if actor.role is Role.SUBSCRIBER:
+        return session.execute(select(Subscriber.id).where(Subscriber.id == actor.id).with_for_update()).scalar_one()
+    return subscriber_by_phone(session, phone=body.contact.phone, name=body.contact.name)
 
 
 def _next_number(session: Session, *, branch_id: int, branch_code: str, now: datetime, tz: str) -> str:
@@ -166,14 +166,13 @@ def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str
             return Intake(ticket=_replay(session, actor, idempotency_key, request_hash), created=False)
     point = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
     placement = regions.place(session, point)
-    if actor.scope is not None and actor.role is not Role.SUBSCRIBER \
-            and not regions.covers_any(placement.grid_id, actor.scope, session):
+    if actor.scope is not None and actor.role is not Role.SUBSCRIBER and not placement.lies_within(actor.scope):
         raise OutOfScope("the reported location lies outside your regions")
-    subscriber = _subscriber_for(session, actor, body)
-    intake = _merge_duplicate(session, actor=actor, subscriber=subscriber, body=body)
+    subscriber_id = _lock_subscriber(session, actor, body)
+    intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, body=body)
     if intake is None:
         intake = Intake(ticket=_new_ticket(session, actor=actor, body=body, ticket_type=ticket_type,
-                                           point=point, placement=placement, subscriber=subscriber, tz=tz),
+                                           point=point, placement=placement, subscriber_id=subscriber_id, tz=tz),
                         created=True)
     if key_row is not None:
         key_row.ticket_id = intake.ticket.id
@@ -181,9 +180,9 @@ def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str
     return intake
 
 
-def _merge_duplicate(session: Session, *, actor: Actor, subscriber: Subscriber, body: TicketCreate) -> Intake | None:
+def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, body: TicketCreate) -> Intake | None:
     open_ticket = session.scalars(select(Ticket).where(
-        Ticket.subscriber_id == subscriber.id, Ticket.type_code == body.type_code,
+        Ticket.subscriber_id == subscriber_id, Ticket.type_code == body.type_code,
         Ticket.state.in_(OPEN_STATES)).order_by(Ticket.id).limit(1)).first()
     if open_ticket is None:
         return None
@@ -193,16 +192,16 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber: Subscriber, 
 
 
 def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TicketType, point: LatLng,
-                placement: regions.Placement, subscriber: Subscriber, tz: str) -> Ticket:
+                placement: regions.Placement, subscriber_id: int, tz: str) -> Ticket:
     now = _now()
-    branch = regions.get_region(session, placement.branch_id)
     ticket = Ticket(
-        number=_next_number(session, branch_id=branch.id, branch_code=branch.code, now=now, tz=tz),
+        number=_next_number(session, branch_id=placement.branch_id, branch_code=placement.branch_code, now=now,
+                            tz=tz),
         type_code=ticket_type.code, state=TicketState.PENDING, version=1,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point), address=body.address,
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
-        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber.id,
+        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber_id,
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
         response_due_at=now + timedelta(minutes=ticket_type.response_sla_min),
         resolution_due_at=now + timedelta(minutes=ticket_type.resolution_sla_min),
