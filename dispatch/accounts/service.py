@@ -160,8 +160,10 @@ def revoke_api_key(session: Session, *, key_id: int) -> ApiKey:
 
 
 def _actor_from_api_key(session: Session, secret: str) -> Actor:
-    parts = secret.split("_")
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1])) if len(parts) == 3 else None
+    # The random part may itself contain "_" (urlsafe base64): split off only the first two.
+    parts = secret.split("_", 2)
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1])) \
+        if len(parts) == 3 and parts[0] == API_KEY_PREFIX else None
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _digest(secret)):
         raise Unauthorized("invalid or revoked API key")
     return Actor(kind=PrincipalKind.API_KEY, id=key.id, role=Role.API, label=f"api:{key.name}",

@@ -7,6 +7,8 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dispatch.kernel.problems import unexpected
+
 REQUESTS = Counter("fieldpool_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("fieldpool_http_request_seconds", "HTTP request latency", ["method", "route"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
@@ -27,18 +29,26 @@ class RequestContext:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Caught here, inside the request context, so that the traceback is
+            # logged with the request id and the 500 carries it as a header.
+            log.exception("unhandled_error", method=scope["method"], path=scope["path"])
+            if response_started:
+                raise
+            await unexpected()(scope, receive, send_with_id)
         finally:
             # The route template, not the raw path: ids in paths would explode the label set.
             route = getattr(scope.get("route"), "path", "unmatched")

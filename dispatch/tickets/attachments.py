@@ -1,5 +1,6 @@
 """Photos, voice and video on a ticket: sniffed, size-capped, stored under the media directory."""
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -8,7 +9,7 @@ from typing import BinaryIO
 
 import filetype
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from dispatch.kernel.auth import Actor
 from dispatch.kernel.errors import NotFound
@@ -51,13 +52,14 @@ def store(session: Session, *, ticket: Ticket, actor: Actor, upload: BinaryIO, m
             while chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge("file", f"a {kind} file may be at most {limit // (1024 * 1024)} MB")
+                    raise TooLarge("file", f"{kind} files may be at most {limit / (1024 * 1024):.3g} MB")
                 digest.update(chunk)
                 out.write(chunk)
                 chunk = upload.read(CHUNK)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+        _remove_empty(target.parent)
     _remove_on_rollback(session, target)
     attachment = Attachment(ticket_id=ticket.id, kind=kind, content_type=mime, size=size,
                             sha256=digest.hexdigest(), storage_key=storage_key, uploaded_by=actor.label)
@@ -66,11 +68,25 @@ def store(session: Session, *, ticket: Ticket, actor: Actor, upload: BinaryIO, m
     return attachment
 
 
+def _remove_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: other attachments of the ticket live there
+        folder.rmdir()
+
+
 def _remove_on_rollback(session: Session, path: Path) -> None:
-    # The row and the file live or die together: a failed commit leaves no orphan file.
-    @event.listens_for(session, "after_soft_rollback", once=True)
-    def _discard(session: Session, previous_transaction: object) -> None:
-        path.unlink(missing_ok=True)
+    """The row and the file live or die together: a rolled-back upload leaves no orphan file."""
+    written_in = session.get_nested_transaction() or session.get_transaction()
+
+    def discard(session: Session, previous_transaction: SessionTransaction) -> None:
+        undone: SessionTransaction | None = written_in
+        while undone is not None and undone is not previous_transaction:
+            undone = undone.parent
+        if undone is not None:
+            path.unlink(missing_ok=True)
+            _remove_empty(path.parent)
+            event.remove(session, "after_soft_rollback", discard)
+
+    event.listen(session, "after_soft_rollback", discard)
 
 
 def path_of(attachment: Attachment, media_dir: Path) -> Path:

@@ -23,7 +23,7 @@ from dispatch.tickets.errors import (
     NotYourTicket,
     TicketNotFound,
 )
-from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, transition
+from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, target_state, transition
 from dispatch.tickets.models import (
     IdempotencyKey,
     Source,
@@ -114,19 +114,19 @@ def _claim_idempotency_key(session: Session, actor: Actor, key: str, request_has
     stmt = insert(IdempotencyKey).values(principal=actor.principal, key=key, request_hash=request_hash)
     upsert = stmt.on_conflict_do_update(
         index_elements=[IdempotencyKey.principal, IdempotencyKey.key],
-        set_={"request_hash": request_hash, "ticket_id": None, "created_at": func.now()},
+        set_={"request_hash": request_hash, "ticket_id": None, "merged": False, "created_at": func.now()},
         where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
     ).returning(IdempotencyKey.id)
     claimed = session.execute(upsert).scalar()
     return session.get(IdempotencyKey, claimed) if claimed is not None else None
 
 
-def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Ticket:
+def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Intake:
     earlier = session.scalars(select(IdempotencyKey).where(
         IdempotencyKey.principal == actor.principal, IdempotencyKey.key == key)).one()
     if earlier.request_hash != request_hash or earlier.ticket_id is None:
         raise IdempotencyKeyReused("Idempotency-Key", "this key was sent before with a different body")
-    return session.get_one(Ticket, earlier.ticket_id)
+    return Intake(ticket=session.get_one(Ticket, earlier.ticket_id), created=False, merged=earlier.merged)
 
 
 def _lock_subscriber(session: Session, actor: Actor, body: TicketCreate) -> int:
@@ -163,26 +163,30 @@ def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str
         request_hash = _request_hash(body)
         key_row = _claim_idempotency_key(session, actor, idempotency_key, request_hash)
         if key_row is None:
-            return Intake(ticket=_replay(session, actor, idempotency_key, request_hash), created=False)
+            return _replay(session, actor, idempotency_key, request_hash)
     point = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
     placement = regions.place(session, point)
     if actor.scope is not None and actor.role is not Role.SUBSCRIBER and not placement.lies_within(actor.scope):
         raise OutOfScope("the reported location lies outside your regions")
     subscriber_id = _lock_subscriber(session, actor, body)
-    intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, body=body)
+    intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, branch_id=placement.branch_id,
+                              body=body)
     if intake is None:
         intake = Intake(ticket=_new_ticket(session, actor=actor, body=body, ticket_type=ticket_type,
                                            point=point, placement=placement, subscriber_id=subscriber_id, tz=tz),
                         created=True)
     if key_row is not None:
-        key_row.ticket_id = intake.ticket.id
+        key_row.ticket_id, key_row.merged = intake.ticket.id, intake.merged
         session.flush()
     return intake
 
 
-def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, body: TicketCreate) -> Intake | None:
+def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, branch_id: int,
+                     body: TicketCreate) -> Intake | None:
+    # Only within the branch the new report lands in: a fault elsewhere is a
+    # different visit, and another branch's ticket must not leak to the caller.
     open_ticket = session.scalars(select(Ticket).where(
-        Ticket.subscriber_id == subscriber_id, Ticket.type_code == body.type_code,
+        Ticket.subscriber_id == subscriber_id, Ticket.type_code == body.type_code, Ticket.branch_id == branch_id,
         Ticket.state.in_(OPEN_STATES)).order_by(Ticket.id).limit(1)).first()
     if open_ticket is None:
         return None
@@ -289,7 +293,10 @@ def assign(session: Session, *, ticket: Ticket, technician_id: int, actor: Actor
                       data={"previous_technician_id": ticket.technician_id} if reassign else None)
 
 
-def _require_holder(session: Session, ticket: Ticket, actor: Actor) -> Technician:
+def _require_holder(session: Session, ticket: Ticket, actor: Actor, action: Action) -> Technician:
+    # The state is checked first: "cannot complete a pending ticket" says more
+    # than "not yours" when nobody holds it.
+    target_state(ticket, action)
     technician = technician_of(session, actor)
     if ticket.technician_id != technician.id:
         raise NotYourTicket(f"ticket {ticket.number} is not assigned to you")
@@ -302,7 +309,7 @@ def release(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> S
     Raises: NotYourTicket, Forbidden, InvalidTransition.
     """
     if actor.role is Role.TECHNICIAN:
-        _require_holder(session, ticket, actor)
+        _require_holder(session, ticket, actor, Action.RELEASE)
     else:
         _require(actor, MANAGERS, "release tickets")
     return transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason,
@@ -315,7 +322,7 @@ def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) 
 
     Raises: NotYourTicket, NotATechnician, InvalidTransition (not accepted, or arrived already).
     """
-    technician = _require_holder(session, ticket, actor)
+    technician = _require_holder(session, ticket, actor, Action.ARRIVE)
     if ticket.arrived_at is not None and ticket.state is TicketState.ACCEPTED:
         raise InvalidTransition(f"already arrived at {ticket.arrived_at.isoformat()}", state=ticket.state)
     return transition(session, ticket, action=Action.ARRIVE, actor=actor, technician_id=technician.id,
@@ -327,7 +334,7 @@ def complete(session: Session, *, ticket: Ticket, actor: Actor, body: CompleteBo
 
     Raises: NotYourTicket, NotATechnician, InvalidTransition.
     """
-    technician = _require_holder(session, ticket, actor)
+    technician = _require_holder(session, ticket, actor, Action.COMPLETE)
     materials = [{"sku": m.sku, "qty": str(m.qty)} for m in body.materials]
     return transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
                       note=body.note, data={"materials": materials, "photos": body.photos},

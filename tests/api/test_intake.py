@@ -244,10 +244,11 @@ def test_non_finite_coordinates_are_422(client: TestClient, as_user, db: Session
     assert counts(db) == before
 
 
-def test_malformed_json_is_422(client: TestClient, as_user, db: Session) -> None:
+def test_malformed_json_is_422_blaming_the_body(client: TestClient, as_user, db: Session) -> None:
     headers = {**as_user("dispatcher.xl"), "Content-Type": "application/json"}
     before = counts(db)
-    assert_validation_problem(client.post(TICKETS, content='{"type_code":', headers=headers), None)
+    # The whole body is at fault, not a field named after the character offset where parsing stopped.
+    assert_validation_problem(client.post(TICKETS, content='{"type_code":', headers=headers), "body")
     assert counts(db) == before
 
 

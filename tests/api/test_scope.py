@@ -97,7 +97,7 @@ def test_technician_of_another_branch_cannot_grab(client: TestClient, as_user, t
 
 # --- lists -----------------------------------------------------------------------------
 
-def test_branch_dispatchers_list_only_their_branch(client: TestClient, as_user, db: Session, two_branches) -> None:
+def test_branch_dispatchers_list_only_their_branch(client: TestClient, as_user, two_branches) -> None:
     xl, eh = two_branches
     eh_sees = listed_ids(client, as_user("dispatcher.eh"))
     xl_sees = listed_ids(client, as_user("dispatcher.xl"))
@@ -230,6 +230,7 @@ def test_created_from_and_to_bound_the_creation_time(client: TestClient, as_user
     ours = {old["id"], new["id"]}
     assert set(listed_ids(client, xl, created_to=cut)) & ours == {old["id"]}
     assert set(listed_ids(client, xl, created_from=cut)) & ours == {new["id"]}
-    window = {"created_from": (now - timedelta(days=4)).isoformat(), "created_to": (now - timedelta(days=2)).isoformat()}
+    window = {"created_from": (now - timedelta(days=4)).isoformat(),
+              "created_to": (now - timedelta(days=2)).isoformat()}
     assert set(listed_ids(client, xl, **window)) & ours == {old["id"]}
     assert set(listed_ids(client, xl, created_from=(now + timedelta(hours=1)).isoformat())) & ours == set()
