@@ -378,6 +378,7 @@ def test_dispatcher_cannot_grab(desk: Desk) -> None:
     reply = desk.post(ticket_id, "grab", DISPATCHER)
 
     assert reply.status_code == 403
+    assert reply.json()["code"] == "not_a_technician"
     assert desk.read(ticket_id)["state"] == "pending"
 
 
