@@ -5,14 +5,49 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PresenceSettings(BaseModel):
+    """Technicians' live positions (env: PRESENCE__FRESHNESS_S=600, ...)."""
+
+    freshness_s: int = 600
+    # A track sample is kept at most this often per technician (privacy and volume).
+    sample_interval_s: int = 30
+    ping_limit: int = 30
+    ping_window_s: int = 60
+    flush_batch: int = 5000
+
+
+class OfferSettings(BaseModel):
+    """The ring policy (env: OFFER__K=5, OFFER__STEP_S=180, ...)."""
+
+    k: int = 5
+    first_radius_m: int = 3000
+    max_radius_m: int = 20000
+    step_s: int = 180
+    sweep_interval_s: int = 15
+    # Technicians closer together than this count as equally near; the fairer pick wins.
+    tie_band_m: int = 300
+
+
+class GeocoderSettings(BaseModel):
+    """Online geocoder (Tencent Location Service); off unless a key is set (env: GEOCODER__KEY=...)."""
+
+    key: str | None = None
+    base_url: str = "https://apis.map.qq.com"
+    timeout_s: float = 3.0
 
 
 class Settings(BaseSettings):
     """Everything a private deployment configures, as environment variables."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
+
+    presence: PresenceSettings = PresenceSettings()
+    offer: OfferSettings = OfferSettings()
+    geocoder: GeocoderSettings = GeocoderSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"

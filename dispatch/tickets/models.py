@@ -8,9 +8,11 @@ from typing import Any
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -71,6 +73,7 @@ class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         Index("ix_ticket_state_region", "state", "region_id"),
+        Index("ix_ticket_next_ring_due", "next_ring_at", postgresql_where="next_ring_at IS NOT NULL"),
         Index("ix_ticket_open_by_subscriber", "subscriber_id", "type_code",
               postgresql_where="state NOT IN ('completed', 'invalid')"),
     )
@@ -111,6 +114,11 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     timed_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     invalidated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # The ring policy's state: the sweep offers the next ring when next_ring_at is due.
+    ring: Mapped[int] = mapped_column(Integer, default=0)
+    ring_radius_m: Mapped[int | None] = mapped_column(Integer)
+    next_ring_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     events: Mapped[list["TicketEvent"]] = relationship(lazy="raise", order_by="TicketEvent.id")
 
@@ -170,3 +178,44 @@ class TicketCounter(Base):
     branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class OfferOutcome(StrEnum):
+    OPEN = "open"
+    TAKEN = "taken"  # this technician got the ticket
+    CLOSED = "closed"  # someone else got it, or it was invalidated
+
+
+class Offer(Base):
+    """A ticket pushed to one technician; unique per pair so a re-run ring offers nobody twice."""
+
+    __tablename__ = "ticket_offer"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "technician_id"),
+        Index("ix_ticket_offer_open_by_technician", "technician_id", postgresql_where="outcome = 'open'"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    technician_id: Mapped[int] = mapped_column(ForeignKey("technician.id"))
+    ring: Mapped[int] = mapped_column(Integer)
+    distance_m: Mapped[float] = mapped_column(Float)
+    offered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    outcome: Mapped[OfferOutcome] = mapped_column(str_enum(OfferOutcome, 10), default=OfferOutcome.OPEN)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(Base):
+    """A notification decided in a transaction, sent after commit by a job: never lost if Redis is down."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unsent", "available_at", postgresql_where="sent_at IS NULL"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
