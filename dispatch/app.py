@@ -1,5 +1,6 @@
 """The composition root: the one place routers, handlers and seams are wired."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,8 +13,9 @@ from dispatch.kernel import problems
 from dispatch.kernel.db import Database
 from dispatch.kernel.logging import configure as configure_logging
 from dispatch.kernel.middleware import RequestContext
-from dispatch.kernel.redis import connect
+from dispatch.kernel.redis import connect, connect_async
 from dispatch.kernel.settings import Settings, get_settings
+from dispatch.tickets import feed, stream
 from dispatch.tickets import router as tickets
 from geo import router as geo
 from technicians import router as technicians
@@ -28,9 +30,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings)
         app.state.redis = connect(settings.redis_url)
+        app.state.redis_async = connect_async(settings.redis_url)
+        # Set on shutdown: SSE streams still open end (uvicorn waits for open
+        # connections before the lifespan ends: `serve` bounds that wait).
+        app.state.stopping = asyncio.Event()
+        feed.register(app.state.redis)  # the notifier's "feed" channel
         try:
             yield
         finally:
+            app.state.stopping.set()
+            await app.state.redis_async.aclose()
             app.state.redis.close()
             app.state.db.dispose()
 
@@ -40,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticate = authenticator(settings.secret_key)
     problems.install(app)
     app.add_middleware(RequestContext)
-    for module in (ops, accounts, geo, technicians, tickets):
-        app.include_router(module.router)
+    # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
+    for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
+                   technicians.me_router, stream.router):
+        app.include_router(router)
     return app

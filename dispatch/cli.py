@@ -10,9 +10,11 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
+from dispatch.tickets import feed, outbox
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -27,17 +29,36 @@ app.add_typer(users, name="users")
 def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
           workers: int = 1, reload: bool = False) -> None:
     """Run the HTTP API."""
+    # SSE streams never end by themselves: without a bound, a shutdown would
+    # wait for every connected phone to go away.
     uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
-                proxy_headers=True, access_log=False)
+                proxy_headers=True, access_log=False, timeout_graceful_shutdown=10)
 
 
 @app.command()
-def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: bool = False) -> None:
-    """Run a background worker (rq) with the scheduler."""
-    connection = Redis.from_url(get_settings().queue_url)
+def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: bool = False,
+           drain_every: Annotated[float, typer.Option(help="seconds between outbox drains")] = outbox.DRAIN_EVERY_S,
+           ) -> None:
+    """Run a background worker (rq) with the scheduler; it also drains the outbox every few seconds."""
+    settings = get_settings()
+    connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
-    Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
-        with_scheduler=True, burst=burst)
+    feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
+    stop_ticks = None
+    if outbox.DRAIN_QUEUE in names:
+        # Its own connection: the ticker thread must not share one with the work loop.
+        drain_queue = Queue(outbox.DRAIN_QUEUE, connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
+                                                                          socket_connect_timeout=5.0))
+        if burst:
+            outbox.enqueue_drain_tick(drain_queue)
+        else:
+            stop_ticks = outbox.start_drain_ticker(drain_queue, every_s=drain_every)
+    try:
+        Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
+            with_scheduler=True, burst=burst)
+    finally:
+        if stop_ticks is not None:
+            stop_ticks.set()
 
 
 @db.command("upgrade")

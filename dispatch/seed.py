@@ -15,7 +15,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.tickets.models import TicketType
 from dispatch.tickets.schemas import TicketTypeCreate
 from dispatch.tickets.service import create_type
-from geo import regions
+from geo import gazetteer, regions
 from geo.latlng import LatLng
 from geo.models import Region, RegionKind
 from technicians.service import create_technician
@@ -79,6 +79,18 @@ def _load_technicians(session: Session, fixtures: Path, by_code: dict[str, Regio
     return added
 
 
+def _load_places(session: Session, fixtures: Path) -> int:
+    added = 0
+    with (fixtures / "places.csv").open(encoding="utf-8", newline="") as rows:
+        for row in csv.DictReader(rows):
+            if gazetteer.find_place(session, name=row["name"], kind=row["kind"]) is not None:
+                continue
+            gazetteer.add_place(session, name=row["name"], kind=row["kind"],
+                                point=LatLng(float(Decimal(row["lat"])), float(Decimal(row["lng"]))))
+            added += 1
+    return added
+
+
 def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> dict[str, int]:
     """Load the demo city; running it again adds only what is missing."""
     by_code = _load_regions(session, fixtures)
@@ -87,4 +99,5 @@ def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> 
         "ticket_types_added": _load_types(session, fixtures),
         "users_added": _load_users(session, fixtures, by_code, password),
         "technicians_added": _load_technicians(session, fixtures, by_code, password),
+        "places_added": _load_places(session, fixtures),
     }

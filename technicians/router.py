@@ -1,15 +1,31 @@
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
-from technicians import service
+from dispatch.kernel.redis import RedisDep
+from dispatch.kernel.settings import SettingsDep
+from geo import crs
+from geo.latlng import LatLng
+from technicians import presence, service
+from technicians.deps import CurrentTechnician, CurrentTechnicianRef
+from technicians.errors import NotATechnician
 from technicians.models import Technician
-from technicians.schemas import TechnicianCreate, TechnicianRead
+from technicians.presence import NoBranch, OffDuty, OffShift, RateLimited
+from technicians.schemas import (
+    DutyRead,
+    DutyUpdate,
+    LocationPing,
+    RosterRead,
+    ShiftIn,
+    TechnicianCreate,
+    TechnicianRead,
+)
 
 router = APIRouter(prefix="/api/v1/technicians", tags=["technicians"])
 Manager = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]
@@ -41,3 +57,44 @@ def list_technicians(session: SessionDep, actor: Staff, page: PageDep) -> dict[s
 def get_technician(technician_id: int, session: SessionDep, actor: Staff) -> TechnicianRead:
     """One technician of the caller's regions."""
     return _read(service.get_technician(session, technician_id, scope=actor.scope))
+
+
+me_router = APIRouter(prefix="/api/v1/me", tags=["technicians"])
+
+
+@me_router.put("/duty", response_model=DutyRead, responses=problem_docs(NotATechnician, NoBranch))
+def set_duty(body: DutyUpdate, me: CurrentTechnician, session: SessionDep, redis: RedisDep) -> DutyRead:
+    """Go on or off duty; off duty stops offers and drops your position from the live index."""
+    technician = presence.set_duty(session, redis, technician=me, on_duty=body.on_duty)
+    return DutyRead(on_duty=technician.on_duty, located=technician.last_location is not None and body.on_duty)
+
+
+@me_router.put("/location", status_code=204, response_class=Response,
+               responses=problem_docs(OffDuty, OffShift, RateLimited, NotATechnician))
+def send_location(body: LocationPing, me: CurrentTechnicianRef, redis: RedisDep, settings: SettingsDep) -> Response:
+    """Report the phone's position (any crs; kept as WGS-84). Refused, not stored, off duty or off shift."""
+    point = crs.to_wgs84(LatLng(body.lat, body.lng), body.crs)
+    presence.record_ping(redis, ref=me, point=point, accuracy_m=body.accuracy_m, now=datetime.now(UTC),
+                         tz=settings.timezone, cfg=settings.presence)
+    return Response(status_code=204)
+
+
+@router.get("/{technician_id}/roster", response_model=RosterRead, responses=problem_docs(NotFound))
+def get_roster(technician_id: int, session: SessionDep, actor: Staff) -> RosterRead:
+    """A technician's weekly on-duty windows (local time); none means any time."""
+    technician = service.get_technician(session, technician_id, scope=actor.scope)
+    return _roster(technician.id, presence.list_roster(session, technician.id))
+
+
+@router.put("/{technician_id}/roster", response_model=RosterRead, responses=problem_docs(NotFound, InvalidInput))
+def set_roster(technician_id: int, body: list[ShiftIn], session: SessionDep, redis: RedisDep,
+               actor: Manager) -> RosterRead:
+    """Replace a technician's weekly shifts; outside them they are not offered tickets."""
+    technician = service.get_technician(session, technician_id, scope=actor.scope)
+    shifts = [presence.Shift(s.weekday, s.starts, s.ends) for s in body]
+    return _roster(technician.id, presence.set_roster(session, redis, technician=technician, shifts=shifts))
+
+
+def _roster(technician_id: int, shifts: list[presence.Shift]) -> RosterRead:
+    return RosterRead(technician_id=technician_id,
+                      shifts=[ShiftIn(weekday=s.weekday, starts=s.starts, ends=s.ends) for s in shifts])

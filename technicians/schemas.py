@@ -1,8 +1,9 @@
-from datetime import datetime
+from datetime import datetime, time
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.accounts.schemas import Username
+from geo.crs import Crs
 
 Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
 Skill = Field(min_length=1, max_length=32)
@@ -31,3 +32,34 @@ class TechnicianRead(BaseModel):
     bound: bool = Field(description="Has a WeChat openid bound, so can be pushed and force-assigned.")
     active: bool
     created_at: datetime
+
+
+class DutyUpdate(BaseModel):
+    on_duty: bool
+
+
+class DutyRead(BaseModel):
+    on_duty: bool
+    located: bool = Field(description="False until the phone sends a position after going on duty.")
+
+
+# Redis GEO (the live index) stores latitudes only up to ±85.05112878 (Web Mercator's limit).
+GEO_LAT_LIMIT = 85.05112878
+
+
+class LocationPing(BaseModel):
+    lat: float = Field(ge=-GEO_LAT_LIMIT, le=GEO_LAT_LIMIT, allow_inf_nan=False)
+    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    crs: Crs = Crs.WGS84
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)
+
+
+class ShiftIn(BaseModel):
+    weekday: int = Field(ge=0, le=6, description="0 = Monday")
+    starts: time
+    ends: time = Field(description="Earlier than `starts` for a shift running past midnight.")
+
+
+class RosterRead(BaseModel):
+    technician_id: int
+    shifts: list[ShiftIn]

@@ -1,5 +1,8 @@
 """The technician registry."""
 
+import threading
+
+from cachetools import TTLCache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,6 +14,11 @@ from geo.latlng import LatLng
 from geo.points import to_wkb
 from technicians.errors import NotATechnician
 from technicians.models import Technician
+from technicians.presence import TechnicianRef, ref_of
+
+# A technician's region and branch change rarely; a minute's delay is fine there.
+_refs: TTLCache[int, TechnicianRef] = TTLCache(maxsize=50_000, ttl=60)
+_ref_lock = threading.Lock()
 
 
 def create_technician(session: Session, *, actor: Actor, name: str, phone: str, username: str, password: str,
@@ -64,3 +72,14 @@ def list_technicians(session: Session, *, scope: tuple[int, ...] | None, limit: 
     if after_id is not None:
         query = query.where(Technician.id > after_id)
     return list(session.scalars(query.limit(limit)))
+
+
+def technician_ref(session: Session, actor: Actor) -> TechnicianRef:
+    """The caller's live-index reference, remembered briefly: pings arrive every few seconds."""
+    with _ref_lock:
+        ref = _refs.get(actor.id)
+    if ref is None:
+        ref = ref_of(session, technician_of(session, actor))
+        with _ref_lock:
+            _refs[actor.id] = ref
+    return ref

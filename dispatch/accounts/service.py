@@ -3,10 +3,12 @@
 import hashlib
 import hmac
 import secrets
+import threading
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -170,15 +172,29 @@ def _actor_from_api_key(session: Session, secret: str) -> Actor:
                  region_ids=tuple(key.region_ids))
 
 
-def authenticator(secret: str) -> Authenticator:
-    """How this deployment turns a bearer token or an API key into an Actor."""
+def authenticator(secret: str, *, cache_s: int = 30) -> Authenticator:
+    """How this deployment turns a bearer token or an API key into an Actor.
+
+    Bearer tokens are remembered for `cache_s` seconds per process: a phone
+    pinging its position every few seconds must not cost a database read
+    each time. A deactivated user is refused within that delay. API keys are
+    not cached, so a revoked key stops at once.
+    """
+    remembered: TTLCache[str, Actor] = TTLCache(maxsize=50_000, ttl=cache_s)
+    lock = threading.Lock()
 
     def authenticate(session: Session, token: str | None, api_key: str | None) -> Actor:
         if api_key:
             return _actor_from_api_key(session, api_key)
-        if token:
-            return _actor_from_token(session, token, secret)
-        raise Unauthorized("send a bearer token or an X-API-Key")
+        if not token:
+            raise Unauthorized("send a bearer token or an X-API-Key")
+        with lock:
+            actor = remembered.get(token)
+        if actor is None:
+            actor = _actor_from_token(session, token, secret)
+            with lock:
+                remembered[token] = actor
+        return actor
 
     return authenticate
 

@@ -4,11 +4,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 
 def connect(url: str) -> Redis:
     # Short timeouts: a dead Redis must degrade a request, not hang it.
     return Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+
+
+def connect_async(url: str) -> AsyncRedis:
+    """The asyncio client for long blocking reads (the SSE feed's XREAD BLOCK)."""
+    # The socket timeout must outlast the longest BLOCK (15 s); connecting stays short.
+    return AsyncRedis.from_url(url, socket_timeout=30.0, socket_connect_timeout=2.0, health_check_interval=30)
 
 
 def get_redis(request: Request) -> Redis:

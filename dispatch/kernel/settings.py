@@ -37,6 +37,8 @@ class GeocoderSettings(BaseModel):
 
     key: str | None = None
     base_url: str = "https://apis.map.qq.com"
+    # Tencent's suggestion search is scoped to a city-level region.
+    region: str = "锡林郭勒盟"
     timeout_s: float = 3.0
 
 

@@ -9,6 +9,7 @@ from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
+from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
 from dispatch.tickets import attachments, service
 from dispatch.tickets.deps import TicketInScope
@@ -30,6 +31,7 @@ from dispatch.tickets.schemas import (
     AttachmentRead,
     CompleteBody,
     FollowupBody,
+    OfferRead,
     ReasonBody,
     TicketCreate,
     TicketDetail,
@@ -52,16 +54,18 @@ TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentCh
 
 @router.post("/tickets", response_model=TicketRead, status_code=201,
              responses=problem_docs(InvalidInput, IdempotencyKeyReused, OutOfScope, Forbidden))
-def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, settings: SettingsDep,
+def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
                   response: Response,
                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> TicketRead:
     """Report a fault. 201 with the new ticket; 200 when it merged into the subscriber's open
     ticket of the same type; the same Idempotency-Key and body within 24 h returns the first result."""
-    intake = service.create_ticket(session, actor=actor, body=body, tz=settings.timezone,
+    intake = service.create_ticket(session, redis, actor=actor, body=body, settings=settings,
                                    idempotency_key=idempotency_key)
     if intake.merged:
         response.status_code = 200
-    return ticket_read(intake.ticket, merged=intake.merged)
+    return ticket_read(intake.ticket, merged=intake.merged,
+                       offers=[OfferRead(technician_id=c.technician_id, distance_m=round(c.distance_m, 1))
+                               for c in intake.offers])
 
 
 @router.get("/tickets", response_model=Page[TicketRead])
@@ -84,24 +88,29 @@ def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
              responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound))
-def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session: SessionDep) -> TicketRead:
+def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session: SessionDep, redis: RedisDep,
+                settings: SettingsDep) -> TicketRead:
     """Claim a pooled ticket for the calling technician; exactly one caller wins."""
-    return ticket_read(service.grab(session, ticket_id=ticket_id, technician=me, actor=actor))
+    return ticket_read(service.grab(session, redis, ticket_id=ticket_id, technician=me, actor=actor,
+                                    settings=settings))
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead,
              responses=problem_docs(TicketNotFound, InvalidTransition, AlreadyTaken, InvalidInput, Forbidden))
-def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+                  settings: SettingsDep) -> TicketRead:
     """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin)."""
-    service.assign(session, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note)
+    service.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
+                   settings=settings)
     return ticket_read(ticket)
 
 
 @router.post("/tickets/{ticket_id}/release", response_model=TicketRead,
              responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def release_ticket(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def release_ticket(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+                   settings: SettingsDep) -> TicketRead:
     """Hand an accepted ticket back to the pool (its technician, dispatcher)."""
-    service.release(session, ticket=ticket, actor=actor, reason=body.reason)
+    service.release(session, redis, ticket=ticket, actor=actor, reason=body.reason, settings=settings)
     return ticket_read(ticket)
 
 
@@ -116,9 +125,10 @@ def arrive(body: ArriveBody, ticket: TicketInScope, actor: ActorDep, session: Se
 
 @router.post("/tickets/{ticket_id}/complete", response_model=TicketRead,
              responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+             settings: SettingsDep) -> TicketRead:
     """Finish the work; the ticket waits for the follow-up (its technician)."""
-    service.complete(session, ticket=ticket, actor=actor, body=body)
+    service.complete(session, redis, ticket=ticket, actor=actor, body=body, settings=settings)
     return ticket_read(ticket)
 
 
@@ -130,9 +140,10 @@ def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session
 
 
 @router.post("/tickets/{ticket_id}/invalidate", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+               settings: SettingsDep) -> TicketRead:
     """Mark a fake or duplicate report invalid (dispatcher, admin)."""
-    service.invalidate(session, ticket=ticket, actor=actor, reason=body.reason)
+    service.invalidate(session, redis, ticket=ticket, actor=actor, reason=body.reason, settings=settings)
     return ticket_read(ticket)
 
 

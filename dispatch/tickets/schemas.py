@@ -173,14 +173,14 @@ class AttachmentRead(BaseModel):
     created_at: datetime
 
 
-def ticket_read(ticket: Ticket, *, merged: bool = False) -> TicketRead:
+def ticket_read(ticket: Ticket, *, merged: bool = False, offers: list[OfferRead] | None = None) -> TicketRead:
     """The API view of a ticket: WGS-84 location out of PostGIS, contact as one object."""
     point = from_wkb(ticket.location)
     fields = {name: getattr(ticket, name) for name in TicketRead.model_fields
               if name not in {"location", "contact", "attachments", "offers", "merged"}}
     return TicketRead(**fields, location=LocationRead(lat=point.lat, lng=point.lng),
                       contact=Contact(name=ticket.contact_name, phone=ticket.contact_phone),
-                      attachments=ticket.attachment_refs, merged=merged)
+                      attachments=ticket.attachment_refs, merged=merged, offers=offers or [])
 
 
 def event_read(event: TicketEvent) -> EventRead:

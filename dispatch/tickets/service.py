@@ -1,11 +1,12 @@
 """Intake and every lifecycle verb of a ticket, in the domain's words."""
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -14,7 +15,8 @@ from dispatch.accounts.models import Subscriber
 from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
-from dispatch.tickets import queries
+from dispatch.kernel.settings import Settings
+from dispatch.tickets import load, offers, queries
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -38,6 +40,7 @@ from geo import crs, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
 from technicians.models import Technician
+from technicians.nearest import Candidate
 from technicians.service import get_technician, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
@@ -52,6 +55,7 @@ class Intake:
     ticket: Ticket
     created: bool
     merged: bool = False
+    offers: list[Candidate] = field(default_factory=list)
 
 
 def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
@@ -146,7 +150,7 @@ def _next_number(session: Session, *, branch_id: int, branch_code: str, now: dat
     return f"{branch_code}-{day:%Y%m%d}-{seq:04d}"
 
 
-def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str,
+def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, settings: Settings,
                   idempotency_key: str | None = None) -> Intake:
     """Take in a fault report: normalise, place, merge a duplicate or number a new ticket.
 
@@ -172,9 +176,10 @@ def create_ticket(session: Session, *, actor: Actor, body: TicketCreate, tz: str
     intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, branch_id=placement.branch_id,
                               body=body)
     if intake is None:
-        intake = Intake(ticket=_new_ticket(session, actor=actor, body=body, ticket_type=ticket_type,
-                                           point=point, placement=placement, subscriber_id=subscriber_id, tz=tz),
-                        created=True)
+        ticket = _new_ticket(session, actor=actor, body=body, ticket_type=ticket_type, point=point,
+                             placement=placement, subscriber_id=subscriber_id, tz=settings.timezone)
+        offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path)
+        intake = Intake(ticket=ticket, created=True, offers=offered)
     if key_row is not None:
         key_row.ticket_id, key_row.merged = intake.ticket.id, intake.merged
         session.flush()
@@ -244,7 +249,8 @@ def _active_count(session: Session, technician_id: int) -> int:
         Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
 
 
-def grab(session: Session, *, ticket_id: int, technician: Technician, actor: Actor) -> Ticket:
+def grab(session: Session, redis: Redis, *, ticket_id: int, technician: Technician, actor: Actor,
+         settings: Settings) -> Ticket:
     """Claim a pooled ticket for the calling technician; exactly one caller wins.
 
     Raises:
@@ -268,10 +274,23 @@ def grab(session: Session, *, ticket_id: int, technician: Technician, actor: Act
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                changes={"technician_id": technician.id, "accepted_at": _now()})
+    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
 
 
-def assign(session: Session, *, ticket: Ticket, technician_id: int, actor: Actor, note: str | None) -> Step:
+def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
+                    taken_by: int | None, also: int | None = None) -> None:
+    """The ticket changed hands: offers end (or rings resume) and both technicians' loads follow."""
+    if ticket.state in GRABBABLE:
+        ticket.next_ring_at = _now()  # back in the pool: the sweep offers the next ring at once
+        session.flush()
+    else:
+        offers.close_offers(session, ticket, taken_by=taken_by)
+    load.refresh(session, redis, [taken_by, also], now=_now(), tz=settings.timezone)
+
+
+def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int, actor: Actor, note: str | None,
+           settings: Settings) -> Step:
     """Force-assign a pending or timed-out ticket, or reassign an accepted one.
 
     Raises:
@@ -287,10 +306,13 @@ def assign(session: Session, *, ticket: Ticket, technician_id: int, actor: Actor
     reassign = ticket.state is TicketState.ACCEPTED
     if reassign and ticket.technician_id == technician.id:
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
-    return transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
+    previous = ticket.technician_id
+    step = transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
                       note=note, technician_id=technician.id,
                       changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
-                      data={"previous_technician_id": ticket.technician_id} if reassign else None)
+                      data={"previous_technician_id": previous} if reassign else None)
+    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
+    return step
 
 
 def _require_holder(session: Session, ticket: Ticket, actor: Actor, action: Action) -> Technician:
@@ -303,7 +325,8 @@ def _require_holder(session: Session, ticket: Ticket, actor: Actor, action: Acti
     return technician
 
 
-def release(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> Step:
+def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,
+            settings: Settings) -> Step:
     """Hand an accepted ticket back to the pool (its technician, or a dispatcher).
 
     Raises: NotYourTicket, Forbidden, InvalidTransition.
@@ -312,9 +335,11 @@ def release(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> S
         _require_holder(session, ticket, actor, Action.RELEASE)
     else:
         _require(actor, MANAGERS, "release tickets")
-    return transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason,
-                      technician_id=ticket.technician_id,
+    holder = ticket.technician_id
+    step = transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason, technician_id=holder,
                       changes={"technician_id": None, "accepted_at": None, "arrived_at": None})
+    _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    return step
 
 
 def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) -> Step:
@@ -329,17 +354,20 @@ def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) 
                       location=location, changes={"arrived_at": _now()})
 
 
-def complete(session: Session, *, ticket: Ticket, actor: Actor, body: CompleteBody) -> Step:
+def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, body: CompleteBody,
+             settings: Settings) -> Step:
     """Finish the work on site; the ticket then waits for the follow-up.
 
     Raises: NotYourTicket, NotATechnician, InvalidTransition.
     """
     technician = _require_holder(session, ticket, actor, Action.COMPLETE)
     materials = [{"sku": m.sku, "qty": str(m.qty)} for m in body.materials]
-    return transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
+    step = transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
                       note=body.note, data={"materials": materials, "photos": body.photos},
                       changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
+    load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
+    return step
 
 
 def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None) -> Step:
@@ -353,14 +381,18 @@ def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: in
                       changes={"satisfaction": satisfaction, "followup_comment": comment, "closed_at": _now()})
 
 
-def invalidate(session: Session, *, ticket: Ticket, actor: Actor, reason: str) -> Step:
+def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,
+               settings: Settings) -> Step:
     """Mark a fake or duplicate report invalid.
 
     Raises: Forbidden, InvalidTransition.
     """
     _require(actor, MANAGERS, "invalidate tickets")
-    return transition(session, ticket, action=Action.INVALIDATE, actor=actor, note=reason,
+    holder = ticket.technician_id
+    step = transition(session, ticket, action=Action.INVALIDATE, actor=actor, note=reason,
                       changes={"invalid_reason": reason, "invalidated_at": _now()})
+    _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    return step
 
 
 def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) -> Step:

@@ -1,0 +1,90 @@
+"""The ring policy: offer a new ticket to the nearest eligible technicians, then widen.
+
+Ring 1 goes out at intake (K within the first radius). While nobody takes
+the ticket, the sweep offers the next K not yet offered within twice the
+radius, every step, up to the maximum radius. Offers are unique per
+(ticket, technician), so running a ring twice offers nobody twice.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from dispatch.kernel.settings import Settings
+from dispatch.tickets.lifecycle import GRABBABLE
+from dispatch.tickets.models import Offer, OfferOutcome, Ticket, TicketType
+from geo.models import Region
+from geo.points import from_wkb
+from technicians.nearest import Candidate, find_nearest
+
+log = structlog.get_logger()
+
+
+def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
+               grid_path: str | None = None, now: datetime | None = None) -> list[Candidate]:
+    """Offer the ticket's next ring and schedule the one after; returns who was offered now."""
+    now = now or datetime.now(UTC)
+    cfg = settings.offer
+    radius = cfg.first_radius_m if ticket.ring == 0 else min((ticket.ring_radius_m or 0) * 2, cfg.max_radius_m)
+    try:
+        candidates = _nearest(session, redis, ticket, radius=radius, grid_path=grid_path, now=now, settings=settings)
+    except RedisError as exc:
+        # The live index is down: keep the ticket due so the sweep retries; the pool still works.
+        log.warning("offer_ring_deferred", ticket_id=ticket.id, error=str(exc))
+        ticket.next_ring_at = now + timedelta(seconds=cfg.sweep_interval_s)
+        session.flush()
+        return []
+    if candidates:
+        session.execute(insert(Offer).values([
+            {"ticket_id": ticket.id, "technician_id": c.technician_id, "ring": ticket.ring + 1,
+             "distance_m": round(c.distance_m, 1), "offered_at": now} for c in candidates
+        ]).on_conflict_do_nothing(index_elements=[Offer.ticket_id, Offer.technician_id]))
+    ticket.ring += 1
+    ticket.ring_radius_m = radius
+    ticket.next_ring_at = now + timedelta(seconds=cfg.step_s) if radius < cfg.max_radius_m else None
+    session.flush()
+    return candidates
+
+
+def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, grid_path: str | None,
+             now: datetime, settings: Settings) -> list[Candidate]:
+    skills = session.execute(select(TicketType.skills).where(TicketType.code == ticket.type_code)).scalar_one()
+    path = grid_path or session.execute(select(Region.path).where(Region.id == ticket.region_id)).scalar_one()
+    offered = set(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id)))
+    return find_nearest(redis, branch_id=ticket.branch_id, point=from_wkb(ticket.location), k=settings.offer.k,
+                        radius_m=radius, skills=skills, ticket_path=path, now=now, tz=settings.timezone,
+                        presence=settings.presence, offer=settings.offer, exclude=offered)
+
+
+def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:
+    """The ticket left the pool: its open offers end, the winner's as taken, and the rings stop."""
+    now = datetime.now(UTC)
+    still_open = (Offer.ticket_id == ticket.id, Offer.outcome == OfferOutcome.OPEN)
+    if taken_by is not None:
+        session.execute(update(Offer).where(*still_open, Offer.technician_id == taken_by)
+                        .values(outcome=OfferOutcome.TAKEN, closed_at=now))
+    session.execute(update(Offer).where(*still_open).values(outcome=OfferOutcome.CLOSED, closed_at=now))
+    ticket.next_ring_at = None
+    session.flush()
+
+
+def due_tickets(session: Session, *, now: datetime, limit: int) -> list[Ticket]:
+    """Grabbable tickets whose next ring is due; locked, skipping those another sweeper holds."""
+    return list(session.scalars(
+        select(Ticket).where(Ticket.next_ring_at <= now, Ticket.state.in_(GRABBABLE))
+        .order_by(Ticket.next_ring_at).limit(limit).with_for_update(skip_locked=True)))
+
+
+def open_offers(session: Session, *, technician_id: int) -> list[tuple[Offer, Ticket]]:
+    """A technician's open offers on tickets still grabbable, nearest first."""
+    rows = session.execute(
+        select(Offer, Ticket).join(Ticket, Ticket.id == Offer.ticket_id)
+        .where(Offer.technician_id == technician_id, Offer.outcome == OfferOutcome.OPEN,
+               Ticket.state.in_(GRABBABLE))
+        .order_by(Offer.distance_m, Offer.id))
+    return [(offer, ticket) for offer, ticket in rows]

@@ -1,0 +1,117 @@
+"""The live index in Redis: on-duty technicians' positions and what eligibility needs, per branch.
+
+Keys carry the branch as a hash tag, so every script touches one slot and
+runs unchanged on Redis Cluster. Only technicians who could be offered are
+in a branch's geo set (on duty, located), since a radius search slows with
+every member inside it.
+"""
+
+from dataclasses import dataclass
+from importlib.resources import files
+
+from redis import Redis
+from redis.commands.core import Script
+
+from geo.latlng import LatLng
+
+_scripts: dict[str, Script] = {}
+
+
+@dataclass(frozen=True)
+class LiveKeys:
+    tag: str
+    geo: str
+    seen: str
+    meta: str
+    load: str
+    track: str
+    sampled: str
+
+    @classmethod
+    def of(cls, branch_id: int) -> "LiveKeys":
+        tag = f"fp:{{b{branch_id}}}"
+        return cls(tag=tag, geo=f"{tag}:geo", seen=f"{tag}:seen", meta=f"{tag}:meta", load=f"{tag}:load",
+                   track=f"{tag}:track", sampled=f"{tag}:sampled")
+
+    def rate(self, technician_id: int) -> str:
+        return f"{self.tag}:rate:{technician_id}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    technician_id: int
+    distance_m: float
+    active: int
+    hours: float
+
+
+def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> list[object]:
+    # Script objects call EVALSHA and load the source again on NOSCRIPT (after a
+    # Redis restart or failover), so a script is read from disk once per process.
+    if name not in _scripts:
+        _scripts[name] = redis.register_script(files("technicians").joinpath(f"lua/{name}.lua").read_text())
+    result: list[object] = _scripts[name](keys=keys, args=args, client=redis)
+    return result
+
+
+def put_on_duty(redis: Redis, keys: LiveKeys, technician_id: int, *, skills: list[str], scope_path: str,
+                max_active: int, roster: str) -> None:
+    redis.hset(keys.meta, str(technician_id), f"{','.join(skills)}|{scope_path}|{max_active}|{roster}")
+
+
+def take_off_duty(redis: Redis, keys: LiveKeys, technician_id: int) -> None:
+    member = str(technician_id)
+    pipe = redis.pipeline(transaction=True)
+    pipe.zrem(keys.geo, member)
+    pipe.hdel(keys.meta, member)
+    pipe.hdel(keys.seen, member)
+    pipe.hdel(keys.sampled, member)
+    pipe.execute()
+
+
+def ping(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng, accuracy_m: float | None, now: int,
+         weekday: int, minute: int, limit: int, window_s: int, sample_interval_s: int) -> tuple[str, str]:
+    """(status, detail): ok, rate_limited (seconds to wait), off_duty or off_shift."""
+    status, detail = _run(
+        redis, "ping", [keys.geo, keys.seen, keys.meta, keys.track, keys.sampled, keys.rate(technician_id)],
+        [technician_id, point.lng, point.lat, "" if accuracy_m is None else accuracy_m, now, weekday, minute,
+              limit, window_s, sample_interval_s])
+    return _text(status), _text(detail)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def place_at(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng, seen_at: int) -> None:
+    """Put a known recent position back into the index (rebuild)."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.geoadd(keys.geo, (point.lng, point.lat, str(technician_id)))
+    pipe.hset(keys.seen, str(technician_id), seen_at)
+    pipe.execute()
+
+
+def set_load(redis: Redis, keys: LiveKeys, technician_id: int, *, active: int, hours: float) -> None:
+    redis.hset(keys.load, str(technician_id), f"{active}|{hours:g}")
+
+
+def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, want: int, max_radius_m: int, start_radius_m: int,
+            now: int, freshness_s: int, skills: list[str], ticket_path: str, exclude: set[int], weekday: int,
+            minute: int) -> list[Hit]:
+    """Up to `want` eligible technicians within `max_radius_m`, nearest first."""
+    flat = _run(
+        redis, "nearest", [keys.geo, keys.seen, keys.meta, keys.load],
+        [point.lng, point.lat, want, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
+              "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m])
+    return [Hit(technician_id=int(_text(flat[i])), distance_m=float(_text(flat[i + 1])),
+                active=int(_text(flat[i + 2])), hours=float(_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
+
+
+def take_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:
+    """Pop up to `limit` sampled track points: (technician_id, epoch s, lng, lat, accuracy)."""
+    raw = redis.lpop(keys.track, limit) or []
+    points = []
+    for item in raw:
+        tid, at, lng, lat, acc = _text(item).split("|")
+        points.append((int(tid), int(at), float(lng), float(lat), float(acc) if acc else None))
+    return points

@@ -1,0 +1,217 @@
+"""Duty, rosters and live location: who is at work, and where."""
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+import structlog
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session
+
+from dispatch.kernel.errors import Conflict, DomainError, InvalidInput
+from dispatch.kernel.settings import PresenceSettings
+from geo.latlng import LatLng
+from geo.models import Region
+from geo.points import from_wkb
+from technicians import live
+from technicians.models import RosterShift, Technician
+
+log = structlog.get_logger()
+NULL_IN_COPY = "\\N"
+
+
+class OffDuty(Conflict):
+    code = "off_duty"
+    title = "You are off duty: positions are kept only while you work"
+
+
+class OffShift(Conflict):
+    code = "off_shift"
+    title = "Outside your roster window: positions are kept only while you work"
+
+
+class RateLimited(DomainError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many location pings"
+
+
+class NoBranch(Conflict):
+    code = "no_branch"
+    title = "Technicians bound to the whole company are assigned by dispatchers, not tracked per branch"
+
+
+@dataclass(frozen=True)
+class TechnicianRef:
+    """What the live index needs to know about a technician, as values."""
+
+    id: int
+    branch_id: int | None
+    scope_path: str
+
+    @property
+    def keys(self) -> live.LiveKeys:
+        if self.branch_id is None:
+            raise NoBranch("this technician's region is the whole company")
+        return live.LiveKeys.of(self.branch_id)
+
+
+@dataclass(frozen=True)
+class Shift:
+    weekday: int
+    starts: time
+    ends: time
+
+
+def ref_of(session: Session, technician: Technician) -> TechnicianRef:
+    path = session.execute(select(Region.path).where(Region.id == technician.region_id)).scalar_one()
+    # Paths run company/branch/grid: the branch is the second step, if any.
+    steps = [int(p) for p in path.strip("/").split("/") if p]
+    return TechnicianRef(id=technician.id, branch_id=steps[1] if len(steps) > 1 else None, scope_path=path)
+
+
+def local_clock(now: datetime, tz: str) -> tuple[int, int]:
+    """(weekday, minute of day) in the operator's time zone: rosters are written in local time."""
+    local = now.astimezone(ZoneInfo(tz))
+    return local.weekday(), local.hour * 60 + local.minute
+
+
+def encode_roster(shifts: list[Shift]) -> str:
+    return ",".join(f"{s.weekday}:{s.starts.hour * 60 + s.starts.minute}-{s.ends.hour * 60 + s.ends.minute}"
+                    for s in sorted(shifts, key=lambda s: (s.weekday, s.starts)))
+
+
+def list_roster(session: Session, technician_id: int) -> list[Shift]:
+    rows = session.scalars(select(RosterShift).where(RosterShift.technician_id == technician_id)
+                           .order_by(RosterShift.weekday, RosterShift.starts))
+    return [Shift(r.weekday, r.starts, r.ends) for r in rows]
+
+
+def set_roster(session: Session, redis: Redis, *, technician: Technician, shifts: list[Shift]) -> list[Shift]:
+    """Replace a technician's weekly shifts; an on-duty technician's live entry follows at once.
+
+    Raises:
+        InvalidInput: a shift of zero length.
+    """
+    for index, shift in enumerate(shifts):
+        if shift.starts == shift.ends:
+            raise InvalidInput(f"shifts.{index}.ends", "a shift must not start and end at the same time")
+    session.execute(delete(RosterShift).where(RosterShift.technician_id == technician.id))
+    session.add_all(RosterShift(technician_id=technician.id, weekday=s.weekday, starts=s.starts, ends=s.ends)
+                    for s in shifts)
+    session.flush()
+    if technician.on_duty:
+        _publish_meta(session, redis, technician)
+    return list_roster(session, technician.id)
+
+
+def _publish_meta(session: Session, redis: Redis, technician: Technician) -> None:
+    ref = ref_of(session, technician)
+    try:
+        live.put_on_duty(redis, ref.keys, technician.id, skills=technician.skills, scope_path=ref.scope_path,
+                         max_active=technician.max_active, roster=encode_roster(list_roster(session, technician.id)))
+    except RedisError as exc:  # the live index is a cache: the periodic rebuild restores it
+        log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
+
+
+def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty: bool) -> Technician:
+    """Go on or off duty. Off duty removes the technician from the live index at once.
+
+    Raises:
+        NoBranch: a company-level technician cannot be tracked per branch.
+    """
+    ref = ref_of(session, technician)
+    ref.keys  # noqa: B018 -- fail before writing anything for a technician with no branch
+    technician.on_duty = on_duty
+    session.flush()
+    if on_duty:
+        _publish_meta(session, redis, technician)
+        return technician
+    try:
+        live.take_off_duty(redis, ref.keys, technician.id)
+    except RedisError as exc:
+        log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
+    return technician
+
+
+def record_ping(redis: Redis, *, ref: TechnicianRef, point: LatLng, accuracy_m: float | None, now: datetime,
+                tz: str, cfg: PresenceSettings) -> None:
+    """Keep the latest position of a technician at work; sampled into the track for write-through.
+
+    Raises:
+        RateLimited, OffDuty, OffShift, NoBranch.
+    """
+    weekday, minute = local_clock(now, tz)
+    status, detail = live.ping(redis, ref.keys, ref.id, point=point, accuracy_m=accuracy_m,
+                               now=int(now.timestamp()), weekday=weekday, minute=minute, limit=cfg.ping_limit,
+                               window_s=cfg.ping_window_s, sample_interval_s=cfg.sample_interval_s)
+    if status == "rate_limited":
+        raise RateLimited(f"at most {cfg.ping_limit} pings per {cfg.ping_window_s} s", retry_after=int(detail))
+    if status == "off_duty":
+        raise OffDuty("go on duty before sending positions; this one was not stored")
+    if status == "off_shift":
+        raise OffShift("you are outside your roster window; this position was not stored")
+
+
+def flush_track(session: Session, redis: Redis, *, branch_ids: list[int], batch: int) -> int:
+    """Write sampled positions through to PostGIS in one COPY per branch, and each technician's latest."""
+    written = 0
+    for branch_id in branch_ids:
+        points = live.take_track(redis, live.LiveKeys.of(branch_id), batch)
+        if not points:
+            continue
+        _copy_track(session, points)
+        written += len(points)
+    return written
+
+
+def _copy_track(session: Session, points: list[tuple[int, int, float, float, float | None]]) -> None:
+    # COPY into a temporary table, then one INSERT and one UPDATE from it:
+    # per-row statements would cap write-through at a few thousand pings a second.
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    session.execute(text("CREATE TEMP TABLE IF NOT EXISTS track_in (technician_id int, at double precision, "
+                         "lng double precision, lat double precision, accuracy_m double precision) "
+                         "ON COMMIT DELETE ROWS"))
+    buffer = io.StringIO()
+    for tid, at, lng, lat, acc in points:
+        accuracy = NULL_IN_COPY if acc is None else acc
+        buffer.write(f"{tid}\t{at}\t{lng}\t{lat}\t{accuracy}\n")
+    with raw.cursor().copy("COPY track_in FROM STDIN") as copy:
+        copy.write(buffer.getvalue())
+    session.execute(text(
+        "INSERT INTO track_point (technician_id, at, location, accuracy_m) "
+        "SELECT technician_id, to_timestamp(at), ST_SetSRID(ST_MakePoint(lng, lat), 4326), accuracy_m "
+        "FROM track_in"))
+    session.execute(text(
+        "UPDATE technician t SET last_location = ST_SetSRID(ST_MakePoint(l.lng, l.lat), 4326), "
+        "last_seen_at = to_timestamp(l.at), last_accuracy_m = l.accuracy_m "
+        "FROM (SELECT DISTINCT ON (technician_id) * FROM track_in ORDER BY technician_id, at DESC) l "
+        "WHERE t.id = l.technician_id AND (t.last_seen_at IS NULL OR t.last_seen_at < to_timestamp(l.at))"))
+    session.execute(text("TRUNCATE track_in"))
+
+
+def rebuild_live(session: Session, redis: Redis, *, cfg: PresenceSettings, now: datetime | None = None) -> int:
+    """Restore the live index from PostgreSQL (after a Redis restart): on-duty technicians,
+    with their last written-through position when it is still fresh."""
+    now = now or datetime.now(UTC)
+    restored = 0
+    for technician in session.scalars(select(Technician).where(Technician.on_duty, Technician.active)):
+        ref = ref_of(session, technician)
+        if ref.branch_id is None:
+            continue
+        _publish_meta(session, redis, technician)
+        seen = technician.last_seen_at
+        if technician.last_location is not None and seen and (now - seen).total_seconds() <= cfg.freshness_s:
+            live.place_at(redis, ref.keys, technician.id, point=from_wkb(technician.last_location),
+                          seen_at=int(seen.timestamp()))
+        restored += 1
+    return restored
+
+
+def branch_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Region.id).where(Region.kind == "branch")))
+
