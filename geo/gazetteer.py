@@ -93,13 +93,13 @@ def _about_m(distance_m: float) -> int:
     return max(10, round(distance_m / 10) * 10)
 
 
-def reverse(session: Session, point: LatLng) -> Address:
+def reverse(session: Session, point: LatLng, *, placement: regions.Placement | None = None) -> Address:
     """The readable address of a WGS-84 point: branch · grid · the nearest named place within 500 m.
 
     Raises:
         NotFound: no grid exists at all.
     """
-    placement = regions.place(session, point)
+    placement = placement or regions.place(session, point)
     parts = [_area_label(session, placement)]
     near = _nearest_place(session, point)
     if near is not None:

@@ -80,6 +80,14 @@ def due_tickets(session: Session, *, now: datetime, limit: int) -> list[Ticket]:
         .order_by(Ticket.next_ring_at).limit(limit).with_for_update(skip_locked=True)))
 
 
+def sweep(session: Session, redis: Redis, *, settings: Settings, now: datetime, limit: int) -> int:
+    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
+    due = due_tickets(session, now=now, limit=limit)
+    for ticket in due:
+        offer_ring(session, redis, ticket, settings=settings, now=now)
+    return len(due)
+
+
 def open_offers(session: Session, *, technician_id: int) -> list[tuple[Offer, Ticket]]:
     """A technician's open offers on tickets still grabbable, nearest first."""
     rows = session.execute(

@@ -11,7 +11,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, service
+from dispatch.tickets import attachments, offers, service
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -31,6 +31,8 @@ from dispatch.tickets.schemas import (
     AttachmentRead,
     CompleteBody,
     FollowupBody,
+    MyOfferRead,
+    NearestRead,
     OfferRead,
     ReasonBody,
     TicketCreate,
@@ -191,3 +193,35 @@ def create_ticket_type(body: TicketTypeCreate, session: SessionDep, admin: Admin
 def update_ticket_type(code: str, body: TicketTypeUpdate, session: SessionDep, admin: Admin) -> TicketType:
     """Edit a ticket type (admin); tickets keep the SLA they were created with."""
     return service.update_type(session, code=code, body=body)
+
+
+@router.get("/technicians/nearest", response_model=list[NearestRead], tags=["technicians"],
+            responses=problem_docs(Forbidden, OutOfScope, InvalidInput))
+def nearest_technicians(actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
+                        lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+                        lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+                        crs_: Annotated[crs.Crs, Query(alias="crs")] = crs.Crs.WGS84,
+                        k: Annotated[int, Query(ge=1, le=50)] = 5,
+                        type_code: str | None = None) -> list[NearestRead]:
+    """The K nearest technicians who could take a ticket here now (on duty, fresh, skilled, not full)."""
+    point = crs.to_wgs84(LatLng(lat, lng), crs_)
+    found = service.nearest_technicians(session, redis, actor=actor, point=point, k=k, type_code=type_code,
+                                        settings=settings)
+    return [NearestRead(technician_id=t.id, name=t.name, phone=t.phone, distance_m=round(c.distance_m, 1),
+                        active_count=c.active) for t, c in found]
+
+
+@router.get("/me/offers", response_model=list[MyOfferRead], tags=["technicians"],
+            responses=problem_docs(Forbidden))
+def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
+    """Tickets offered to me that nobody has taken yet, nearest first."""
+    return [MyOfferRead(ticket=ticket_read(ticket), distance_m=offer.distance_m, ring=offer.ring,
+                        offered_at=offer.offered_at)
+            for offer, ticket in offers.open_offers(session, technician_id=me.id)]
+
+
+@router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],
+            responses=problem_docs(Forbidden))
+def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
+    """My accepted tickets and those waiting for follow-up, oldest first."""
+    return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]

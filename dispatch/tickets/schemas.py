@@ -189,3 +189,18 @@ def event_read(event: TicketEvent) -> EventRead:
                      from_state=TicketState(event.from_state) if event.from_state else None,
                      to_state=TicketState(event.to_state), technician_id=event.technician_id,
                      note=event.note, location=LocationRead(lat=point.lat, lng=point.lng) if point else None)
+
+
+class NearestRead(BaseModel):
+    technician_id: int
+    name: str
+    phone: str
+    distance_m: float
+    active_count: int
+
+
+class MyOfferRead(BaseModel):
+    ticket: TicketRead
+    distance_m: float
+    ring: int
+    offered_at: datetime

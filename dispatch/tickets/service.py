@@ -36,11 +36,11 @@ from dispatch.tickets.models import (
     TicketType,
 )
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
-from geo import crs, hexgrid, regions
+from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
 from technicians.models import Technician
-from technicians.nearest import Candidate
+from technicians.nearest import Candidate, find_nearest
 from technicians.service import get_technician, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
@@ -208,7 +208,9 @@ def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_ty
                             tz=tz),
         type_code=ticket_type.code, state=TicketState.PENDING, version=1,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
-        location=to_wkb(point), h3=hexgrid.cell_of(point), address=body.address,
+        location=to_wkb(point), h3=hexgrid.cell_of(point),
+        # Seed 002 names every report's place for the technician: fill it in when the caller did not.
+        address=body.address or gazetteer.reverse(session, point, placement=placement).address,
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
         contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber_id,
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
@@ -412,3 +414,29 @@ def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) ->
                                "resolution_due_at":
                                    ticket.created_at + timedelta(minutes=new_type.resolution_sla_min)})
 
+
+
+def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: LatLng, k: int,
+                        type_code: str | None, settings: Settings) -> list[tuple[Technician, Candidate]]:
+    """Who could take a ticket at this point now, nearest (and fairest) first, for a dispatcher.
+
+    Raises:
+        Forbidden, OutOfScope (the point lies outside the caller's regions), InvalidInput (unknown type).
+    """
+    _require(actor, MANAGERS, "look up technicians")
+    skills = get_type(session, type_code).skills if type_code else []
+    placement = regions.place(session, point)
+    if actor.scope is not None and not placement.lies_within(actor.scope):
+        raise OutOfScope("that point lies outside your regions")
+    found = find_nearest(redis, branch_id=placement.branch_id, point=point, k=k, radius_m=settings.offer.max_radius_m,
+                         skills=skills, ticket_path=placement.grid_path, now=_now(), tz=settings.timezone,
+                         presence=settings.presence, offer=settings.offer)
+    by_id = {t.id: t for t in session.scalars(select(Technician).where(
+        Technician.id.in_([c.technician_id for c in found])))}
+    return [(by_id[c.technician_id], c) for c in found if c.technician_id in by_id]
+
+
+def held_by(session: Session, *, technician_id: int) -> list[Ticket]:
+    return list(session.scalars(select(Ticket).where(
+        Ticket.technician_id == technician_id,
+        Ticket.state.in_([TicketState.ACCEPTED, TicketState.AWAITING_FOLLOWUP])).order_by(Ticket.accepted_at)))

@@ -1,0 +1,47 @@
+"""Periodic rq jobs of dispatch: ring sweeps and the live index's upkeep.
+
+Each opens its own unit of work, is safe to run twice (offers are unique
+per ticket and technician; track points are popped once) and is enqueued
+with a fixed job id by the worker's ticker, so a slow run never piles up.
+"""
+
+from datetime import UTC, datetime
+
+from dispatch.kernel.db import session_scope
+from dispatch.kernel.redis import connect
+from dispatch.kernel.settings import get_settings
+from dispatch.tickets import offers
+from technicians import presence
+
+SWEEP_BATCH = 200
+
+
+def sweep_rings() -> int:
+    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        swept = offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
+    redis.close()
+    return swept
+
+
+def flush_track() -> int:
+    """Write the sampled positions through to PostGIS."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        written = presence.flush_track(session, redis, branch_ids=presence.branch_ids(session),
+                                       batch=settings.presence.flush_batch)
+    redis.close()
+    return written
+
+
+def rebuild_live_index() -> int:
+    """Restore on-duty technicians into the live index (after a Redis restart, nothing is lost for long)."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        restored = presence.rebuild_live(session, redis, cfg=settings.presence)
+    redis.close()
+    return restored
