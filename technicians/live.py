@@ -59,6 +59,10 @@ def put_on_duty(redis: Redis, keys: LiveKeys, technician_id: int, *, skills: lis
     redis.hset(keys.meta, str(technician_id), f"{','.join(skills)}|{scope_path}|{max_active}|{roster}")
 
 
+def is_located(redis: Redis, keys: LiveKeys, technician_id: int) -> bool:
+    return redis.zscore(keys.geo, str(technician_id)) is not None
+
+
 def take_off_duty(redis: Redis, keys: LiveKeys, technician_id: int) -> None:
     member = str(technician_id)
     pipe = redis.pipeline(transaction=True)
@@ -107,11 +111,24 @@ def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, want: int, max_radiu
                 active=int(_text(flat[i + 2])), hours=float(_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
 
 
-def take_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:
-    """Pop up to `limit` sampled track points: (technician_id, epoch s, lng, lat, accuracy)."""
-    raw = redis.lpop(keys.track, limit) or []
+def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:
+    """Up to `limit` sampled track points, oldest first, left in place until `trim_track`:
+    (technician_id, epoch s, lng, lat, accuracy)."""
     points = []
-    for item in raw:
+    for item in redis.lrange(keys.track, 0, limit - 1):
         tid, at, lng, lat, acc = _text(item).split("|")
         points.append((int(tid), int(at), float(lng), float(lat), float(acc) if acc else None))
     return points
+
+
+def trim_track(redis: Redis, keys: LiveKeys, count: int) -> None:
+    redis.ltrim(keys.track, count, -1)
+
+
+def lock_track(redis: Redis, keys: LiveKeys, *, ttl_s: int) -> bool:
+    """One flusher per branch at a time; the lock lapses by itself if its holder dies."""
+    return bool(redis.set(f"{keys.tag}:track-lock", 1, nx=True, ex=ttl_s))
+
+
+def unlock_track(redis: Redis, keys: LiveKeys) -> None:
+    redis.delete(f"{keys.tag}:track-lock")

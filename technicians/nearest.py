@@ -20,6 +20,8 @@ from technicians.presence import local_clock
 
 # The first radius tried; grown fourfold while too few qualify.
 START_RADIUS_M = 500
+# Enough to settle any tie band in a dense town without scanning a whole branch.
+MAX_WANT = 512
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,18 @@ def find_nearest(redis: Redis, *, branch_id: int, point: LatLng, k: int, radius_
     window, below max_active, and a grab scope that covers the ticket's grid (`ticket_path`).
     """
     weekday, minute = local_clock(now, tz)
-    # Twice K, so that a fairer technician just behind the K-th in distance can still win the tie.
-    hits = live.nearest(redis, live.LiveKeys.of(branch_id), point=point, want=2 * k, max_radius_m=radius_m,
-                        start_radius_m=min(START_RADIUS_M, radius_m), now=int(now.timestamp()),
-                        freshness_s=presence.freshness_s, skills=skills, ticket_path=ticket_path,
-                        exclude=exclude or set(), weekday=weekday, minute=minute)
-    return fairest_first(hits, tie_band_m=offer.tie_band_m)[:k]
+    want = 2 * k
+    while True:
+        hits = live.nearest(redis, live.LiveKeys.of(branch_id), point=point, want=want, max_radius_m=radius_m,
+                            start_radius_m=min(START_RADIUS_M, radius_m), now=int(now.timestamp()),
+                            freshness_s=presence.freshness_s, skills=skills, ticket_path=ticket_path,
+                            exclude=exclude or set(), weekday=weekday, minute=minute)
+        # A fairer technician may stand just behind the K-th in distance: fetch until the
+        # tie band around the K-th is complete, or nobody more qualifies.
+        if len(hits) < want or hits[-1].distance_m - hits[min(k, len(hits)) - 1].distance_m > offer.tie_band_m \
+                or want >= MAX_WANT:
+            return fairest_first(hits, tie_band_m=offer.tie_band_m)[:k]
+        want *= 4
 
 
 def fairest_first(hits: list[live.Hit], *, tie_band_m: int) -> list[Candidate]:

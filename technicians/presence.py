@@ -21,6 +21,7 @@ from technicians.models import RosterShift, Technician
 
 log = structlog.get_logger()
 NULL_IN_COPY = "\\N"
+FLUSH_LOCK_S = 60
 
 
 class OffDuty(Conflict):
@@ -98,27 +99,28 @@ def set_roster(session: Session, redis: Redis, *, technician: Technician, shifts
     """
     for index, shift in enumerate(shifts):
         if shift.starts == shift.ends:
-            raise InvalidInput(f"shifts.{index}.ends", "a shift must not start and end at the same time")
+            raise InvalidInput(f"{index}.ends", "a shift must not start and end at the same time")
     session.execute(delete(RosterShift).where(RosterShift.technician_id == technician.id))
     session.add_all(RosterShift(technician_id=technician.id, weekday=s.weekday, starts=s.starts, ends=s.ends)
                     for s in shifts)
     session.flush()
     if technician.on_duty:
-        _publish_meta(session, redis, technician)
+        try:
+            _publish_meta(session, redis, technician)
+        except RedisError as exc:  # the live index is a cache: the periodic rebuild restores it
+            log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
     return list_roster(session, technician.id)
 
 
 def _publish_meta(session: Session, redis: Redis, technician: Technician) -> None:
     ref = ref_of(session, technician)
-    try:
-        live.put_on_duty(redis, ref.keys, technician.id, skills=technician.skills, scope_path=ref.scope_path,
-                         max_active=technician.max_active, roster=encode_roster(list_roster(session, technician.id)))
-    except RedisError as exc:  # the live index is a cache: the periodic rebuild restores it
-        log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
+    live.put_on_duty(redis, ref.keys, technician.id, skills=technician.skills, scope_path=ref.scope_path,
+                     max_active=technician.max_active, roster=encode_roster(list_roster(session, technician.id)))
 
 
-def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty: bool) -> Technician:
-    """Go on or off duty. Off duty removes the technician from the live index at once.
+def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty: bool) -> bool:
+    """Go on or off duty; returns whether the live index has a position for the technician.
+    Off duty removes the technician from the live index at once.
 
     Raises:
         NoBranch: a company-level technician cannot be tracked per branch.
@@ -127,14 +129,15 @@ def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty:
     ref.keys  # noqa: B018 -- fail before writing anything for a technician with no branch
     technician.on_duty = on_duty
     session.flush()
-    if on_duty:
-        _publish_meta(session, redis, technician)
-        return technician
     try:
-        live.take_off_duty(redis, ref.keys, technician.id)
+        if not on_duty:
+            live.take_off_duty(redis, ref.keys, technician.id)
+            return False
+        _publish_meta(session, redis, technician)
+        return live.is_located(redis, ref.keys, technician.id)
     except RedisError as exc:
         log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
-    return technician
+        return False
 
 
 def record_ping(redis: Redis, *, ref: TechnicianRef, point: LatLng, accuracy_m: float | None, now: datetime,
@@ -156,16 +159,37 @@ def record_ping(redis: Redis, *, ref: TechnicianRef, point: LatLng, accuracy_m: 
         raise OffShift("you are outside your roster window; this position was not stored")
 
 
-def flush_track(session: Session, redis: Redis, *, branch_ids: list[int], batch: int) -> int:
-    """Write sampled positions through to PostGIS in one COPY per branch, and each technician's latest."""
-    written = 0
+@dataclass(frozen=True)
+class Flushed:
+    """Track points written in a unit of work, to be removed from Redis once it has committed."""
+
+    keys: live.LiveKeys
+    count: int
+
+
+def flush_track(session: Session, redis: Redis, *, branch_ids: list[int], batch: int) -> list[Flushed]:
+    """Write sampled positions through to PostGIS in one COPY per branch, and each technician's latest.
+
+    The points stay in Redis until `confirm_flushed` runs after the commit: a failed
+    commit loses nothing (a crash in between may write a batch twice, never lose it).
+    """
+    flushed = []
     for branch_id in branch_ids:
-        points = live.take_track(redis, live.LiveKeys.of(branch_id), batch)
-        if not points:
-            continue
-        _copy_track(session, points)
-        written += len(points)
-    return written
+        keys = live.LiveKeys.of(branch_id)
+        if not live.lock_track(redis, keys, ttl_s=FLUSH_LOCK_S):
+            continue  # another worker is flushing this branch
+        points = live.peek_track(redis, keys, batch)
+        if points:
+            _copy_track(session, points)
+        flushed.append(Flushed(keys, len(points)))
+    return flushed
+
+
+def confirm_flushed(redis: Redis, flushed: list[Flushed]) -> int:
+    for done in flushed:
+        live.trim_track(redis, done.keys, done.count)
+        live.unlock_track(redis, done.keys)
+    return sum(done.count for done in flushed)
 
 
 def _copy_track(session: Session, points: list[tuple[int, int, float, float, float | None]]) -> None:

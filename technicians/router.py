@@ -65,8 +65,8 @@ me_router = APIRouter(prefix="/api/v1/me", tags=["technicians"])
 @me_router.put("/duty", response_model=DutyRead, responses=problem_docs(NotATechnician, NoBranch))
 def set_duty(body: DutyUpdate, me: CurrentTechnician, session: SessionDep, redis: RedisDep) -> DutyRead:
     """Go on or off duty; off duty stops offers and drops your position from the live index."""
-    technician = presence.set_duty(session, redis, technician=me, on_duty=body.on_duty)
-    return DutyRead(on_duty=technician.on_duty, located=technician.last_location is not None and body.on_duty)
+    located = presence.set_duty(session, redis, technician=me, on_duty=body.on_duty)
+    return DutyRead(on_duty=body.on_duty, located=located)
 
 
 @me_router.put("/location", status_code=204, response_class=Response,

@@ -1,12 +1,14 @@
 from datetime import datetime, time
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
 from geo.crs import Crs
 
 Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
-Skill = Field(min_length=1, max_length=32)
+# Skills travel packed in the live index (comma- and bar-separated): plain words only.
+Skill = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 
 
 class TechnicianCreate(BaseModel):
@@ -14,7 +16,7 @@ class TechnicianCreate(BaseModel):
     phone: str = Phone
     username: str = Username
     password: str = Field(min_length=4, max_length=128)
-    skills: list[str] = Field(default_factory=list, max_length=20)
+    skills: list[Skill] = Field(default_factory=list, max_length=20)
     region_id: int
     max_active: int = Field(default=5, ge=1, le=50)
 

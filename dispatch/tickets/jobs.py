@@ -31,8 +31,9 @@ def flush_track() -> int:
     settings = get_settings()
     redis = connect(settings.redis_url)
     with session_scope() as session:
-        written = presence.flush_track(session, redis, branch_ids=presence.branch_ids(session),
+        flushed = presence.flush_track(session, redis, branch_ids=presence.branch_ids(session),
                                        batch=settings.presence.flush_batch)
+    written = presence.confirm_flushed(redis, flushed)  # only once the rows are committed
     redis.close()
     return written
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from dispatch.tickets.models import Source, Ticket, TicketEvent, TicketKind, TicketState
 from geo.crs import Crs
 from geo.points import from_wkb
+from technicians.schemas import Skill
 
 TypeCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=20,
@@ -136,7 +137,7 @@ class TicketTypeCreate(BaseModel):
     code: TypeCode
     name: str = Field(min_length=1, max_length=100)
     kind: TicketKind = TicketKind.FAULT
-    skills: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(default_factory=list)
+    skills: list[Skill] = Field(default_factory=list)
     standard_hours: Decimal = Field(gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal = Field(ge=0, le=100000, max_digits=10, decimal_places=2)
     response_sla_min: int = Field(gt=0, le=60 * 24 * 30)
@@ -147,7 +148,7 @@ class TicketTypeCreate(BaseModel):
 class TicketTypeUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     kind: TicketKind | None = None
-    skills: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] | None = None
+    skills: list[Skill] | None = None
     standard_hours: Decimal | None = Field(default=None, gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=10, decimal_places=2)
     response_sla_min: int | None = Field(default=None, gt=0, le=60 * 24 * 30)
