@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from dispatch.app import create_app
-from dispatch.kernel.db import get_session
-from dispatch.kernel.settings import Settings
+from dispatch.kernel.db import get_database, get_session
+from dispatch.kernel.queues import queue
+from dispatch.kernel.settings import Settings, get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
 
@@ -43,10 +44,27 @@ TRANSIENT_TABLES = "ticket_event, attachment, idempotency_key, ticket_counter, t
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(database_url=TEST_DATABASE_URL, redis_url=TEST_REDIS_URL, log_json=False,
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    # Jobs and queues read the process settings (a worker has nothing else):
+    # point those at the test database and Redis too.
+    saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL", "REDIS_QUEUE_URL")}
+    os.environ.update(DATABASE_URL=TEST_DATABASE_URL, REDIS_URL=TEST_REDIS_URL, REDIS_QUEUE_URL=TEST_REDIS_URL)
+    _forget_process_settings()
+    yield Settings(database_url=TEST_DATABASE_URL, redis_url=TEST_REDIS_URL, log_json=False,
                     log_level="WARNING", media_dir=tmp_path_factory.mktemp("media"),
                     secret_key="test-secret-key-0123456789-0123456789-abcdef", db_pool_size=20)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _forget_process_settings()
+
+
+def _forget_process_settings() -> None:
+    get_settings.cache_clear()
+    queue.cache_clear()
+    get_database.cache_clear()
 
 
 def _services_up(settings: Settings) -> bool:

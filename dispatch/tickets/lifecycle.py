@@ -1,5 +1,6 @@
 """The ticket state machine: which action leads where, applied as a compare-and-set."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -9,6 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import Actor
+from dispatch.kernel.queues import queue
+from dispatch.tickets import feed, notify, outbox
 from dispatch.tickets.errors import AlreadyTaken, ConcurrentChange, InvalidTransition
 from dispatch.tickets.models import Ticket, TicketEvent, TicketState
 from geo.latlng import LatLng
@@ -51,6 +54,25 @@ NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
     (S.PENDING, Action.TIME_OUT): S.TIMED_OUT,
     **{(state, Action.RETYPE): state for state in OPEN_STATES},
 }
+
+
+# What each action is called on the live feed.
+FEED_EVENT = {
+    Action.CREATE: "ticket.created", Action.MERGE: "ticket.merged", Action.GRAB: "ticket.accepted",
+    Action.ASSIGN: "ticket.accepted", Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
+    Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
+    Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped", Action.TIME_OUT: "ticket.timed_out",
+}
+
+
+def announce(session: Session, ticket: Ticket, event_type: str, *, technician_ids: Sequence[int | None] = (),
+             **data: Any) -> None:
+    """Put an event on the live feed through the outbox: sent only if this transaction commits."""
+    event = feed.make_event(event_type, ticket_id=ticket.id, branch_id=ticket.branch_id, region_id=ticket.region_id,
+                            technician_ids=[t for t in technician_ids if t is not None], number=ticket.number,
+                            state=str(ticket.state), **data)
+    outbox.emit(session, feed.TOPIC, event)
+    notify.after_commit_drain(session, queue())
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,8 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
         from_state=from_state, to_state=to_state, technician_id=technician_id, note=note,
         location=to_wkb(location) if location else None, data=data or {},
     ))
+    announce(session, ticket, FEED_EVENT[action], technician_ids=[technician_id, ticket.technician_id],
+             from_state=str(from_state))
     session.flush()
     return Step(ticket_id=ticket.id, action=action, from_state=from_state, to_state=to_state, at=now)
 
@@ -120,4 +144,5 @@ def record(session: Session, ticket: Ticket, *, action: Action, actor: Actor, no
     session.add(TicketEvent(ticket_id=ticket.id, actor=actor.label, actor_role=actor.role, action=action,
                             from_state=None if action is Action.CREATE else ticket.state,
                             to_state=ticket.state, note=note, data=data or {}))
+    announce(session, ticket, FEED_EVENT[action], technician_ids=[ticket.technician_id])
     session.flush()

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.settings import Settings
-from dispatch.tickets.lifecycle import GRABBABLE
+from dispatch.tickets.lifecycle import GRABBABLE, announce
 from dispatch.tickets.models import Offer, OfferOutcome, Ticket, TicketType
 from geo.models import Region
 from geo.points import from_wkb
@@ -44,6 +44,9 @@ def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Sett
             {"ticket_id": ticket.id, "technician_id": c.technician_id, "ring": ticket.ring + 1,
              "distance_m": round(c.distance_m, 1), "offered_at": now} for c in candidates
         ]).on_conflict_do_nothing(index_elements=[Offer.ticket_id, Offer.technician_id]))
+        announce(session, ticket, "ticket.offered", technician_ids=[c.technician_id for c in candidates],
+                 ring=ticket.ring + 1, radius_m=radius,
+                 distances_m={str(c.technician_id): round(c.distance_m) for c in candidates})
     ticket.ring += 1
     ticket.ring_radius_m = radius
     ticket.next_ring_at = now + timedelta(seconds=cfg.step_s) if radius < cfg.max_radius_m else None
