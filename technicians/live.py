@@ -99,14 +99,14 @@ def set_load(redis: Redis, keys: LiveKeys, technician_id: int, *, active: int, h
     redis.hset(keys.load, str(technician_id), f"{active}|{hours:g}")
 
 
-def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, want: int, max_radius_m: int, start_radius_m: int,
+def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, k: int, max_radius_m: int, start_radius_m: int,
             now: int, freshness_s: int, skills: list[str], ticket_path: str, exclude: set[int], weekday: int,
-            minute: int) -> list[Hit]:
-    """Up to `want` eligible technicians within `max_radius_m`, nearest first."""
+            minute: int, tie_band_m: int) -> list[Hit]:
+    """The K eligible technicians within `max_radius_m` to offer first: nearest, fairest among near-equals."""
     flat = _run(
         redis, "nearest", [keys.geo, keys.seen, keys.meta, keys.load],
-        [point.lng, point.lat, want, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
-              "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m])
+        [point.lng, point.lat, k, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
+         "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m, tie_band_m])
     return [Hit(technician_id=int(_text(flat[i])), distance_m=float(_text(flat[i + 1])),
                 active=int(_text(flat[i + 2])), hours=float(_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
 

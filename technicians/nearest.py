@@ -18,10 +18,9 @@ from geo.latlng import LatLng
 from technicians import live
 from technicians.presence import local_clock
 
-# The first radius tried; grown fourfold while too few qualify.
-START_RADIUS_M = 500
-# Enough to settle any tie band in a dense town without scanning a whole branch.
-MAX_WANT = 512
+# The first radius tried; doubled while too few qualify (measured: a small start
+# wins in a dense town, where a 500 m circle already holds hundreds).
+START_RADIUS_M = 125
 
 
 @dataclass(frozen=True)
@@ -41,33 +40,8 @@ def find_nearest(redis: Redis, *, branch_id: int, point: LatLng, k: int, radius_
     window, below max_active, and a grab scope that covers the ticket's grid (`ticket_path`).
     """
     weekday, minute = local_clock(now, tz)
-    want = 2 * k
-    while True:
-        hits = live.nearest(redis, live.LiveKeys.of(branch_id), point=point, want=want, max_radius_m=radius_m,
-                            start_radius_m=min(START_RADIUS_M, radius_m), now=int(now.timestamp()),
-                            freshness_s=presence.freshness_s, skills=skills, ticket_path=ticket_path,
-                            exclude=exclude or set(), weekday=weekday, minute=minute)
-        # A fairer technician may stand just behind the K-th in distance: fetch until the
-        # tie band around the K-th is complete, or nobody more qualifies.
-        if len(hits) < want or hits[-1].distance_m - hits[min(k, len(hits)) - 1].distance_m > offer.tie_band_m \
-                or want >= MAX_WANT:
-            return fairest_first(hits, tie_band_m=offer.tie_band_m)[:k]
-        want *= 4
-
-
-def fairest_first(hits: list[live.Hit], *, tie_band_m: int) -> list[Candidate]:
-    """Nearest first, but within a band of near-equal distance the one with fewer labor hours
-    this period (then fewer active tickets) goes first: piece-rate pay should spread."""
-    ordered: list[Candidate] = []
-    band: list[live.Hit] = []
-    for hit in sorted(hits, key=lambda h: h.distance_m):
-        if band and hit.distance_m - band[0].distance_m > tie_band_m:
-            ordered += _fair(band)
-            band = []
-        band.append(hit)
-    return ordered + _fair(band)
-
-
-def _fair(band: list[live.Hit]) -> list[Candidate]:
-    return [Candidate(h.technician_id, h.distance_m, h.active, h.hours)
-            for h in sorted(band, key=lambda h: (h.hours, h.active, h.distance_m))]
+    hits = live.nearest(redis, live.LiveKeys.of(branch_id), point=point, k=k, max_radius_m=radius_m,
+                        start_radius_m=min(START_RADIUS_M, radius_m), now=int(now.timestamp()),
+                        freshness_s=presence.freshness_s, skills=skills, ticket_path=ticket_path,
+                        exclude=exclude or set(), weekday=weekday, minute=minute, tie_band_m=offer.tie_band_m)
+    return [Candidate(h.technician_id, h.distance_m, h.active, h.hours) for h in hits][:k]

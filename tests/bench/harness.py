@@ -58,13 +58,16 @@ def server(env: dict[str, str], port: int) -> Iterator[str]:
 
 
 def _client_process(base: str, headers: dict[str, str], request: Request, start: int, count: int,
-                    threads: int) -> tuple[list[float], int]:
+                    threads: int, thread_headers: list[dict[str, str]] | None = None,
+                    first_slot: int = 0) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
 
     def worker(offset: int) -> tuple[list[float], int]:
         mine, failed = [], 0
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        # Each client thread of the run gets its own slot: its own caller when `thread_headers` is given.
+        own = thread_headers[(first_slot + offset - start) % len(thread_headers)] if thread_headers else {}
+        with httpx.Client(base_url=base, headers={**headers, **own}, timeout=30) as client:
             for i in range(offset, start + count, threads):
                 began = time.perf_counter()
                 status = request(client, i)
@@ -80,14 +83,19 @@ def _client_process(base: str, headers: dict[str, str], request: Request, start:
 
 
 def measure(name: str, base: str, headers: dict[str, str], request: Request, *, count: int, offset: int = 0,
-            processes: int = 2, threads: int = 8) -> Figure:
-    """Send `count` requests from `processes` × `threads` keep-alive clients."""
+            processes: int = 2, threads: int = 8, thread_headers: list[dict[str, str]] | None = None) -> Figure:
+    """Send `count` requests from `processes` × `threads` keep-alive clients.
+
+    With `thread_headers`, client thread number n (of all processes) adds `thread_headers[n]` to its
+    headers: each thread can be a different caller (a technician pinging as themself).
+    """
     share = count // processes
     began = time.perf_counter()
     with ProcessPoolExecutor(processes) as pool:
         parts = list(pool.map(_client_process, [base] * processes, [headers] * processes, [request] * processes,
                               [offset + p * share for p in range(processes)], [share] * processes,
-                              [threads] * processes))
+                              [threads] * processes, [thread_headers] * processes,
+                              [p * threads for p in range(processes)]))
     seconds = time.perf_counter() - began
     latencies = sorted(t for part, _ in parts for t in part)
     errors = sum(e for _, e in parts)

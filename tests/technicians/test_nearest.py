@@ -23,7 +23,7 @@ from geo.latlng import LatLng
 from geo.models import Region
 from technicians import live, presence
 from technicians.models import Technician
-from technicians.nearest import Candidate, fairest_first, find_nearest
+from technicians.nearest import Candidate, find_nearest
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TICKET = LatLng(43.935, 116.08)  # grid XL-G05
@@ -304,46 +304,3 @@ def test_fairest_of_several_near_equals_wins_even_with_k_1(redis: Redis, xl: int
     set_load(redis, xl, fairest, active=0, hours=0)
 
     assert ids(search(k=1)) == [fairest]
-
-
-# --- fairest_first, as a pure function ---------------------------------------------------
-
-def hit(technician_id: int, distance_m: float, *, active: int = 0, hours: float = 0) -> live.Hit:
-    return live.Hit(technician_id=technician_id, distance_m=distance_m, active=active, hours=hours)
-
-
-def test_fairest_first_of_nothing_is_nothing() -> None:
-    assert fairest_first([], tie_band_m=300) == []
-
-
-def test_fairest_first_sorts_by_distance_when_nobody_is_tied() -> None:
-    hits = [hit(3, 1500, hours=0), hit(1, 100, hours=9), hit(2, 700, hours=5)]
-
-    assert [c.technician_id for c in fairest_first(hits, tie_band_m=300)] == [1, 2, 3]
-
-
-def test_fairest_first_orders_a_band_by_hours_then_active_then_distance() -> None:
-    hits = [hit(1, 100, hours=5, active=1), hit(2, 150, hours=5, active=0), hit(3, 200, hours=2, active=4),
-            hit(4, 250, hours=5, active=0)]
-
-    assert [c.technician_id for c in fairest_first(hits, tie_band_m=300)] == [3, 2, 4, 1]
-
-
-def test_fairest_first_measures_the_band_from_its_nearest_member() -> None:
-    # 0 and 200 share a band; 400 is 400 m from the band's nearest, so it opens the next.
-    hits = [hit(1, 0, hours=3), hit(2, 200, hours=2), hit(3, 400, hours=1), hit(4, 600, hours=0)]
-
-    assert [c.technician_id for c in fairest_first(hits, tie_band_m=300)] == [2, 1, 4, 3]
-
-
-def test_fairest_first_band_edge_is_inclusive() -> None:
-    assert [c.technician_id for c in fairest_first([hit(1, 0, hours=9), hit(2, 300, hours=0)],
-                                                   tie_band_m=300)] == [2, 1]
-    assert [c.technician_id for c in fairest_first([hit(1, 0, hours=9), hit(2, 300.5, hours=0)],
-                                                   tie_band_m=300)] == [1, 2]
-
-
-def test_fairest_first_keeps_distance_and_load_values() -> None:
-    [only] = fairest_first([hit(7, 123.4, active=2, hours=6.5)], tie_band_m=300)
-
-    assert only == Candidate(technician_id=7, distance_m=123.4, active=2, hours=6.5)
