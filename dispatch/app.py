@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from dispatch import ops
 from dispatch.accounts import router as accounts
-from dispatch.accounts.service import authenticator
+from dispatch.accounts.service import TokenAuthenticator
 from dispatch.kernel import problems
 from dispatch.kernel.db import Database
 from dispatch.kernel.logging import configure as configure_logging
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Fieldpool", version="1.0", lifespan=lifespan,
                   description="Field dispatch and order grabbing (抢单). Errors are RFC 9457 problem JSON.")
     app.state.settings = settings
-    app.state.authenticate = authenticator(settings.secret_key)
+    app.state.authenticate = TokenAuthenticator(settings.secret_key)
     problems.install(app)
     app.add_middleware(RequestContext)
     # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.

@@ -1,12 +1,14 @@
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from dispatch.kernel.auth import ActorDep
-from dispatch.kernel.db import SessionDep
+from dispatch.accounts.service import TokenAuthenticator
+from dispatch.kernel.auth import ActorDep, api_key_scheme, bearer_scheme
+from dispatch.kernel.db import Database, SessionDep
 from technicians.models import Technician
 from technicians.presence import TechnicianRef
-from technicians.service import technician_of, technician_ref
+from technicians.service import cached_ref, technician_of, technician_ref
 
 
 def current_technician(actor: ActorDep, session: SessionDep) -> Technician:
@@ -16,8 +18,26 @@ def current_technician(actor: ActorDep, session: SessionDep) -> Technician:
 CurrentTechnician = Annotated[Technician, Depends(current_technician)]
 
 
-def current_ref(actor: ActorDep, session: SessionDep) -> TechnicianRef:
-    return technician_ref(session, actor)
+async def pinging_technician(request: Request, token: Annotated[str | None, Depends(bearer_scheme)],
+                             api_key: Annotated[str | None, Depends(api_key_scheme)]) -> TechnicianRef:
+    """The caller's live-index reference, from the per-process caches when warm.
+
+    The phones' ping path: a warm cache costs no database session and no hop
+    to a worker thread (each sync dependency would take one); a cold one
+    resolves once in a thread, like any other request.
+    """
+    authenticate: TokenAuthenticator = request.app.state.authenticate
+    actor = authenticate.cached(token) if token and not api_key else None
+    ref = cached_ref(actor.id) if actor is not None else None
+    if ref is not None:
+        return ref
+    return await run_in_threadpool(_resolve_ref, request.app.state.db, authenticate, token, api_key)
 
 
-CurrentTechnicianRef = Annotated[TechnicianRef, Depends(current_ref)]
+def _resolve_ref(database: Database, authenticate: TokenAuthenticator, token: str | None,
+                 api_key: str | None) -> TechnicianRef:
+    with database.session_scope() as session:
+        return technician_ref(session, authenticate(session, token, api_key))
+
+
+PingingTechnician = Annotated[TechnicianRef, Depends(pinging_technician)]

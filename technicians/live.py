@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from redis import Redis
-from redis.commands.core import Script
+from redis.asyncio import Redis as AsyncRedis
+from redis.commands.core import AsyncScript, Script
 
 from geo.latlng import LatLng
 
 _scripts: dict[str, Script] = {}
+_async_scripts: dict[str, AsyncScript] = {}
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,15 @@ class Hit:
     hours: float
 
 
+def _source(name: str) -> str:
+    return files("technicians").joinpath(f"lua/{name}.lua").read_text()
+
+
 def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> list[object]:
     # Script objects call EVALSHA and load the source again on NOSCRIPT (after a
     # Redis restart or failover), so a script is read from disk once per process.
     if name not in _scripts:
-        _scripts[name] = redis.register_script(files("technicians").joinpath(f"lua/{name}.lua").read_text())
+        _scripts[name] = redis.register_script(_source(name))
     result: list[object] = _scripts[name](keys=keys, args=args, client=redis)
     return result
 
@@ -73,13 +79,38 @@ def take_off_duty(redis: Redis, keys: LiveKeys, technician_id: int) -> None:
     pipe.execute()
 
 
-def ping(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng, accuracy_m: float | None, now: int,
-         weekday: int, minute: int, limit: int, window_s: int, sample_interval_s: int) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Ping:
+    """One location ping, as the ping script takes it."""
+
+    technician_id: int
+    point: LatLng
+    accuracy_m: float | None
+    now: int
+    weekday: int
+    minute: int
+    limit: int
+    window_s: int
+    sample_interval_s: int
+
+    def call(self, keys: LiveKeys) -> tuple[list[str], list[str | int | float]]:
+        return ([keys.geo, keys.seen, keys.meta, keys.track, keys.sampled, keys.rate(self.technician_id)],
+                [self.technician_id, self.point.lng, self.point.lat,
+                 "" if self.accuracy_m is None else self.accuracy_m, self.now, self.weekday, self.minute,
+                 self.limit, self.window_s, self.sample_interval_s])
+
+
+def ping(redis: Redis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """(status, detail): ok, rate_limited (seconds to wait), off_duty or off_shift."""
-    status, detail = _run(
-        redis, "ping", [keys.geo, keys.seen, keys.meta, keys.track, keys.sampled, keys.rate(technician_id)],
-        [technician_id, point.lng, point.lat, "" if accuracy_m is None else accuracy_m, now, weekday, minute,
-              limit, window_s, sample_interval_s])
+    status, detail = _run(redis, "ping", *ping.call(keys))
+    return _text(status), _text(detail)
+
+
+async def ping_async(redis: AsyncRedis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
+    """`ping` for the event loop: the phones' hot path needs no worker thread."""
+    if "ping" not in _async_scripts:
+        _async_scripts["ping"] = redis.register_script(_source("ping"))
+    status, detail = await _async_scripts["ping"](*ping.call(keys), client=redis)
     return _text(status), _text(detail)
 
 

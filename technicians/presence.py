@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
@@ -140,6 +141,24 @@ def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty:
         return False
 
 
+def ping_of(ref: TechnicianRef, *, point: LatLng, accuracy_m: float | None, now: datetime, tz: str,
+            cfg: PresenceSettings) -> live.Ping:
+    weekday, minute = local_clock(now, tz)
+    return live.Ping(technician_id=ref.id, point=point, accuracy_m=accuracy_m, now=int(now.timestamp()),
+                     weekday=weekday, minute=minute, limit=cfg.ping_limit, window_s=cfg.ping_window_s,
+                     sample_interval_s=cfg.sample_interval_s)
+
+
+def check_ping(status: str, detail: str, cfg: PresenceSettings) -> None:
+    """Raises: RateLimited, OffDuty, OffShift (the ping was not stored)."""
+    if status == "rate_limited":
+        raise RateLimited(f"at most {cfg.ping_limit} pings per {cfg.ping_window_s} s", retry_after=int(detail))
+    if status == "off_duty":
+        raise OffDuty("go on duty before sending positions; this one was not stored")
+    if status == "off_shift":
+        raise OffShift("you are outside your roster window; this position was not stored")
+
+
 def record_ping(redis: Redis, *, ref: TechnicianRef, point: LatLng, accuracy_m: float | None, now: datetime,
                 tz: str, cfg: PresenceSettings) -> None:
     """Keep the latest position of a technician at work; sampled into the track for write-through.
@@ -147,16 +166,15 @@ def record_ping(redis: Redis, *, ref: TechnicianRef, point: LatLng, accuracy_m: 
     Raises:
         RateLimited, OffDuty, OffShift, NoBranch.
     """
-    weekday, minute = local_clock(now, tz)
-    status, detail = live.ping(redis, ref.keys, ref.id, point=point, accuracy_m=accuracy_m,
-                               now=int(now.timestamp()), weekday=weekday, minute=minute, limit=cfg.ping_limit,
-                               window_s=cfg.ping_window_s, sample_interval_s=cfg.sample_interval_s)
-    if status == "rate_limited":
-        raise RateLimited(f"at most {cfg.ping_limit} pings per {cfg.ping_window_s} s", retry_after=int(detail))
-    if status == "off_duty":
-        raise OffDuty("go on duty before sending positions; this one was not stored")
-    if status == "off_shift":
-        raise OffShift("you are outside your roster window; this position was not stored")
+    ping = ping_of(ref, point=point, accuracy_m=accuracy_m, now=now, tz=tz, cfg=cfg)
+    check_ping(*live.ping(redis, ref.keys, ping), cfg)
+
+
+async def record_ping_async(redis: AsyncRedis, *, ref: TechnicianRef, point: LatLng, accuracy_m: float | None,
+                            now: datetime, tz: str, cfg: PresenceSettings) -> None:
+    """`record_ping` on the event loop (the endpoint phones call every few seconds)."""
+    ping = ping_of(ref, point=point, accuracy_m=accuracy_m, now=now, tz=tz, cfg=cfg)
+    check_ping(*await live.ping_async(redis, ref.keys, ping), cfg)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
@@ -9,11 +9,11 @@ from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
-from dispatch.kernel.settings import SettingsDep
+from dispatch.kernel.settings import Settings
 from geo import crs
 from geo.latlng import LatLng
 from technicians import presence, service
-from technicians.deps import CurrentTechnician, CurrentTechnicianRef
+from technicians.deps import CurrentTechnician, PingingTechnician
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.presence import NoBranch, OffDuty, OffShift, RateLimited
@@ -71,11 +71,14 @@ def set_duty(body: DutyUpdate, me: CurrentTechnician, session: SessionDep, redis
 
 @me_router.put("/location", status_code=204, response_class=Response,
                responses=problem_docs(OffDuty, OffShift, RateLimited, NotATechnician))
-def send_location(body: LocationPing, me: CurrentTechnicianRef, redis: RedisDep, settings: SettingsDep) -> Response:
+async def send_location(body: LocationPing, me: PingingTechnician, request: Request) -> Response:
     """Report the phone's position (any crs; kept as WGS-84). Refused, not stored, off duty or off shift."""
+    # async, with app state read directly: this is the hottest path (every phone, every few seconds),
+    # and each sync dependency would cost a worker-thread hop.
+    settings: Settings = request.app.state.settings
     point = crs.to_wgs84(LatLng(body.lat, body.lng), body.crs)
-    presence.record_ping(redis, ref=me, point=point, accuracy_m=body.accuracy_m, now=datetime.now(UTC),
-                         tz=settings.timezone, cfg=settings.presence)
+    await presence.record_ping_async(request.app.state.redis_async, ref=me, point=point, accuracy_m=body.accuracy_m,
+                                     now=datetime.now(UTC), tz=settings.timezone, cfg=settings.presence)
     return Response(status_code=204)
 
 

@@ -74,10 +74,14 @@ def list_technicians(session: Session, *, scope: tuple[int, ...] | None, limit: 
     return list(session.scalars(query.limit(limit)))
 
 
+def cached_ref(user_id: int) -> TechnicianRef | None:
+    with _ref_lock:
+        return _refs.get(user_id)
+
+
 def technician_ref(session: Session, actor: Actor) -> TechnicianRef:
     """The caller's live-index reference, remembered briefly: pings arrive every few seconds."""
-    with _ref_lock:
-        ref = _refs.get(actor.id)
+    ref = cached_ref(actor.id)
     if ref is None:
         ref = ref_of(session, technician_of(session, actor))
         with _ref_lock:

@@ -18,7 +18,6 @@ from dispatch.accounts.models import ApiKey, Subscriber, User
 from dispatch.kernel.auth import (
     STAFF_ROLES,
     Actor,
-    Authenticator,
     PrincipalKind,
     Role,
     issue_token,
@@ -172,7 +171,7 @@ def _actor_from_api_key(session: Session, secret: str) -> Actor:
                  region_ids=tuple(key.region_ids))
 
 
-def authenticator(secret: str, *, cache_s: int = 30) -> Authenticator:
+class TokenAuthenticator:
     """How this deployment turns a bearer token or an API key into an Actor.
 
     Bearer tokens are remembered for `cache_s` seconds per process: a phone
@@ -180,23 +179,28 @@ def authenticator(secret: str, *, cache_s: int = 30) -> Authenticator:
     each time. A deactivated user is refused within that delay. API keys are
     not cached, so a revoked key stops at once.
     """
-    remembered: TTLCache[str, Actor] = TTLCache(maxsize=50_000, ttl=cache_s)
-    lock = threading.Lock()
 
-    def authenticate(session: Session, token: str | None, api_key: str | None) -> Actor:
+    def __init__(self, secret: str, *, cache_s: int = 30) -> None:
+        self._secret = secret
+        self._remembered: TTLCache[str, Actor] = TTLCache(maxsize=50_000, ttl=cache_s)
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> Actor | None:
+        """The actor of a token seen within the cache time, without touching the database."""
+        with self._lock:
+            return self._remembered.get(token)
+
+    def __call__(self, session: Session, token: str | None, api_key: str | None) -> Actor:
         if api_key:
             return _actor_from_api_key(session, api_key)
         if not token:
             raise Unauthorized("send a bearer token or an X-API-Key")
-        with lock:
-            actor = remembered.get(token)
+        actor = self.cached(token)
         if actor is None:
-            actor = _actor_from_token(session, token, secret)
-            with lock:
-                remembered[token] = actor
+            actor = _actor_from_token(session, token, self._secret)
+            with self._lock:
+                self._remembered[token] = actor
         return actor
-
-    return authenticate
 
 
 def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> int:
