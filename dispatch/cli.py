@@ -10,11 +10,12 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.queues import start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from dispatch.tickets import feed, outbox
+from dispatch.tickets import feed, jobs, outbox
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -53,12 +54,18 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
             outbox.enqueue_drain_tick(drain_queue)
         else:
             stop_ticks = outbox.start_drain_ticker(drain_queue, every_s=drain_every)
+    stop_periodic = None
+    if "default" in names and not burst:
+        ticker_queue = Queue("default", connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
+                                                                  socket_connect_timeout=5.0))
+        stop_periodic = start_ticker(ticker_queue, jobs.periodic(settings))
     try:
         Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
             with_scheduler=True, burst=burst)
     finally:
-        if stop_ticks is not None:
-            stop_ticks.set()
+        for stop in (stop_ticks, stop_periodic):
+            if stop is not None:
+                stop.set()
 
 
 @db.command("upgrade")

@@ -8,12 +8,16 @@ with a fixed job id by the worker's ticker, so a slow run never piles up.
 from datetime import UTC, datetime
 
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
-from dispatch.kernel.settings import get_settings
+from dispatch.kernel.settings import Settings, get_settings
 from dispatch.tickets import offers
 from technicians import presence
 
 SWEEP_BATCH = 200
+FLUSH_EVERY_S = 5.0
+# Also run at worker start: after a Redis restart on-duty technicians come back within this time.
+REBUILD_EVERY_S = 300.0
 
 
 def sweep_rings() -> int:
@@ -46,3 +50,10 @@ def rebuild_live_index() -> int:
         restored = presence.rebuild_live(session, redis, cfg=settings.presence)
     redis.close()
     return restored
+
+
+def periodic(settings: Settings) -> list[Periodic]:
+    """What the worker runs on a clock: ring sweeps, write-through, and restoring the live index."""
+    return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
+            Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
+            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S)]

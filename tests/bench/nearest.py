@@ -36,7 +36,7 @@ from dispatch.kernel.settings import OfferSettings, PresenceSettings
 from geo.distance import EARTH_MEAN_RADIUS_M, haversine_m
 from geo.latlng import LatLng
 from technicians import live
-from technicians.nearest import fairest_first, find_nearest
+from technicians.nearest import find_nearest
 
 CITY = LatLng(43.93, 116.08)  # Xilinhot
 # Town centres, metres east and north of CITY: old town, the station, the new district, the university.
@@ -384,8 +384,21 @@ def reference(fleet: Fleet, q: Query, now: int) -> tuple[list[int], list[int]]:
     reach = metres[eligible[min(K, len(eligible)) - 1]] + band if len(eligible) else 0.0
     hits = [live.Hit(int(fleet.ids[i]), float(metres[i]), int(fleet.active[i]), float(fleet.hours[i]))
             for i in eligible[metres[eligible] <= reach]]
-    offered = [c.technician_id for c in fairest_first(hits, tie_band_m=band)[:K]]
+    offered = [h.technician_id for h in reference_fairest(hits, tie_band_m=band)[:K]]
     return plain, offered
+
+
+def reference_fairest(hits: list[live.Hit], *, tie_band_m: int) -> list[live.Hit]:
+    """The fairness rule written plainly, to check the script against: nearest first, but within a
+    band of near-equal distance fewer hours, then fewer active tickets, go first."""
+    ordered: list[live.Hit] = []
+    band: list[live.Hit] = []
+    for hit in sorted(hits, key=lambda h: h.distance_m):
+        if band and hit.distance_m - band[0].distance_m > tie_band_m:
+            ordered += sorted(band, key=lambda h: (h.hours, h.active, h.distance_m))
+            band = []
+        band.append(hit)
+    return ordered + sorted(band, key=lambda h: (h.hours, h.active, h.distance_m))
 
 
 def agreement(fleet: Fleet, queries: list[Query], now: int) -> tuple[int, int, int]:
