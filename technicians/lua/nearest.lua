@@ -68,9 +68,11 @@ while true do
     end
     if radius >= max_radius then break end
     if #eligible >= k then
-        -- Done once everyone within the K-th's distance plus the tie band has been seen.
+        -- Done once everyone within the K-th's distance plus the tie band has been seen,
+        -- or once the fairness window (the nearest 4K who qualify) is full: in a dense
+        -- town a whole band can hold hundreds, and judging them all costs milliseconds.
         local needed = eligible[k][2] + band
-        if radius >= needed then break end
+        if radius >= needed or #eligible >= 4 * k then break end
         radius = math.min(math.max(radius * 2, needed), max_radius)
     else
         radius = math.min(radius * 2, max_radius)
@@ -79,6 +81,7 @@ end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
 -- labor hours this period (then fewer active tickets) goes first.
+while #eligible > 4 * k do table.remove(eligible) end
 local out, i = {}, 1
 while i <= #eligible and #out < 4 * k do
     local j = i

@@ -383,7 +383,7 @@ def reference(fleet: Fleet, q: Query, now: int) -> tuple[list[int], list[int]]:
     # Nobody beyond the K-th's distance plus the band can move into the first K.
     reach = metres[eligible[min(K, len(eligible)) - 1]] + band if len(eligible) else 0.0
     hits = [live.Hit(int(fleet.ids[i]), float(metres[i]), int(fleet.active[i]), float(fleet.hours[i]))
-            for i in eligible[metres[eligible] <= reach]]
+            for i in eligible[metres[eligible] <= reach][:4 * K]]  # the script's fairness window: 4K
     offered = [h.technician_id for h in reference_fairest(hits, tie_band_m=band)[:K]]
     return plain, offered
 
