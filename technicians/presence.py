@@ -12,38 +12,18 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from dispatch.kernel.errors import Conflict, DomainError, InvalidInput
+from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.settings import PresenceSettings
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
 from technicians import live
+from technicians.errors import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.models import RosterShift, Technician
 
 log = structlog.get_logger()
 NULL_IN_COPY = "\\N"
 FLUSH_LOCK_S = 60
-
-
-class OffDuty(Conflict):
-    code = "off_duty"
-    title = "You are off duty: positions are kept only while you work"
-
-
-class OffShift(Conflict):
-    code = "off_shift"
-    title = "Outside your roster window: positions are kept only while you work"
-
-
-class RateLimited(DomainError):
-    status = 429
-    code = "rate_limited"
-    title = "Too many location pings"
-
-
-class NoBranch(Conflict):
-    code = "no_branch"
-    title = "Technicians bound to the whole company are assigned by dispatchers, not tracked per branch"
 
 
 @dataclass(frozen=True)

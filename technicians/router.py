@@ -14,9 +14,8 @@ from geo import crs
 from geo.latlng import LatLng
 from technicians import presence, service
 from technicians.deps import CurrentTechnician, PingingTechnician
-from technicians.errors import NotATechnician
+from technicians.errors import NoBranch, NotATechnician, OffDuty, OffShift, RateLimited
 from technicians.models import Technician
-from technicians.presence import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.schemas import (
     DutyRead,
     DutyUpdate,

@@ -19,9 +19,10 @@ from geo.distance import EARTH_MEAN_RADIUS_M, haversine_m
 from geo.latlng import LatLng
 from geo.models import Region
 from technicians import live, presence
+from technicians.errors import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.models import Technician
 from technicians.nearest import find_nearest
-from technicians.presence import NoBranch, OffDuty, OffShift, RateLimited, Shift
+from technicians.presence import Shift
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TICKET = LatLng(43.935, 116.08)  # grid XL-G05
