@@ -62,6 +62,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 
 def _forget_process_settings() -> None:
+    if get_database.cache_info().currsize:  # jobs ran in this process: close their pool
+        get_database().dispose()
     get_settings.cache_clear()
     queue.cache_clear()
     get_database.cache_clear()
