@@ -54,34 +54,44 @@ local function judge(id)
     return {active, tonumber(hours)}
 end
 
+local window = 4 * k  -- the fairness window: the nearest 4K who qualify
+local count = 2 * window  -- members fetched per search; doubled while a circle holds more
 local judged = {}
 local eligible
 while true do
     eligible = {}
-    for _, hit in ipairs(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
-                                    'ASC', 'WITHDIST')) do
-        local id = hit[1]
+    local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
+                            'ASC', 'COUNT', count, 'WITHDIST')
+    local reach = nil  -- the distance up to which the answer is settled
+    for _, hit in ipairs(hits) do
+        local id, distance = hit[1], tonumber(hit[2])
+        if reach and distance > reach then break end
         if judged[id] == nil then judged[id] = judge(id) end
         if judged[id] then
-            eligible[#eligible + 1] = {id, tonumber(hit[2]), judged[id][1], judged[id][2]}
+            eligible[#eligible + 1] = {id, distance, judged[id][1], judged[id][2]}
+            -- Settled once everyone within the K-th's distance plus the tie band is
+            -- seen, or the fairness window is full: in a dense town a whole band can
+            -- hold hundreds, and judging them all costs milliseconds.
+            if #eligible == k then reach = distance + band end
+            if #eligible >= window then reach = distance end
         end
     end
-    if radius >= max_radius then break end
-    if #eligible >= k then
-        -- Done once everyone within the K-th's distance plus the tie band has been seen,
-        -- or once the fairness window (the nearest 4K who qualify) is full: in a dense
-        -- town a whole band can hold hundreds, and judging them all costs milliseconds.
-        local needed = eligible[k][2] + band
-        if radius >= needed or #eligible >= 4 * k then break end
-        radius = math.min(math.max(radius * 2, needed), max_radius)
+    local truncated = #hits >= count
+    if reach and (not truncated or tonumber(hits[#hits][2]) >= reach) and (radius >= reach or truncated) then
+        break
+    end
+    if truncated then
+        count = count * 2  -- this circle holds more than was fetched: fetch more before widening
+    elseif radius >= max_radius then
+        break
     else
-        radius = math.min(radius * 2, max_radius)
+        radius = math.min(math.max(radius * 2, reach or 0), max_radius)
     end
 end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
 -- labor hours this period (then fewer active tickets) goes first.
-while #eligible > 4 * k do table.remove(eligible) end
+while #eligible > window do table.remove(eligible) end
 local out, i = {}, 1
 while i <= #eligible and #out < 4 * k do
     local j = i
