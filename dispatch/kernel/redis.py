@@ -12,10 +12,13 @@ def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
 
 
-def connect_async(url: str) -> AsyncRedis:
+def connect_async(url: str, *, max_connections: int = 2000) -> AsyncRedis:
     """The asyncio client for long blocking reads (the SSE feed's XREAD BLOCK)."""
     # The socket timeout must outlast the longest BLOCK (15 s); connecting stays short.
-    return AsyncRedis.from_url(url, socket_timeout=30.0, socket_connect_timeout=2.0, health_check_interval=30)
+    # Every open SSE stream holds a connection while it blocks: redis-py's default
+    # pool of 100 would turn the 101st phone away.
+    return AsyncRedis.from_url(url, socket_timeout=30.0, socket_connect_timeout=2.0, health_check_interval=30,
+                               max_connections=max_connections)
 
 
 def get_redis(request: Request) -> Redis:

@@ -232,7 +232,7 @@ async def read(redis: AsyncRedis, subscription: Subscription, positions: Mapping
     reply: Any = await redis.xread({subscription.streams[label]: pos for label, pos in positions.items()},
                               count=count, block=block_ms)
     entries: list[Entry] = []
-    for key, items in reply or []:  # RESP2: [[key, [(id, fields), ...]], ...]
+    for key, items in reply or []:  # [[key, [(id, fields), ...]], ...] (redis-py keeps it under RESP3)
         label = label_of[_text(key)]
         for entry_id, fields in items:
             decoded = {_text(k): _text(v) for k, v in fields.items()}

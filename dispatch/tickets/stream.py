@@ -6,9 +6,10 @@ Redis connection and a few kilobytes.
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Request
@@ -88,13 +89,25 @@ async def _messages(request: Request, redis: AsyncRedis, followed: feed.Subscrip
 async def _unless_stopping(read: Awaitable[T], stopping: asyncio.Event) -> T | None:
     """The read's result, or None as soon as the app shuts down (the blocked XREAD is cancelled)."""
     reading = asyncio.ensure_future(read)
+    # Retrieved here so that a read failing after we stopped waiting is not logged as unhandled.
+    reading.add_done_callback(lambda task: task.cancelled() or task.exception())
     waiting = asyncio.ensure_future(stopping.wait())
     try:
         await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         # Also on cancellation (the client went away): never leave an XREAD behind.
         waiting.cancel()
-        reading.cancel()
-    if reading.cancelled():
-        return None
+        _cancel_until_done(reading)
+    if not reading.done() or reading.cancelled():
+        return None  # stopping: the read is being cancelled
     return reading.result()
+
+
+def _cancel_until_done(task: asyncio.Future[Any]) -> None:
+    # One cancel() is not always enough: Python 3.11's wait_for (redis-py sends
+    # through it) swallows a cancellation that arrives just as the send
+    # completes, and the XREAD would then block on for up to BLOCK_MS.
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(RuntimeError):  # the loop is already closing
+            asyncio.get_running_loop().call_later(0.05, _cancel_until_done, task)
