@@ -146,7 +146,11 @@ def _next_number(session: Session, *, branch_id: int, branch_code: str, now: dat
     stmt = insert(TicketCounter).values(branch_id=branch_id, day=day, last=1)
     upsert = stmt.on_conflict_do_update(index_elements=[TicketCounter.branch_id, TicketCounter.day],
                                         set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
-    seq = session.execute(upsert).scalar_one()
+    # Numbered in a short transaction of its own, like a sequence: holding the counter
+    # row's lock until the intake commits serialised every intake of a branch. A
+    # rolled-back intake leaves a gap in the numbers, as a sequence would.
+    with session.get_bind().engine.begin() as own:
+        seq = own.execute(upsert).scalar_one()
     return f"{branch_code}-{day:%Y%m%d}-{seq:04d}"
 
 
