@@ -10,7 +10,7 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
-from dispatch.kernel.queues import start_ticker
+from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
@@ -40,32 +40,29 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="POR
 def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: bool = False,
            drain_every: Annotated[float, typer.Option(help="seconds between outbox drains")] = outbox.DRAIN_EVERY_S,
            ) -> None:
-    """Run a background worker (rq) with the scheduler; it also drains the outbox every few seconds."""
+    """Run a background worker (rq) with the scheduler and the periodic jobs: outbox drain, ring sweep,
+    track write-through and live-index rebuild."""
     settings = get_settings()
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
     stop_ticks = None
-    if outbox.DRAIN_QUEUE in names:
+    if "default" in names:
         # Its own connection: the ticker thread must not share one with the work loop.
-        drain_queue = Queue(outbox.DRAIN_QUEUE, connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
-                                                                          socket_connect_timeout=5.0))
-        if burst:
-            outbox.enqueue_drain_tick(drain_queue)
-        else:
-            stop_ticks = outbox.start_drain_ticker(drain_queue, every_s=drain_every)
-    stop_periodic = None
-    if "default" in names and not burst:
         ticker_queue = Queue("default", connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
                                                                   socket_connect_timeout=5.0))
-        stop_periodic = start_ticker(ticker_queue, jobs.periodic(settings))
+        periodic = [outbox.drain_tick(drain_every), *jobs.periodic(settings)]
+        if burst:
+            for job in periodic:
+                enqueue_tick(ticker_queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s)
+        else:
+            stop_ticks = start_ticker(ticker_queue, periodic)
     try:
         Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
             with_scheduler=True, burst=burst)
     finally:
-        for stop in (stop_ticks, stop_periodic):
-            if stop is not None:
-                stop.set()
+        if stop_ticks is not None:
+            stop_ticks.set()
 
 
 @db.command("upgrade")

@@ -39,13 +39,6 @@ def path_ids(path: str) -> set[int]:
     return {int(part) for part in path.strip("/").split("/") if part}
 
 
-def get_region(session: Session, region_id: int) -> Region:
-    region = session.get(Region, region_id)
-    if region is None:
-        raise NotFound(f"region {region_id} does not exist")
-    return region
-
-
 def _multipolygon(field: str, geojson: dict[str, Any]) -> MultiPolygon:
     if geojson.get("type") not in {"Polygon", "MultiPolygon"}:
         raise InvalidInput(field, "must be a GeoJSON Polygon or MultiPolygon")

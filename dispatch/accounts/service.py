@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from dispatch.accounts.errors import BadCredentials
 from dispatch.accounts.models import ApiKey, Subscriber, User
 from dispatch.kernel.auth import (
-    STAFF_ROLES,
     Actor,
     PrincipalKind,
     Role,
@@ -213,7 +212,3 @@ def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> in
     upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
                                         set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)})
     return session.execute(upsert.returning(Subscriber.id)).scalar_one()
-
-
-def is_staff(actor: Actor) -> bool:
-    return actor.role in STAFF_ROLES

@@ -50,10 +50,6 @@ def register_channel(name: str, fn: Channel, *, topics: Iterable[str] | None = N
     _CHANNELS[name] = _Registration(fn=fn, topics=frozenset(topics) if topics is not None else frozenset({name}))
 
 
-def unregister_channel(name: str) -> None:
-    _CHANNELS.pop(name, None)
-
-
 def has_channel(name: str) -> bool:
     return name in _CHANNELS
 

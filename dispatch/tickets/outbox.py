@@ -8,7 +8,6 @@ lost. Delivery is at least once: a drain that dies after sending but before
 its commit sends again.
 """
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -16,13 +15,12 @@ from typing import Any
 
 import structlog
 from redis import Redis
-from redis.exceptions import RedisError
 from rq import Queue
-from rq.exceptions import DuplicateJobError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.queues import Periodic, enqueue_tick
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.tickets import feed, notify
@@ -136,38 +134,10 @@ def drain_outbox_job() -> int:
 
 
 def enqueue_drain_tick(queue: Queue) -> bool:
-    """Enqueue the periodic drain under a fixed job id; False when one is still queued or running.
-
-    The fixed id with `unique=True` keeps ticks from piling up while no worker
-    takes them; result_ttl=0 frees the id as soon as a drain finishes.
-    """
-    try:
-        queue.enqueue(drain_outbox_job, job_id=TICK_JOB_ID, unique=True, result_ttl=0, failure_ttl=60,
-                      job_timeout=notify.DRAIN_JOB_TIMEOUT_S, description="outbox drain (periodic)")
-    except DuplicateJobError:
-        return False
-    except (RedisError, OSError) as exc:
-        log.warning("outbox_drain_tick_failed", queue=queue.name, error=f"{type(exc).__name__}: {exc}")
-        return False
-    return True
+    """Enqueue the periodic drain under its fixed job id; False when one is still queued or running."""
+    return enqueue_tick(queue, drain_outbox_job, job_id=TICK_JOB_ID, timeout_s=notify.DRAIN_JOB_TIMEOUT_S)
 
 
-def start_drain_ticker(queue: Queue, *, every_s: float = DRAIN_EVERY_S) -> threading.Event:
-    """Tick `enqueue_drain_tick` every `every_s` seconds in a daemon thread; set the returned event to stop.
-
-    A thread in the worker rather than rq's CronScheduler: the cron scheduler
-    runs as a process of its own with its own signal handling and enqueues
-    under fresh ids, so ticks would pile up while no worker runs; a
-    self-rescheduling job would end its chain the first time Redis is down.
-    This loop outlives a Redis outage and never queues more than one tick.
-    """
-    stop = threading.Event()
-
-    def tick() -> None:
-        while True:
-            enqueue_drain_tick(queue)
-            if stop.wait(every_s):
-                return
-
-    threading.Thread(target=tick, name="outbox-drain-ticker", daemon=True).start()
-    return stop
+def drain_tick(every_s: float = DRAIN_EVERY_S) -> Periodic:
+    """The drain as a periodic job of the worker's ticker."""
+    return Periodic(drain_outbox_job, TICK_JOB_ID, every_s, notify.DRAIN_JOB_TIMEOUT_S)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel import db as kernel_db
 from dispatch.kernel.db import Database
+from dispatch.kernel.queues import start_ticker
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import feed, notify, outbox
 from dispatch.tickets.models import OutboxMessage
@@ -343,7 +344,7 @@ def test_periodic_ticks_never_queue_more_than_one_drain(outbox_db: Engine, redis
 
 def test_the_ticker_thread_enqueues_at_once_and_stops(redis: Redis) -> None:
     queue = Queue(outbox.DRAIN_QUEUE, connection=redis)
-    stop = outbox.start_drain_ticker(queue, every_s=3600)
+    stop = start_ticker(queue, [outbox.drain_tick(every_s=3600)])
     try:
         deadline = time.monotonic() + 10
         while queue.job_ids != [outbox.TICK_JOB_ID]:  # polling with a deadline: the tick runs in its own thread
