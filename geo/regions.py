@@ -34,9 +34,13 @@ class Placement:
         return bool(path_ids(self.grid_path) & set(region_ids))
 
 
+def path_steps(path: str) -> list[int]:
+    """The region ids on a materialised path, from the top down to the region itself."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 def path_ids(path: str) -> set[int]:
-    """The region ids on a materialised path, the region itself included."""
-    return {int(part) for part in path.strip("/").split("/") if part}
+    return set(path_steps(path))
 
 
 def _multipolygon(field: str, geojson: dict[str, Any]) -> MultiPolygon:

@@ -17,6 +17,7 @@ from dispatch.kernel.settings import PresenceSettings
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
+from geo.regions import path_steps
 from technicians import live
 from technicians.errors import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.models import RosterShift, Technician
@@ -51,7 +52,7 @@ class Shift:
 def ref_of(session: Session, technician: Technician) -> TechnicianRef:
     path = session.execute(select(Region.path).where(Region.id == technician.region_id)).scalar_one()
     # Paths run company/branch/grid: the branch is the second step, if any.
-    steps = [int(p) for p in path.strip("/").split("/") if p]
+    steps = path_steps(path)
     return TechnicianRef(id=technician.id, branch_id=steps[1] if len(steps) > 1 else None, scope_path=path)
 
 
