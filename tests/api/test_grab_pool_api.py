@@ -6,11 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from redis import Redis
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
+from dispatch.app import create_app
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.settings import Settings
 from dispatch.tickets import mirror
 from geo.distance import EARTH_MEAN_RADIUS_M
 from geo.latlng import LatLng
@@ -192,3 +195,23 @@ def test_my_pool_needs_a_position_and_a_technician(desk: Desk) -> None:
     assert desk.api.get("/api/v1/me/pool", headers=desk.headers(DISPATCHER)).status_code == 403
     bad = desk.api.get("/api/v1/me/pool", params={"radius_m": 10}, headers=desk.headers("tech11"))
     assert bad.status_code == 422
+
+
+def test_with_redis_down_reports_grabs_and_assigns_still_work_exactly_once(settings: Settings,
+                                                                           committed_db: Engine) -> None:
+    app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = {"type_code": "broadband_fault", "description": "断网了", "location": {"lat": HERE.lat, "lng": HERE.lng},
+                "contact": {"name": "张三", "phone": "13911112222"}}
+        tickets = [client.post("/api/v1/tickets", json={**body, "contact": {"name": "张三", "phone": f"1391111222{i}"}},
+                               headers=log_in(client, DISPATCHER)).json()["id"] for i in range(2)]
+        assert client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech01")).status_code == 200
+        late = client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech02"))
+        assert late.status_code == 409 and late.json()["code"] == "already_taken"
+        with committed_db.connect() as conn:
+            tech03 = conn.execute(text("SELECT t.id FROM technician t JOIN user_account u ON u.id = t.user_id "
+                                       "WHERE u.username = 'tech03'")).scalar_one()
+        assigned = client.post(f"/api/v1/tickets/{tickets[1]}/assign", json={"technician_id": tech03},
+                               headers=log_in(client, DISPATCHER))
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["technician_id"] == tech03
