@@ -1,6 +1,7 @@
-"""Fixtures for storms against `fieldpool serve --workers 3`: a minted crowd, the server, a private Redis."""
+"""Fixtures for storms against three API processes: a minted crowd, the server, a private Redis."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -19,12 +20,24 @@ def crowd(committed_db: Engine, settings: Settings) -> Iterator[Crowd]:
 
 
 @pytest.fixture
-def api_server(settings: Settings, crowd: Crowd, redis: Redis) -> Iterator[ApiServer]:
-    """Three API processes on the test Redis (torn down before the crowd and the tables)."""
-    server = ApiServer(redis_url=TEST_REDIS_URL, secret=settings.secret_key)
-    server.start()
-    yield server
-    server.stop()
+def start_api(settings: Settings, crowd: Crowd, redis: Redis, tmp_path: Path) -> Iterator[Callable[[str], ApiServer]]:
+    """Starts three API processes on a given Redis; stopped before the crowd and the tables go."""
+    started: list[ApiServer] = []
+
+    def start(redis_url: str) -> ApiServer:
+        server = ApiServer(redis_url=redis_url, secret=settings.secret_key, log=tmp_path / f"api{len(started)}.log")
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def api_server(start_api: Callable[[str], ApiServer]) -> ApiServer:
+    return start_api(TEST_REDIS_URL)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 A crowd of technicians is minted in SQL with JWTs signed by the test secret
 (a thousand argon2 log-ins would take minutes and spread the racers out).
-The API runs as `fieldpool serve --workers N` in a subprocess, so several
+The API runs in N uvicorn worker processes (as `fieldpool serve --workers N`), so several
 processes, each with its own caches and connection pools, race for real.
 Storms are driven from one asyncio loop with a connection per racer, every
 racer released by one event once all connections are open.
@@ -33,10 +33,12 @@ from tests.conftest import TEST_DATABASE_URL, TRANSIENT_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDPOOL = str(ROOT / ".venv/bin/fieldpool")
+UVICORN = str(ROOT / ".venv/bin/uvicorn")
 XL_BRANCH = 2  # 锡林浩特分公司: the demo city's branch, /1/2/
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 CROWD = "storm-"  # usernames of minted technicians, removed after each test
 DEADLINE_S = 60.0
+KEEP_ALIVE_S = 600
 
 
 def free_port() -> int:
@@ -116,10 +118,20 @@ class Crowd:
 
 @dataclass
 class ApiServer:
-    """`fieldpool serve --workers N` on a free loopback port, against the test database."""
+    """The API in `workers` processes on a free loopback port, against the test database.
+
+    Started as `fieldpool serve` starts it, through uvicorn's own command for
+    two settings: the worker health check waits longer than its 5 s default
+    (on a loaded two-core machine a worker still importing the app misses it
+    and is killed and replaced, and the storm would run on fewer processes),
+    and idle connections stay open for the whole test (with the 5 s default,
+    a storm's client reusing a connection the server is closing that moment
+    fails the request with no answer, which says nothing about grabs).
+    """
 
     redis_url: str
     secret: str
+    log: Path
     workers: int = 3
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -132,18 +144,20 @@ class ApiServer:
         env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": self.redis_url,
                "REDIS_QUEUE_URL": self.redis_url, "SECRET_KEY": self.secret, "LOG_LEVEL": "WARNING",
                "LOG_JSON": "false", "DB_POOL_SIZE": "4"}
-        self.process = subprocess.Popen([FIELDPOOL, "serve", "--workers", str(self.workers), "--port", str(self.port)],
-                                        env=env, start_new_session=True)
-        wait_until(self._serving, what=f"the API on port {self.port}", timeout_s=30)
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [UVICORN, "--factory", "dispatch.app:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(self.workers), "--timeout-worker-healthcheck", "60", "--no-access-log",
+                 "--timeout-keep-alive", str(KEEP_ALIVE_S),
+                 "--timeout-graceful-shutdown", "10"],
+                env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._all_workers_serving, what=f"{self.workers} API processes on port {self.port}", timeout_s=90)
 
-    def _serving(self) -> bool:
+    def _all_workers_serving(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"the API exited with {self.process.returncode}")
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+            raise AssertionError(f"the API exited with {self.process.returncode}: {self.log.read_text()}")
+        return self.log.read_text().count("Application startup complete") >= self.workers
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -154,6 +168,8 @@ class ApiServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        restarted = self.log.read_text().count("died")
+        assert restarted == 0, f"{restarted} API processes died during the test:\n{self.log.read_text()}"
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """抢单 storms against three API processes: one owner per ticket, limits kept, pool and PostgreSQL agreeing.
 
-The server is `fieldpool serve --workers 3` in a subprocess; the racers are
+The server is three uvicorn worker processes in a subprocess; the racers are
 minted technicians of the Xilinhot branch, each with its own connection,
 released together once every connection is open.
 """
@@ -37,6 +37,11 @@ Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 def grab(ticket_id: int, member: Member) -> Call:
     return lambda client: client.post(f"/api/v1/tickets/{ticket_id}/grab", headers=member.headers)
+
+
+def force_assign(ticket_id: int, member: Member, dispatcher: dict[str, str]) -> Call:
+    return lambda client: client.post(f"/api/v1/tickets/{ticket_id}/assign",
+                                      json={"technician_id": member.technician_id}, headers=dispatcher)
 
 
 def tickets(server_url: str, crowd: Crowd, count: int) -> list[int]:
@@ -111,13 +116,12 @@ def assert_within_limits(engine: Engine) -> None:
 def test_force_assign_racing_grabs_has_one_winner_and_the_event_log_names_it(
         crowd: Crowd, api_server: ApiServer, committed_db: Engine) -> None:
     [assignee] = crowd.enlist(1, max_active=lambda n: 50)
-    grabbers = crowd.enlist(20)
+    grabbers = crowd.enlist(20, max_active=lambda n: 50)
     dispatcher = crowd.staff(DISPATCHER)
     ticket_ids = tickets(api_server.base_url, crowd, 8)
     build_pool(committed_db, TEST_REDIS_URL)
     for ticket_id in ticket_ids:
-        assign: Call = lambda client, t=ticket_id: client.post(  # noqa: E731
-            f"/api/v1/tickets/{t}/assign", json={"technician_id": assignee.technician_id}, headers=dispatcher)
+        assign = force_assign(ticket_id, assignee, dispatcher)
         # The assign first in the list: it leaves the start line first, as it needs a worker thread.
         replies = asyncio.run(race(api_server.base_url, [assign, *[grab(ticket_id, m) for m in grabbers]]))
 
