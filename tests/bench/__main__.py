@@ -1,32 +1,40 @@
-"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor."""
+"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor; then grabs.
+
+`python -m tests.bench grabs` runs only the grab section. BENCH_DATABASE_URL
+and BENCH_REDIS_URL say where (several people bench on one machine); the
+database named there, and only it, is dropped and made anew.
+"""
 
 import os
 import socket
+import sys
 
 import httpx
 from redis import Redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from tests.bench import nearest, presence
+from tests.bench import grabs, nearest, presence
 from tests.bench.harness import measure, server, table
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
 PASSWORD = "bench"
 COUNT = int(os.environ.get("BENCH_REQUESTS", "2000"))
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PRESENCE_TARGET = 0.60  # issue 3: location pings at >= 60% of the no-op floor's rate
 TRACK_POINTS = 20_000
 
 
 def _prepare_database() -> None:
+    name = make_url(BENCH_URL).database
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS fieldpool_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE fieldpool_bench"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     runner.upgrade(BENCH_URL)
     engine = create_engine(BENCH_URL)
@@ -57,9 +65,12 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
-def main() -> None:
+def main(sections: list[str]) -> None:
     _prepare_database()
     Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
+    if sections == ["grabs"]:
+        print(grabs.main(BENCH_URL, REDIS_URL))
+        return
     port = _free_port()
     env = {"DATABASE_URL": BENCH_URL, "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
            "DB_POOL_SIZE": "20", **presence.SERVER_ENV}
@@ -92,7 +103,9 @@ def main() -> None:
     print(f"write-through (the worker's flush_track, COPY batches of {presence.batch_size()}): {points} sampled "
           f"points in {seconds:.2f} s = {points / seconds:,.0f} points/s\n")
     print(nearby)
+    Redis.from_url(REDIS_URL).flushdb()  # the grab rows start from an empty pool and live index
+    print(grabs.main(BENCH_URL, REDIS_URL))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -8,11 +8,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -35,26 +37,37 @@ class Figure:
 
 
 @contextmanager
-def server(env: dict[str, str], port: int) -> Iterator[str]:
-    """`fieldpool serve` in its own process, as `make run` starts it."""
-    process = subprocess.Popen([sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
-                               env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def server(env: dict[str, str], port: int, *, app_factory: str | None = None, workers: int = 1) -> Iterator[str]:
+    """`fieldpool serve` in its own process, as `make run` starts it; or uvicorn serving `app_factory`
+    (a benchmark's app with routes the API does not ship) in `workers` processes, all up before it yields."""
+    if app_factory is None:
+        command = [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "--factory", app_factory, "--port", str(port),
+                   "--workers", str(workers), "--no-access-log", "--timeout-worker-healthcheck", "60",
+                   "--timeout-keep-alive", "600"]
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log")  # noqa: SIM115
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+        deadline = time.monotonic() + 60
+        while not _serving(base, log.name, workers):
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"bench server did not start: {process.stderr.read() if process.stderr else ''}")
+                raise RuntimeError(f"bench server did not start: {Path(log.name).read_text()}")
             time.sleep(0.1)
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def _serving(base: str, log: str, workers: int) -> bool:
+    try:
+        ready = httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+    return ready and (workers == 1 or Path(log).read_text().count("Application startup complete") >= workers)
 
 
 def _client_process(base: str, headers: dict[str, str], request: Request, start: int, count: int,
