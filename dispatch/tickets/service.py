@@ -283,15 +283,16 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition, NotATechnician,
         StaleMirror (the fence is older than the ticket).
     """
+    # Locked so that two grabs by one person cannot both pass the limit, and locked before the
+    # ticket is read: a double tap queued here then sees the ticket as the first tap left it.
+    technician = session.get(Technician, technician_id, with_for_update=True)
+    if technician is None or not technician.active:
+        raise NotATechnician("this action is for technicians")
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
     if ticket.technician_id == technician_id and ticket.state is TicketState.ACCEPTED:
         return ticket  # a resent grab of the winner: never tell the winner it lost
-    # Locked so that two grabs by one person cannot both pass the limit.
-    technician = session.get(Technician, technician_id, with_for_update=True)
-    if technician is None or not technician.active:
-        raise NotATechnician("this action is for technicians")
     if fence is None and not regions.covers_any(ticket.region_id, (technician.region_id,), session):
         raise OutOfScope(f"ticket {ticket.number} is outside your grab scope")
     if ticket.state not in GRABBABLE:

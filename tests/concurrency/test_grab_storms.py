@@ -173,3 +173,16 @@ def test_losers_of_a_storm_on_a_taken_ticket_cost_zero_postgresql_statements(
 
     assert Counter(again) == {(409, "already_taken"): 199}
     assert statements.count - before == 0
+
+
+def test_a_technician_tapping_grab_five_times_at_once_is_told_they_won_every_time(
+        crowd: Crowd, api_server: ApiServer, committed_db: Engine) -> None:
+    # Room for exactly the five tickets: a tap must not count its own ticket against the limit either.
+    [me] = crowd.enlist(1, max_active=lambda n: 5)
+    ticket_ids = tickets(api_server.base_url, crowd, 5)
+    build_pool(committed_db, TEST_REDIS_URL)
+    for ticket_id in ticket_ids:
+        replies = asyncio.run(race(api_server.base_url, [grab(ticket_id, me)] * 5))
+
+        assert [outcome_of(r) for r in replies] == [(200, "")] * 5
+        assert events(committed_db, [ticket_id], "grab") == {ticket_id: [("grab", me.username, me.technician_id)]}
