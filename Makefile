@@ -12,7 +12,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 export FIELDPOOL_DEMO_PASSWORD ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install services migrate seed run worker test bench lint
+.PHONY: help install services migrate seed run worker test bench bench-grabs lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ test: install services ## run the whole suite on real PostgreSQL+PostGIS and Red
 
 bench: install services ## run the benchmarks and print one table
 	$(BIN)/python -m tests.bench
+
+bench-grabs: install services ## only the grab benchmark (issue 4): pool vs SELECT ... FOR UPDATE, with floors
+	$(BIN)/python -m tests.bench grabs
 
 lint: install ## ruff, mypy and the layer contract
 	$(BIN)/ruff check .

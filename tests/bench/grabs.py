@@ -132,22 +132,40 @@ Plan = Callable[[int], tuple[str, str, dict[str, str]]]
 @dataclass(frozen=True)
 class Row:
     name: str
-    attempts: int
     seconds: float
-    p50_ms: float
-    p99_ms: float
+    latencies: list[float]  # seconds, sorted
     won: int
     lost: int
     errors: int
     statements: int | None
 
     @property
+    def attempts(self) -> int:
+        return len(self.latencies)
+
+    @property
     def rate(self) -> float:
         return self.attempts / self.seconds
 
     @property
+    def p50_ms(self) -> float:
+        return _percentile(self.latencies, 0.50)
+
+    @property
+    def p99_ms(self) -> float:
+        return _percentile(self.latencies, 0.99)
+
+    @property
     def per_attempt(self) -> float | None:
         return None if self.statements is None else self.statements / self.attempts
+
+
+def merged(name: str, rows: list[Row]) -> Row:
+    """Halves of one row run apart (A B B A), so that a shared machine's drift weighs on both sides alike."""
+    counts = [r.statements for r in rows]
+    return Row(name, sum(r.seconds for r in rows), sorted(t for r in rows for t in r.latencies),
+               won=sum(r.won for r in rows), lost=sum(r.lost for r in rows), errors=sum(r.errors for r in rows),
+               statements=None if None in counts else sum(c or 0 for c in counts))
 
 
 def _client_process(base: str, clients: list[int], plan: Plan, attempts: int, warm: Plan | None,
@@ -209,8 +227,8 @@ def run_row(name: str, base: str, plan: Plan, attempts: int, *, warm: Plan | Non
     latencies = sorted(t for part, _ in parts for t in part)
     statuses = [s for _, part in parts for s in part]
     statements = tally() - before if tally and before is not None else None
-    return Row(name, len(latencies), seconds, _percentile(latencies, 0.50), _percentile(latencies, 0.99),
-               won=statuses.count(200), lost=statuses.count(409), errors=sum(s not in (200, 409) for s in statuses),
+    return Row(name, seconds, latencies, won=statuses.count(200), lost=statuses.count(409),
+               errors=sum(s not in (200, 409) for s in statuses),
                statements=statements)
 
 
@@ -251,9 +269,8 @@ def lua_floor(redis_url: str, ticket_id: int, member: Member, calls: int) -> Row
         latencies.append(time.perf_counter() - t0)
         assert claim.outcome is pool.Outcome.TAKEN
     seconds = time.perf_counter() - began
-    latencies.sort()
-    return Row("floor: raw Lua grab script (1 conn)", calls, seconds, _percentile(latencies, 0.5),
-               _percentile(latencies, 0.99), won=0, lost=calls, errors=0, statements=0)
+    return Row("floor: raw Lua grab script (1 conn)", seconds, sorted(latencies), won=0, lost=calls, errors=0,
+               statements=0)
 
 
 def update_floor(engine: Engine, ticket_id: int, calls: int) -> Row:
@@ -272,9 +289,8 @@ def update_floor(engine: Engine, ticket_id: int, calls: int) -> Row:
             assert done == 1
             version += 1
         seconds = time.perf_counter() - began
-    latencies.sort()
-    return Row("floor: raw conditional UPDATE (1 conn)", calls, seconds, _percentile(latencies, 0.5),
-               _percentile(latencies, 0.99), won=calls, lost=0, errors=0, statements=calls)
+    return Row("floor: raw conditional UPDATE (1 conn)", seconds, sorted(latencies), won=calls, lost=0, errors=0,
+               statements=calls)
 
 
 # --- the world: technicians and tickets in bulk ------------------------------------------------------
@@ -340,14 +356,10 @@ def main(bench_url: str, redis_url: str) -> str:
                     warm=warm, tally=tally),
             run_row("(c) hot: naive FOR UPDATE grab", base, grab_plan("/bench/naive", members, hot_of(hot["naive"])),
                     ATTEMPTS, warm=warm, tally=tally),
-            run_row("(b) low: project grab", base, grab_plan("/api/v1", members, lambda g: low["pool"][g]),
-                    LOW_ATTEMPTS, warm=warm, tally=tally),
-            run_row("(c) low: naive FOR UPDATE grab", base,
-                    grab_plan("/bench/naive", members, lambda g: low["naive"][g]), LOW_ATTEMPTS, warm=warm,
-                    tally=tally),
             run_row("(a) no-op floor again", base, lambda g: ("GET", "/bench/noop", {}), FLOOR_CALLS, warm=None,
                     tally=tally),
         ]
+        rows[3:3] = low_rows(base, members, low, warm, tally)
         # A loser's cost, measured alone: a storm on the taken ticket only.
         on_taken = grab_plan("/api/v1", newcomers, lambda g: taken)
         losers = run_row("(b) losers only: taken ticket", base, on_taken, ATTEMPTS, warm=on_taken, tally=tally)
@@ -355,6 +367,22 @@ def main(bench_url: str, redis_url: str) -> str:
                  update_floor(engine, update_ticket, FLOOR_CALLS)]
     engine.dispose()
     return report(rows)
+
+
+def low_rows(base: str, members: list[Member], low: dict[str, list[int]], warm: Plan, tally: Tally) -> list[Row]:
+    """Low contention, one ticket per attempt: each side in two halves, run A B B A."""
+    half = LOW_ATTEMPTS // 2
+    prefix = {"pool": "/api/v1", "naive": "/bench/naive"}
+    halves: dict[str, list[Row]] = {"pool": [], "naive": []}
+    for side in ("pool", "naive", "naive", "pool"):
+        plan = grab_plan(prefix[side], members, _from(low[side], half * len(halves[side])))
+        halves[side].append(run_row(side, base, plan, half, warm=warm, tally=tally))
+    return [merged("(b) low: project grab (A B B A)", halves["pool"]),
+            merged("(c) low: naive FOR UPDATE grab (A B B A)", halves["naive"])]
+
+
+def _from(ticket_ids: list[int], offset: int) -> Callable[[int], int]:
+    return lambda g: ticket_ids[offset + g]
 
 
 def report(rows: list[Row]) -> str:
