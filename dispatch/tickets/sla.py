@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import any_, delete, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -147,7 +147,7 @@ def recipients(session: Session, rung: Rung, region_path: str) -> list[User]:
     depth = DEPTH[rung.reach or RegionKind.BRANCH]
     if depth >= len(path):
         return []
-    return list(session.scalars(query.where(User.region_ids.contains([path[depth]]))))
+    return list(session.scalars(query.where(literal(path[depth]) == any_(User.region_ids))))
 
 
 # --- the sweep ----------------------------------------------------------------------------
