@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,13 @@ class SlaSettings(BaseModel):
     # Surge mode multiplies a type's SLA minutes by these unless the switch names its own.
     surge_response_factor: float = Field(default=2.0, ge=1, le=10)
     surge_resolution_factor: float = Field(default=1.5, ge=1, le=10)
+
+    @field_validator("escalation_delays_min")
+    @classmethod
+    def _steps_in_order(cls, delays: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if min(delays) < 0 or list(delays) != sorted(delays):
+            raise ValueError("delays are minutes after the breach, each step no earlier than the one before")
+        return delays
 
 
 class GeocoderSettings(BaseModel):

@@ -72,7 +72,7 @@ class SlaRead(BaseModel):
 
     response_warned_at: datetime | None
     resolution_warned_at: datetime | None
-    breached: bool = Field(description="Timed out, or past its resolution SLA while accepted.")
+    breached: bool = Field(description="Red now: timed out, or accepted past its resolution SLA.")
     breached_at: datetime | None = Field(description="When the resolution SLA breach was flagged.")
     escalation_level: int = Field(description="How many steps of the escalation chain were notified.")
     next_escalation_at: datetime | None
@@ -202,7 +202,7 @@ def ticket_read(ticket: Ticket, *, merged: bool = False, offers: list[OfferRead]
 
 
 def sla_read(ticket: Ticket) -> SlaRead:
-    escalating = sla.escalating(ticket) is not None
+    escalating = sla.breach_of(ticket) is not None
     return SlaRead(response_warned_at=ticket.response_warned_at, resolution_warned_at=ticket.resolution_warned_at,
                    breached=escalating, breached_at=ticket.sla_breached_at,
                    escalation_level=ticket.escalation_level,

@@ -65,11 +65,14 @@ def timing(ticket_type: TicketType, *, created_at: datetime, surge: SurgeSwitch 
 
 
 def retiming(ticket: Ticket, ticket_type: TicketType, *, surge: SurgeSwitch | None, warning_fraction: float,
-             now: datetime) -> dict[str, Any]:
-    """New SLA columns for an open ticket (retype, surge); a warning whose new time lies ahead goes out again."""
-    values = timing(ticket_type, created_at=ticket.created_at, surge=surge, warning_fraction=warning_fraction)
-    for kind in SlaKind:
-        if values[f"{kind}_warn_at"] > now:
+             now: datetime, kinds: Sequence[SlaKind] = tuple(SlaKind)) -> dict[str, Any]:
+    """New SLA columns of `kinds` for an open ticket (retype, surge); a warning whose new time lies ahead
+    goes out again."""
+    times = timing(ticket_type, created_at=ticket.created_at, surge=surge, warning_fraction=warning_fraction)
+    values: dict[str, Any] = {"sla_surge_id": times["sla_surge_id"]}
+    for kind in kinds:
+        values[f"{kind}_due_at"], values[f"{kind}_warn_at"] = times[f"{kind}_due_at"], times[f"{kind}_warn_at"]
+        if times[f"{kind}_warn_at"] > now:
             values[f"{kind}_warned_at"] = None
     return values
 
@@ -258,31 +261,36 @@ def _warn(session: Session, kind: SlaKind, state: TicketState, *, now: datetime,
     return len(due)
 
 
-def escalating(ticket: Ticket) -> SlaKind | None:
-    """Which breach the ticket is escalated for now; None once someone acted on it."""
-    if ticket.state is S.TIMED_OUT:
-        return SlaKind.RESPONSE
+@dataclass(frozen=True)
+class Breach:
+    kind: SlaKind
+    at: datetime
+
+
+def breach_of(ticket: Ticket) -> Breach | None:
+    """The breach the ticket is escalated for now; None once someone acted on it (or none happened)."""
+    if ticket.state is S.TIMED_OUT and ticket.timed_out_at is not None:
+        return Breach(SlaKind.RESPONSE, ticket.timed_out_at)
     if ticket.state is S.ACCEPTED and ticket.sla_breached_at is not None:
-        return SlaKind.RESOLUTION
+        return Breach(SlaKind.RESOLUTION, ticket.sla_breached_at)
     return None
 
 
 def _escalate(session: Session, ticket: Ticket, *, lookups: _Paths) -> int:
-    kind = escalating(ticket)
+    breach = breach_of(ticket)
     chain = lookups.chain(session, ticket)
     level = ticket.escalation_level
-    if kind is None or level >= len(chain):  # taken, invalidated, completed, or the chain got shorter
+    if breach is None or level >= len(chain):  # taken, invalidated, completed, or the chain got shorter
         ticket.next_escalation_at = None
         return 0
     rung = chain[level]
     notified = recipients(session, rung, lookups.path(session, ticket))
-    payload = {"kind": kind, "level": rung.level, "title": rung.title,
+    payload = {"kind": breach.kind, "level": rung.level, "title": rung.title,
                "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
     record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=f"level {rung.level}: {rung.title}",
            data=payload, feed_data=payload)
-    breached_at = ticket.timed_out_at if kind is SlaKind.RESPONSE else ticket.sla_breached_at
     ticket.escalation_level = level + 1
-    ticket.next_escalation_at = _next_step_at(breached_at or ticket.updated_at, chain, level + 1)
+    ticket.next_escalation_at = _next_step_at(breach.at, chain, level + 1)
     return 1
 
 
@@ -338,8 +346,10 @@ def _retime_open(session: Session, region: Region, *, surge: SurgeSwitch, cfg: S
                (Ticket.state == S.PENDING) | ((Ticket.state == S.ACCEPTED) & Ticket.sla_breached_at.is_(None)))
         .order_by(Ticket.id).with_for_update(of=Ticket).execution_options(populate_existing=True)).all()
     for ticket, ticket_type in rows:
+        # An accepted ticket's response SLA is settled (met or not): only its resolution moves.
+        kinds = tuple(SlaKind) if ticket.state is S.PENDING else (SlaKind.RESOLUTION,)
         for name, value in retiming(ticket, ticket_type, surge=surge, warning_fraction=cfg.warning_fraction,
-                                    now=now).items():
+                                    now=now, kinds=kinds).items():
             setattr(ticket, name, value)
     return len(rows)
 

@@ -72,6 +72,15 @@ def test_surge_on_a_branch_applies_to_its_grids_with_the_factors_given(client, a
     assert due_minutes(eh, "response_due_at") == 30, "another branch is not in surge"
 
 
+def test_surge_moves_only_the_resolution_time_of_an_accepted_ticket(client, as_user, db, xl_point) -> None:
+    dispatcher = as_user("dispatcher.xl")
+    ticket = report(client, dispatcher, xl_point, phone="13900003008", type_code=BROADBAND)
+    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01")).status_code == 200
+    assert surge(client, dispatcher, region_id(db, "XL"), on=True).json()["retimed"] == 1
+    seen = client.get(f"/api/v1/tickets/{ticket['id']}", headers=dispatcher).json()
+    assert (due_minutes(seen, "response_due_at"), due_minutes(seen, "resolution_due_at")) == (30, 360)
+
+
 def test_surge_leaves_a_breached_ticket_as_it_is(client, as_user, db, settings, xl_point) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, xl_point, phone="13900003006", type_code=BROADBAND)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -202,3 +203,10 @@ def test_sla_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SLA__WARNING_FRACTION", "0.75")
     cfg = Settings().sla
     assert cfg.escalation_delays_min == (0, 5, 10, 20) and cfg.warning_fraction == 0.75
+
+
+@pytest.mark.parametrize("delays", ["[0, 30, 15, 60]", "[-5, 0, 15, 30]", "[0, 15, 30]"])
+def test_escalation_delays_out_of_order_or_short_are_refused(monkeypatch: pytest.MonkeyPatch, delays: str) -> None:
+    monkeypatch.setenv("SLA__ESCALATION_DELAYS_MIN", delays)
+    with pytest.raises(ValidationError):
+        Settings()
