@@ -5,24 +5,19 @@ per ticket and technician; track points are popped once) and is enqueued
 with a fixed job id by the worker's ticker, so a slow run never piles up.
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-
-import structlog
 
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import offers, sla
+from dispatch.tickets import mirror, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
 FLUSH_EVERY_S = 5.0
 # Also run at worker start: after a Redis restart on-duty technicians come back within this time.
 REBUILD_EVERY_S = 300.0
-
-log = structlog.get_logger()
 
 
 def sweep_rings() -> int:
@@ -38,21 +33,11 @@ def sweep_rings() -> int:
 def sweep_sla() -> int:
     """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many."""
     settings = get_settings()
+    redis = connect(settings.redis_url)
     with session_scope() as session:
-        result = sla.sweep(session, cfg=settings.sla, now=datetime.now(UTC), limit=settings.sla.sweep_batch)
-    refresh_pool_entries(result.timed_out)  # only after commit: the pool must never run ahead of PostgreSQL
+        result = sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC), limit=settings.sla.sweep_batch)
+    redis.close()
     return result.total
-
-
-def refresh_pool_entries(timed_out: Sequence[sla.PoolMirror]) -> None:
-    """The grab pool's call site for tickets the sweep timed out: they stay grabbable, with a new state and version.
-
-    The Redis pool (grab_pool/) mirrors each grabbable ticket's state and the
-    PostgreSQL version it fences on; at merge this refreshes those entries
-    (a stale one only costs a grab its fast path: the conditional UPDATE fences).
-    """
-    for entry in timed_out:
-        log.info("pool_entry_timed_out", ticket_id=entry.ticket_id, state=str(entry.state), version=entry.version)
 
 
 def flush_track() -> int:
@@ -77,9 +62,32 @@ def rebuild_live_index() -> int:
     return restored
 
 
+def repair_pool() -> dict[str, int]:
+    """Return dead claims to the grab pool and rebuild branches whose pool vanished (Redis flushed or restarted)."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        repaired = mirror.repair(session, redis)
+    redis.close()
+    return repaired
+
+
+def rebuild_pool() -> dict[int, int]:
+    """Rebuild the whole grab pool from PostgreSQL: whatever a mirror missed is put right."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        rebuilt = mirror.rebuild(session, redis)
+    redis.close()
+    return rebuilt
+
+
 def periodic(settings: Settings) -> list[Periodic]:
-    """What the worker runs on a clock: ring and SLA sweeps, write-through, and restoring the live index."""
+    """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
+    restoring the live index, and keeping the grab pool true to PostgreSQL."""
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
             Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
-            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S)]
+            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
+            Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),
+            Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s)]

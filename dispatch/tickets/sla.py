@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from redis import Redis
 from sqlalchemy import any_, delete, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,6 +30,7 @@ from dispatch.accounts.models import User
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound
 from dispatch.kernel.settings import SlaSettings
+from dispatch.tickets import mirror
 from dispatch.tickets.lifecycle import Action, record, transition
 from dispatch.tickets.models import EscalationStep, SurgeSwitch, Ticket, TicketState, TicketType
 from geo import regions
@@ -155,18 +157,9 @@ def recipients(session: Session, rung: Rung, region_path: str) -> list[User]:
 
 # --- the sweep ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class PoolMirror:
-    """A ticket whose grab-pool entry must follow its new state and version once the sweep commits."""
-
-    ticket_id: int
-    state: TicketState
-    version: int
-
-
 @dataclass
 class SweepResult:
-    timed_out: list[PoolMirror] = field(default_factory=list)
+    timed_out: list[int] = field(default_factory=list)  # ticket ids
     breached: int = 0
     warned: int = 0
     escalated: int = 0
@@ -204,7 +197,7 @@ def _claim(session: Session, due: Any, *conditions: ColumnElement[bool], limit: 
                            .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
 
 
-def sweep(session: Session, *, cfg: SlaSettings, now: datetime, limit: int) -> SweepResult:
+def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, limit: int) -> SweepResult:
     """Act on every SLA checkpoint due by `now`: timeouts, resolution breaches, warnings, escalation steps.
 
     Breaches go first so that a ticket already late gets no warning, and the first
@@ -214,7 +207,9 @@ def sweep(session: Session, *, cfg: SlaSettings, now: datetime, limit: int) -> S
     for ticket in _claim(session, Ticket.response_due_at, Ticket.state == S.PENDING, Ticket.response_due_at <= now,
                          limit=limit):
         _time_out(session, ticket, now=now, chain=lookups.chain(session, ticket))
-        result.timed_out.append(PoolMirror(ticket_id=ticket.id, state=ticket.state, version=ticket.version))
+        # Still in the pool, at its new state and version (mirrored once this transaction commits).
+        mirror.mirror(session, redis, ticket)
+        result.timed_out.append(ticket.id)
     for ticket in _claim(session, Ticket.resolution_due_at, Ticket.state == S.ACCEPTED,
                          Ticket.sla_breached_at.is_(None), Ticket.resolution_due_at <= now, limit=limit):
         _flag_breach(session, ticket, now=now, chain=lookups.chain(session, ticket))

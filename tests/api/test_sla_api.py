@@ -81,10 +81,10 @@ def test_surge_moves_only_the_resolution_time_of_an_accepted_ticket(client, as_u
     assert (due_minutes(seen, "response_due_at"), due_minutes(seen, "resolution_due_at")) == (30, 360)
 
 
-def test_surge_leaves_a_breached_ticket_as_it_is(client, as_user, db, settings, xl_point) -> None:
+def test_surge_leaves_a_breached_ticket_as_it_is(client, as_user, db, redis, settings, xl_point) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, xl_point, phone="13900003006", type_code=BROADBAND)
-    sla.sweep(db, cfg=settings.sla, now=datetime.fromisoformat(ticket["created_at"]) + timedelta(minutes=31),
+    sla.sweep(db, redis, cfg=settings.sla, now=datetime.fromisoformat(ticket["created_at"]) + timedelta(minutes=31),
               limit=10)
     assert surge(client, dispatcher, region_id(db, "XL"), on=True).json()["retimed"] == 0
     assert db.get(Ticket, ticket["id"]).sla_surge_id is None
@@ -171,12 +171,12 @@ def test_a_dispatcher_may_not_change_a_chain(client, as_user, db) -> None:
     assert reply.status_code == 403
 
 
-def test_the_console_lists_warned_and_breached_tickets(client, as_user, db, settings, xl_point) -> None:
+def test_the_console_lists_warned_and_breached_tickets(client, as_user, db, redis, settings, xl_point) -> None:
     dispatcher = as_user("dispatcher.xl")
     late = report(client, dispatcher, xl_point, phone="13900003010", type_code=BROADBAND)
     soon = report(client, dispatcher, xl_point, phone="13900003011", type_code="stb_fault")  # 60-minute response
     created = datetime.fromisoformat(soon["created_at"])
-    sla.sweep(db, cfg=settings.sla, now=created + timedelta(minutes=49), limit=10)
+    sla.sweep(db, redis, cfg=settings.sla, now=created + timedelta(minutes=49), limit=10)
 
     def listed(status: str) -> list[int]:
         reply = client.get("/api/v1/tickets", params={"sla": status}, headers=dispatcher)

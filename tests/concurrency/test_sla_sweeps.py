@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.queues import enqueue_tick
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import jobs, sla
+from dispatch.tickets import jobs, mirror, sla
+from grab_pool import pool
 from tests.conftest import log_in
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
@@ -36,21 +37,21 @@ def report_many(base_url: str, count: int) -> list[int]:
     return ids
 
 
-def sweep_until_done(engine: Engine, cfg: Settings, now: datetime, start: threading.Barrier) -> int:
+def sweep_until_done(engine: Engine, redis: Redis, cfg: Settings, now: datetime, start: threading.Barrier) -> int:
     start.wait()
     total = 0
     while True:
         with Session(engine) as session, session.begin():
-            done = sla.sweep(session, cfg=cfg.sla, now=now, limit=BATCH).total
+            done = sla.sweep(session, redis, cfg=cfg.sla, now=now, limit=BATCH).total
         if not done:
             return total
         total += done
 
 
-def race(engine: Engine, settings: Settings, now: datetime) -> list[int]:
+def race(engine: Engine, redis: Redis, settings: Settings, now: datetime) -> list[int]:
     start = threading.Barrier(SWEEPERS)
     with ThreadPoolExecutor(SWEEPERS) as pool:
-        futures = [pool.submit(sweep_until_done, engine, settings, now, start) for _ in range(SWEEPERS)]
+        futures = [pool.submit(sweep_until_done, engine, redis, settings, now, start) for _ in range(SWEEPERS)]
         return [f.result(timeout=120) for f in futures]
 
 
@@ -64,16 +65,16 @@ def counts(engine: Engine, ticket_ids: list[int]) -> tuple[Counter[str], Counter
         return Counter(events), Counter(feed)
 
 
-def test_two_concurrent_sweeps_send_each_notification_once(live_server: str, committed_db: Engine,
+def test_two_concurrent_sweeps_send_each_notification_once(live_server: str, committed_db: Engine, redis: Redis,
                                                            settings: Settings) -> None:
     ticket_ids = report_many(live_server, TICKETS)
     now = datetime.now(UTC)
 
-    warned = race(committed_db, settings, now + timedelta(minutes=25))  # 80% of the 30-minute response SLA
+    warned = race(committed_db, redis, settings, now + timedelta(minutes=25))  # 80% of the 30-minute response SLA
     assert sum(warned) == TICKETS
-    late = race(committed_db, settings, now + timedelta(minutes=31))  # each times out and reaches step 1
+    late = race(committed_db, redis, settings, now + timedelta(minutes=31))  # each times out and reaches step 1
     assert sum(late) == 2 * TICKETS
-    later = race(committed_db, settings, now + timedelta(minutes=31 + 15))  # step 2 of the XL chain
+    later = race(committed_db, redis, settings, now + timedelta(minutes=31 + 15))  # step 2 of the XL chain
     assert sum(later) == TICKETS
 
     events, feed = counts(committed_db, ticket_ids)
@@ -94,6 +95,8 @@ def test_the_worker_job_times_out_a_ticket_reported_long_ago(live_server: str, r
                           "response_due_at = response_due_at - interval '31 min', "
                           "response_warn_at = response_warn_at - interval '31 min' WHERE id = :id"),
                      {"id": ticket_id})
+    with Session(committed_db) as session:
+        mirror.rebuild(session, redis)  # as the worker does at start
     queue = Queue("default", connection=redis)
     assert enqueue_tick(queue, jobs.sweep_sla, job_id="sweep-sla", timeout_s=60)
     SimpleWorker([queue], connection=redis).work(burst=True)
@@ -101,4 +104,10 @@ def test_the_worker_job_times_out_a_ticket_reported_long_ago(live_server: str, r
     with committed_db.connect() as conn:
         state, level = conn.execute(text("SELECT state, escalation_level FROM ticket WHERE id = :id"),
                                     {"id": ticket_id}).one()
+        branch_id = conn.execute(text("SELECT branch_id FROM ticket WHERE id = :id"), {"id": ticket_id}).scalar_one()
+        version = conn.execute(text("SELECT version FROM ticket WHERE id = :id"), {"id": ticket_id}).scalar_one()
     assert (state, level) == ("timed_out", 1)
+    entry = pool.snapshot(redis, branch_id).tickets[ticket_id]
+    assert (entry["state"], int(entry["v"])) == ("timed_out", version), "the grab pool follows the timeout"
+    with Session(committed_db) as session:
+        assert mirror.check(session, redis) == [], "PostgreSQL and the pool agree"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from redis import Redis
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -50,8 +51,8 @@ def at(ticket: dict[str, Any], field: str) -> datetime:
     return datetime.fromisoformat(ticket[field])
 
 
-def sweep(db: Session, settings: Settings, now: datetime) -> sla.SweepResult:
-    return sla.sweep(db, cfg=settings.sla, now=now, limit=100)
+def sweep(db: Session, redis: Redis, settings: Settings, now: datetime) -> sla.SweepResult:
+    return sla.sweep(db, redis, cfg=settings.sla, now=now, limit=100)
 
 
 def feed_events(db: Session, ticket_id: int) -> list[dict[str, Any]]:
@@ -72,20 +73,20 @@ def g01(db: Session) -> dict[str, float]:
 
 
 def test_a_pending_ticket_warns_times_out_stays_grabbable_and_escalates_in_order(
-        client, as_user, db, settings, short_type, g01) -> None:
+        client, as_user, db, redis, settings, short_type, g01) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, g01)
     created = at(ticket, "created_at")
     assert at(ticket, "response_due_at") == created + timedelta(minutes=10)
 
-    assert sweep(db, settings, created + timedelta(minutes=7)).total == 0
-    assert sweep(db, settings, created + timedelta(minutes=8, seconds=1)).warned == 1
-    timeout = sweep(db, settings, created + timedelta(minutes=10, seconds=1))
-    assert [m.ticket_id for m in timeout.timed_out] == [ticket["id"]] and timeout.escalated == 1
+    assert sweep(db, redis, settings, created + timedelta(minutes=7)).total == 0
+    assert sweep(db, redis, settings, created + timedelta(minutes=8, seconds=1)).warned == 1
+    timeout = sweep(db, redis, settings, created + timedelta(minutes=10, seconds=1))
+    assert timeout.timed_out == [ticket["id"]] and timeout.escalated == 1
     timed_out_at = created + timedelta(minutes=10, seconds=1)
     for minutes in (15, 30, 60):  # the XL chain's later steps
-        assert sweep(db, settings, timed_out_at + timedelta(minutes=minutes)).escalated == 1
-    assert sweep(db, settings, timed_out_at + timedelta(hours=5)).total == 0, "the chain ends at HQ"
+        assert sweep(db, redis, settings, timed_out_at + timedelta(minutes=minutes)).escalated == 1
+    assert sweep(db, redis, settings, timed_out_at + timedelta(hours=5)).total == 0, "the chain ends at HQ"
 
     events = feed_events(db, ticket["id"])
     assert [e["type"] for e in events] == ["ticket.sla_warning", "ticket.timed_out"] + ["ticket.escalated"] * 4
@@ -104,49 +105,51 @@ def test_a_pending_ticket_warns_times_out_stays_grabbable_and_escalates_in_order
     assert grabbed.json()["state"] == "accepted"
 
 
-def test_a_sweep_run_again_sends_nothing_twice(client, as_user, db, settings, short_type, g01) -> None:
+def test_a_sweep_run_again_sends_nothing_twice(client, as_user, db, redis, settings, short_type, g01) -> None:
     ticket = report(client, as_user("dispatcher.xl"), g01)
     now = at(ticket, "created_at") + timedelta(minutes=11)
-    assert sweep(db, settings, now).total == 2  # the timeout and the first escalation step
+    assert sweep(db, redis, settings, now).total == 2  # the timeout and the first escalation step
     outbox_rows = db.scalar(select(func.count()).select_from(OutboxMessage))
-    assert sweep(db, settings, now).total == 0
-    assert sweep(db, settings, now + timedelta(minutes=1)).total == 0
+    assert sweep(db, redis, settings, now).total == 0
+    assert sweep(db, redis, settings, now + timedelta(minutes=1)).total == 0
     assert db.scalar(select(func.count()).select_from(OutboxMessage)) == outbox_rows
 
 
-def test_escalation_stops_once_a_technician_takes_the_ticket(client, as_user, db, settings, short_type, g01) -> None:
+def test_escalation_stops_once_a_technician_takes_the_ticket(client, as_user, db, redis, settings, short_type,
+                                                            g01) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, g01)
     timed_out_at = at(ticket, "created_at") + timedelta(minutes=11)
-    assert sweep(db, settings, timed_out_at).escalated == 1
+    assert sweep(db, redis, settings, timed_out_at).escalated == 1
     assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01")).status_code == 200
 
-    assert sweep(db, settings, timed_out_at + timedelta(minutes=20)).escalated == 0
+    assert sweep(db, redis, settings, timed_out_at + timedelta(minutes=20)).escalated == 0
     seen = read(client, dispatcher, ticket["id"])
     assert [e["action"] for e in seen["events"]].count("escalate") == 1
     assert not seen["sla"]["breached"] and seen["sla"]["next_escalation_at"] is None
     assert db.get(Ticket, ticket["id"]).next_escalation_at is None
 
 
-def test_escalation_stops_when_the_ticket_is_invalidated(client, as_user, db, settings, short_type, g01) -> None:
+def test_escalation_stops_when_the_ticket_is_invalidated(client, as_user, db, redis, settings, short_type,
+                                                        g01) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, g01)
     timed_out_at = at(ticket, "created_at") + timedelta(minutes=11)
-    sweep(db, settings, timed_out_at)
+    sweep(db, redis, settings, timed_out_at)
     reply = client.post(f"/api/v1/tickets/{ticket['id']}/invalidate", json={"reason": "重复报修"}, headers=dispatcher)
     assert reply.status_code == 200, reply.text
-    assert sweep(db, settings, timed_out_at + timedelta(hours=2)).total == 0
+    assert sweep(db, redis, settings, timed_out_at + timedelta(hours=2)).total == 0
 
 
 def test_an_accepted_ticket_past_its_resolution_sla_is_flagged_and_escalated_until_completed(
-        client, as_user, db, settings, short_type, g01) -> None:
+        client, as_user, db, redis, settings, short_type, g01) -> None:
     dispatcher, tech = as_user("dispatcher.xl"), as_user("tech01")
     ticket = report(client, dispatcher, g01)
     assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=tech).status_code == 200
     created = at(ticket, "created_at")
-    assert sweep(db, settings, created + timedelta(minutes=30)).total == 0, "a taken ticket never times out"
-    assert sweep(db, settings, created + timedelta(minutes=48, seconds=1)).warned == 1
-    breach = sweep(db, settings, created + timedelta(minutes=60, seconds=1))
+    assert sweep(db, redis, settings, created + timedelta(minutes=30)).total == 0, "a taken ticket never times out"
+    assert sweep(db, redis, settings, created + timedelta(minutes=48, seconds=1)).warned == 1
+    breach = sweep(db, redis, settings, created + timedelta(minutes=60, seconds=1))
     assert (breach.breached, breach.escalated, breach.timed_out) == (1, 1, [])
 
     seen = read(client, dispatcher, ticket["id"])
@@ -161,10 +164,10 @@ def test_an_accepted_ticket_past_its_resolution_sla_is_flagged_and_escalated_unt
 
     reply = client.post(f"/api/v1/tickets/{ticket['id']}/complete", json={"note": "修好了"}, headers=tech)
     assert reply.status_code == 200, reply.text
-    assert sweep(db, settings, created + timedelta(hours=3)).escalated == 0
+    assert sweep(db, redis, settings, created + timedelta(hours=3)).escalated == 0
 
 
-def test_a_region_without_a_chain_of_its_own_uses_the_default_chain(client, as_user, db, settings, short_type,
+def test_a_region_without_a_chain_of_its_own_uses_the_default_chain(client, as_user, db, redis, settings, short_type,
                                                                        g01) -> None:
     branch_id = db.scalar(select(Region.id).where(Region.code == "XL"))
     db.execute(delete(EscalationStep).where(EscalationStep.region_id == branch_id))
@@ -172,30 +175,30 @@ def test_a_region_without_a_chain_of_its_own_uses_the_default_chain(client, as_u
     timed_out_at = at(ticket, "created_at") + timedelta(minutes=11)
     cfg = SlaSettings(escalation_delays_min=(0, 1, 2, 3))
     for minute in range(4):
-        assert sla.sweep(db, cfg=cfg, now=timed_out_at + timedelta(minutes=minute), limit=10).escalated == 1
+        assert sla.sweep(db, redis, cfg=cfg, now=timed_out_at + timedelta(minutes=minute), limit=10).escalated == 1
     titles = [e["title"] for e in feed_events(db, ticket["id"]) if e["type"] == "ticket.escalated"]
     assert titles == ["网格值机员", "分公司值机员", "分公司经理", "总部"]
 
 
-def test_the_first_warning_is_skipped_for_a_ticket_already_late(client, as_user, db, settings, short_type,
+def test_the_first_warning_is_skipped_for_a_ticket_already_late(client, as_user, db, redis, settings, short_type,
                                                                   g01) -> None:
     ticket = report(client, as_user("dispatcher.xl"), g01)
-    result = sweep(db, settings, at(ticket, "created_at") + timedelta(hours=1))
+    result = sweep(db, redis, settings, at(ticket, "created_at") + timedelta(hours=1))
     assert (result.warned, len(result.timed_out)) == (0, 1)
 
 
 def test_retyping_moves_the_due_and_warning_times_and_a_later_warning_goes_out_again(
-        client, as_user, db, settings, short_type, g01) -> None:
+        client, as_user, db, redis, settings, short_type, g01) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, g01)
     created = at(ticket, "created_at")
-    sweep(db, settings, created + timedelta(minutes=9))  # warned at 8 of 10 minutes
+    sweep(db, redis, settings, created + timedelta(minutes=9))  # warned at 8 of 10 minutes
     reply = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"type_code": "stb_fault"}, headers=dispatcher)
     assert reply.status_code == 200, reply.text
     assert at(reply.json(), "response_due_at") == created + timedelta(minutes=60)
     assert reply.json()["sla"]["response_warned_at"] is None, "the 48-minute warning is still to come"
-    assert sweep(db, settings, created + timedelta(minutes=20)).total == 0
-    assert sweep(db, settings, created + timedelta(minutes=48, seconds=1)).warned == 1
+    assert sweep(db, redis, settings, created + timedelta(minutes=20)).total == 0
+    assert sweep(db, redis, settings, created + timedelta(minutes=48, seconds=1)).warned == 1
 
 
 def test_sla_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
