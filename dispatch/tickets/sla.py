@@ -170,24 +170,17 @@ class SweepResult:
 
 
 @dataclass
-class _Paths:
-    """Region paths and chains looked up once per sweep."""
+class _Chains:
+    """Escalation chains looked up once per sweep (an admin may change them between sweeps)."""
 
     cfg: SlaSettings
-    paths: dict[int, str] = field(default_factory=dict)
-    chains: dict[str, list[Rung]] = field(default_factory=dict)
+    by_path: dict[str, list[Rung]] = field(default_factory=dict)
 
-    def path(self, session: Session, ticket: Ticket) -> str:
-        if ticket.region_id not in self.paths:
-            self.paths[ticket.region_id] = session.execute(
-                select(Region.path).where(Region.id == ticket.region_id)).scalar_one()
-        return self.paths[ticket.region_id]
-
-    def chain(self, session: Session, ticket: Ticket) -> list[Rung]:
-        path = self.path(session, ticket)
-        if path not in self.chains:
-            self.chains[path] = chain_for(session, path, self.cfg)[1]
-        return self.chains[path]
+    def of(self, session: Session, ticket: Ticket) -> list[Rung]:
+        path = mirror.grid_path(session, ticket.region_id)
+        if path not in self.by_path:
+            self.by_path[path] = chain_for(session, path, self.cfg)[1]
+        return self.by_path[path]
 
 
 def _claim(session: Session, due: Any, *conditions: ColumnElement[bool], limit: int) -> Sequence[Ticket]:
@@ -203,21 +196,21 @@ def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, li
     Breaches go first so that a ticket already late gets no warning, and the first
     escalation step (often due at once) goes out in the same sweep.
     """
-    result, lookups = SweepResult(), _Paths(cfg)
+    result, chains = SweepResult(), _Chains(cfg)
     for ticket in _claim(session, Ticket.response_due_at, Ticket.state == S.PENDING, Ticket.response_due_at <= now,
                          limit=limit):
-        _time_out(session, ticket, now=now, chain=lookups.chain(session, ticket))
+        _time_out(session, ticket, now=now, chain=chains.of(session, ticket))
         # Still in the pool, at its new state and version (mirrored once this transaction commits).
         mirror.mirror(session, redis, ticket)
         result.timed_out.append(ticket.id)
     for ticket in _claim(session, Ticket.resolution_due_at, Ticket.state == S.ACCEPTED,
                          Ticket.sla_breached_at.is_(None), Ticket.resolution_due_at <= now, limit=limit):
-        _flag_breach(session, ticket, now=now, chain=lookups.chain(session, ticket))
+        _flag_breach(session, ticket, now=now, chain=chains.of(session, ticket))
         result.breached += 1
     result.warned += _warn(session, SlaKind.RESPONSE, S.PENDING, now=now, limit=limit)
     result.warned += _warn(session, SlaKind.RESOLUTION, S.ACCEPTED, now=now, limit=limit)
     for ticket in _claim(session, Ticket.next_escalation_at, Ticket.next_escalation_at <= now, limit=limit):
-        result.escalated += _escalate(session, ticket, lookups=lookups)
+        result.escalated += _escalate(session, ticket, chains=chains)
     session.flush()
     return result
 
@@ -271,15 +264,15 @@ def breach_of(ticket: Ticket) -> Breach | None:
     return None
 
 
-def _escalate(session: Session, ticket: Ticket, *, lookups: _Paths) -> int:
+def _escalate(session: Session, ticket: Ticket, *, chains: _Chains) -> int:
     breach = breach_of(ticket)
-    chain = lookups.chain(session, ticket)
+    chain = chains.of(session, ticket)
     level = ticket.escalation_level
     if breach is None or level >= len(chain):  # taken, invalidated, completed, or the chain got shorter
         ticket.next_escalation_at = None
         return 0
     rung = chain[level]
-    notified = recipients(session, rung, lookups.path(session, ticket))
+    notified = recipients(session, rung, mirror.grid_path(session, ticket.region_id))
     payload = {"kind": breach.kind, "level": rung.level, "title": rung.title,
                "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
     record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=f"level {rung.level}: {rung.title}",
