@@ -37,6 +37,7 @@ class Action(StrEnum):
     SLA_WARNING = "sla_warning"
     SLA_BREACH = "sla_breach"
     ESCALATE = "escalate"
+    ACKNOWLEDGE = "acknowledge"
 
 
 OPEN_STATES = frozenset({S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.AWAITING_FOLLOWUP})
@@ -67,7 +68,7 @@ FEED_EVENT = {
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
     Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped", Action.TIME_OUT: "ticket.timed_out",
     Action.SLA_WARNING: "ticket.sla_warning", Action.SLA_BREACH: "ticket.sla_breached",
-    Action.ESCALATE: "ticket.escalated",
+    Action.ESCALATE: "ticket.escalated", Action.ACKNOWLEDGE: "ticket.acknowledged",
 }
 
 

@@ -29,6 +29,7 @@ from dispatch.tickets.errors import (
 from dispatch.tickets.models import Attachment, TicketState, TicketType
 from dispatch.tickets.queries import SlaStatus
 from dispatch.tickets.schemas import (
+    AcknowledgeBody,
     ArriveBody,
     AssignBody,
     AttachmentRead,
@@ -180,6 +181,15 @@ def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, sessi
                 settings: SettingsDep) -> TicketRead:
     """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
     service.retype(session, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
+    return ticket_read(ticket)
+
+
+@router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],
+             responses=problem_docs(TicketNotFound, InvalidTransition, Forbidden))
+def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, actor: ActorDep,
+                           session: SessionDep) -> TicketRead:
+    """Stop a breached ticket's escalation: you have taken it on; it stays red until dealt with (dispatcher, admin)."""
+    sla.acknowledge(session, ticket=ticket, actor=actor, note=body.note)
     return ticket_read(ticket)
 
 

@@ -126,6 +126,10 @@ class ReasonBody(BaseModel):
     reason: Reason
 
 
+class AcknowledgeBody(BaseModel):
+    note: Note | None = None
+
+
 class ArriveBody(BaseModel):
     location: Location
 

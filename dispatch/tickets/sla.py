@@ -31,6 +31,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import mirror
+from dispatch.tickets.errors import InvalidTransition
 from dispatch.tickets.lifecycle import Action, record, transition
 from dispatch.tickets.models import EscalationStep, SurgeSwitch, Ticket, TicketState, TicketType
 from geo import regions
@@ -38,7 +39,8 @@ from geo.models import Region, RegionKind
 
 S = TicketState
 SYSTEM = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="system:sla")
-SURGE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER})
+# Who switches surge mode and acknowledges escalations.
+DISPATCHERS = frozenset({Role.ADMIN, Role.DISPATCHER})
 # Position of each level in a grid's materialised path (/company/branch/grid/).
 DEPTH = {RegionKind.COMPANY: 0, RegionKind.BRANCH: 1, RegionKind.GRID: 2}
 
@@ -282,6 +284,26 @@ def _escalate(session: Session, ticket: Ticket, *, chains: _Chains) -> int:
     return 1
 
 
+def acknowledge(session: Session, *, ticket: Ticket, actor: Actor, note: str | None) -> None:
+    """Stop the ticket's escalation: someone in charge has taken it on. It stays red until it is dealt with,
+    and a later breach starts a new chain.
+
+    Raises:
+        Forbidden: only dispatchers and admins acknowledge.
+        InvalidTransition: the ticket is not being escalated (no breach, or acknowledged already).
+    """
+    if actor.role not in DISPATCHERS:
+        raise Forbidden(f"a {actor.role} may not acknowledge escalations", required=sorted(DISPATCHERS))
+    # Locked and re-read: a sweep may be notifying the next step right now.
+    session.refresh(ticket, with_for_update=True)
+    breach = breach_of(ticket)
+    if breach is None or ticket.next_escalation_at is None:
+        raise InvalidTransition(f"ticket {ticket.number} is not being escalated", state=ticket.state)
+    ticket.next_escalation_at = None
+    payload = {"kind": breach.kind, "level": ticket.escalation_level}
+    record(session, ticket, action=Action.ACKNOWLEDGE, actor=actor, note=note, data=payload, feed_data=payload)
+
+
 # --- surge mode -----------------------------------------------------------------------------
 
 def get_region(session: Session, region_id: int, *, actor: Actor) -> Region:
@@ -310,8 +332,8 @@ def switch_surge(session: Session, *, region_id: int, actor: Actor, on: bool, re
         Forbidden: only dispatchers and admins switch surge mode.
         RegionNotFound: no such region in the caller's regions.
     """
-    if actor.role not in SURGE_ROLES:
-        raise Forbidden(f"a {actor.role} may not switch surge mode", required=sorted(SURGE_ROLES))
+    if actor.role not in DISPATCHERS:
+        raise Forbidden(f"a {actor.role} may not switch surge mode", required=sorted(DISPATCHERS))
     region = get_region(session, region_id, actor=actor)
     switch = SurgeSwitch(region_id=region.id, on=on, reason=reason, actor=actor.label, actor_role=actor.role, at=now,
                          response_factor=response_factor or cfg.surge_response_factor,

@@ -213,3 +213,32 @@ def test_escalation_delays_out_of_order_or_short_are_refused(monkeypatch: pytest
     monkeypatch.setenv("SLA__ESCALATION_DELAYS_MIN", delays)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_acknowledged_escalation_goes_no_higher_and_the_ticket_stays_red(
+        client, as_user, db, redis, settings, short_type, g01) -> None:
+    dispatcher = as_user("dispatcher.xl")
+    ticket = report(client, dispatcher, g01)
+    timed_out_at = at(ticket, "created_at") + timedelta(minutes=11)
+    sweep(db, redis, settings, timed_out_at)
+    reply = client.post(f"/api/v1/tickets/{ticket['id']}/acknowledge", json={"note": "我来处理"}, headers=dispatcher)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["state"] == "timed_out" and reply.json()["sla"]["breached"]
+    assert reply.json()["sla"]["next_escalation_at"] is None
+
+    assert sweep(db, redis, settings, timed_out_at + timedelta(hours=2)).escalated == 0
+    acknowledged = [e for e in feed_events(db, ticket["id"]) if e["type"] == "ticket.acknowledged"]
+    assert [(e["kind"], e["level"]) for e in acknowledged] == [("response", 1)]
+    again = client.post(f"/api/v1/tickets/{ticket['id']}/acknowledge", json={}, headers=dispatcher)
+    assert (again.status_code, again.json()["code"]) == (409, "invalid_transition")
+
+
+def test_only_dispatchers_acknowledge_and_only_escalating_tickets(client, as_user, db, redis, settings, short_type,
+                                                                  g01) -> None:
+    ticket = report(client, as_user("dispatcher.xl"), g01)
+    path = f"/api/v1/tickets/{ticket['id']}/acknowledge"
+    assert client.post(path, json={}, headers=as_user("dispatcher.xl")).status_code == 409, "nothing breached yet"
+    sweep(db, redis, settings, at(ticket, "created_at") + timedelta(minutes=11))
+    assert client.post(path, json={}, headers=as_user("clerk.xl")).status_code == 403
+    assert client.post(path, json={}, headers=as_user("dispatcher.eh")).status_code == 404
+    assert client.post(path, json={"note": "x" * 2001}, headers=as_user("dispatcher.xl")).status_code == 422
