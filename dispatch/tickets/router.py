@@ -177,10 +177,10 @@ def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead,
               responses={**TRANSITION_ERRORS, **problem_docs(InvalidInput)})
-def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep,
+def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
                 settings: SettingsDep) -> TicketRead:
     """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
-    service.retype(session, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
+    service.retype(session, redis, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
     return ticket_read(ticket)
 
 

@@ -428,7 +428,8 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
     return step
 
 
-def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str, settings: Settings) -> Step:
+def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type_code: str,
+           settings: Settings) -> Step:
     """Change a ticket's type; its SLA due times follow the new type (under the surge profile it was taken in with).
 
     Raises: Forbidden, InvalidInput, InvalidTransition.
@@ -437,12 +438,14 @@ def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str, se
     new_type = get_type(session, type_code)
     if new_type.code == ticket.type_code:
         raise InvalidInput("type_code", f"the ticket is a {type_code} already")
-    return transition(session, ticket, action=Action.RETYPE, actor=actor,
+    step = transition(session, ticket, action=Action.RETYPE, actor=actor,
                       data={"from": ticket.type_code, "to": new_type.code},
                       note=f"{ticket.type_code} → {new_type.code}",
                       changes={"type_code": new_type.code,
                                **sla.retiming(ticket, new_type, surge=sla.surge_of(session, ticket),
                                               warning_fraction=settings.sla.warning_fraction, now=_now())})
+    mirror.mirror(session, redis, ticket)  # a new version: a grab's fence must see it
+    return step
 
 
 
