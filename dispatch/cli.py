@@ -16,6 +16,7 @@ from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, outbox
+from wechat import channel as wechat_channel
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -46,6 +47,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
+    wechat_channel.register(settings.wechat, connect(settings.redis_url))
     stop_ticks = None
     if "default" in names:
         # Its own connection: the ticker thread must not share one with the work loop.
