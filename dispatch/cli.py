@@ -1,5 +1,6 @@
-"""The `fieldpool` command: serve, worker, db, seed, users."""
+"""The `fieldpool` command: serve, worker, db, seed, users, wechat."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
@@ -17,14 +19,18 @@ from dispatch.migrations import runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, outbox
 from wechat import channel as wechat_channel
+from wechat import menu
+from wechat.client import AccountClient
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 seed = typer.Typer(help="Demo data.", no_args_is_help=True)
 users = typer.Typer(help="Log-ins.", no_args_is_help=True)
+wechat = typer.Typer(help="The WeChat official account.", no_args_is_help=True)
 app.add_typer(db, name="db")
 app.add_typer(seed, name="seed")
 app.add_typer(users, name="users")
+app.add_typer(wechat, name="wechat")
 
 
 @app.command()
@@ -102,5 +108,23 @@ def users_create(username: str, role: Role,
         typer.echo(f"created {user.role} {user.username} (id {user.id})")
 
 
+@wechat.command("menu")
+def wechat_menu(file: Annotated[Path, typer.Option(help="the menu, WeChat's JSON")] = Path("fixtures/wechat_menu.json"),
+                ) -> None:
+    """Publish the account's menu from FILE; `{public_base_url}` in its links is filled in from the settings."""
+    settings = get_settings()
+    if not settings.wechat.enabled:
+        typer.echo("no WeChat official account is configured (set WECHAT__APP_ID and WECHAT__SECRET)", err=True)
+        raise typer.Exit(2)
+    try:
+        loaded = menu.load(file, settings.wechat)
+    except InvalidInput as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from None
+    menu.publish(AccountClient(settings.wechat, connect(settings.redis_url)), loaded)
+    typer.echo(f"menu published from {file}")
+
+
 if __name__ == "__main__":
     app()
+
