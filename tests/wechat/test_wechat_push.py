@@ -2,7 +2,6 @@
 hears who took it; the shared access token is refreshed once on expiry; unreachable recipients are recorded."""
 
 import threading
-from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
@@ -11,34 +10,27 @@ from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.kernel.settings import Settings, WechatSettings
+from dispatch.kernel.settings import WechatSettings
 from dispatch.tickets import outbox
 from dispatch.tickets.models import OutboxMessage, Ticket
-from technicians import presence
+from technicians.models import Technician
 from tests.conftest import log_in
-from tests.dispatch.test_offers import CENTRE, north_of, technician
+from tests.dispatch.test_offers import CENTRE, on_duty  # noqa: F401 (a fixture, used by name)
 from tests.wechat.peer import WechatPeer
 from tests.wechat.test_wechat_callback import OPENID, location, tickets_of
 from tests.wechat.wire import PUBLIC, drain, message_xml, post_message, reply_content
 from wechat.client import AccountClient
 
-# tech01 and tech02 bound to the account, tech03 not; all three near CENTRE.
-NEAR = {"tech01": (100, "oTech01xxxxxxxxxxxxxxxxxxxxx"), "tech02": (400, "oTech02xxxxxxxxxxxxxxxxxxxxx"),
-        "tech03": (900, None)}
+# Of the technicians on duty near CENTRE (tech01 100 m away, tech02 400 m, tech03 900 m, ...), two bound WeChat.
+BOUND = {"tech01": "oTech01xxxxxxxxxxxxxxxxxxxxx", "tech02": "oTech02xxxxxxxxxxxxxxxxxxxxx"}
 
 
 @pytest.fixture
-def bound_on_duty(db: Session, redis: Redis, settings: Settings) -> dict[str, int]:
-    now, ids = datetime.now(UTC), {}
-    for username, (metres, openid) in NEAR.items():
-        tech = technician(db, username)
-        tech.skills, tech.max_active, tech.wechat_openid = ["broadband", "tv"], 5, openid
-        presence.set_duty(db, redis, technician=tech, on_duty=True)
-        presence.record_ping(redis, ref=presence.ref_of(db, tech), point=north_of(CENTRE, metres), accuracy_m=5,
-                             now=now, tz=settings.timezone, cfg=settings.presence)
-        ids[username] = tech.id
+def bound_on_duty(db: Session, on_duty: dict[str, int]) -> dict[str, int]:  # noqa: F811 (the fixture)
+    for username, openid in BOUND.items():
+        db.get_one(Technician, on_duty[username]).wechat_openid = openid
     db.flush()
-    return ids
+    return on_duty
 
 
 def report_by_wechat(wx: TestClient, db: Session) -> Ticket:
@@ -58,8 +50,8 @@ def test_report_is_pushed_to_bound_technicians_nearby_and_the_subscriber_hears_w
     ticket = report_by_wechat(wx, db)
     drain()
     offers = {t["touser"]: t for t in sent(peer, "TPL-OFFER")}
-    assert set(offers) == {NEAR["tech01"][1], NEAR["tech02"][1]}  # tech03 never bound WeChat
-    nearest = offers[NEAR["tech01"][1]]
+    assert set(offers) == set(BOUND.values())  # the other three offered never bound WeChat
+    nearest = offers[BOUND["tech01"]]
     assert nearest["data"]["keyword1"]["value"] == "宽带故障"
     assert nearest["data"]["keyword2"]["value"] == "100 米"
     assert nearest["data"]["keyword4"]["value"] == ticket.number
