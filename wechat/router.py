@@ -73,6 +73,7 @@ async def _body(request: Request, limit: int) -> bytes:
 async def receive_message(request: Request, signed: CheckedDep, settings: WechatOn, session: SessionDep,
                           redis: RedisDep) -> Response:
     """A message or event from a subscriber (plain or safe mode); the reply is WeChat's passive reply XML."""
+    # async only to read the body as a stream, stopping at the cap; the handling itself runs in a thread.
     try:
         body = await _body(request, settings.wechat.max_body_bytes)
         reply = await run_in_threadpool(receive, Context(session=session, redis=redis, settings=settings),

@@ -5,6 +5,7 @@ gazetteer, the live index); media downloads go to rq.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,7 +266,8 @@ def _progress_line(session: Session, ticket: Ticket) -> str:
     return line
 
 
-_HANDLERS: dict[str, Any] = {
+Handler = Callable[[Context, BaseMessage], str | None]
+_HANDLERS: dict[str, Handler] = {
     "text": _texted, "location": _located, "image": _media_sent, "voice": _media_sent,
     "event:subscribe": _subscribed, "event:subscribe_scan": _subscribed, "event:unsubscribe": _unsubscribed,
     "event:location": _location_reported, "event:click": _clicked, "event:view": _viewed,

@@ -66,6 +66,24 @@ def test_report_is_pushed_to_bound_technicians_nearby_and_the_subscriber_hears_w
     assert accepted["data"]["keyword3"]["value"] == "15025550349"
 
 
+def test_the_subscriber_hears_of_the_arrival_and_is_asked_to_rate_the_visit(
+        wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
+    ticket = report_by_wechat(wx, db)
+    tech01 = log_in(wx, "tech01")
+    wx.post(f"/api/v1/tickets/{ticket.id}/grab", headers=tech01)
+    arrived = wx.post(f"/api/v1/tickets/{ticket.id}/arrive", headers=tech01,
+                      json={"location": {"lat": CENTRE.lat, "lng": CENTRE.lng}})
+    assert arrived.status_code == 200, arrived.text
+    done = wx.post(f"/api/v1/tickets/{ticket.id}/complete", headers=tech01, json={"note": "更换光猫电源"})
+    assert done.status_code == 200, done.text
+    drain()
+    to_subscriber = [t["template_id"] for t in peer.templates if t["touser"] == OPENID]
+    assert to_subscriber == ["TPL-ACCEPTED", "TPL-ARRIVED", "TPL-COMPLETED"]
+    [completed] = sent(peer, "TPL-COMPLETED")
+    rating_page = quote(f"/m/report?ticket={ticket.id}&rate=1", safe="")
+    assert completed["url"] == f"{PUBLIC}/wechat/oauth/start?next={rating_page}"
+
+
 def test_a_token_expired_mid_send_is_refreshed_once_and_the_send_succeeds(
         wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
     ticket = report_by_wechat(wx, db)
