@@ -155,7 +155,7 @@ def _texted(ctx: Context, message: BaseMessage) -> str:
 
 
 def _located(ctx: Context, message: BaseMessage) -> str:
-    point = LatLng(float(message.location_x), float(message.location_y))
+    point = _point(message, "location_x", "location_y")
     conversation.keep_position(ctx.redis, message.source, point, ctx.settings.wechat)
     subscriber = subscriber_by_openid(ctx.session, openid=message.source)
     report = conversation.load(ctx.redis, message.source) or Report()
@@ -168,9 +168,20 @@ def _located(ctx: Context, message: BaseMessage) -> str:
     return _advance(ctx, subscriber, report, message.id)
 
 
+def _point(message: BaseMessage, lat_field: str, lng_field: str) -> LatLng:
+    """The message's position (GCJ-02), refused as malformed unless two numbers in range."""
+    try:
+        lat, lng = float(getattr(message, lat_field)), float(getattr(message, lng_field))
+    except (TypeError, ValueError):
+        raise MalformedDelivery("the location is not a pair of numbers") from None
+    if not (abs(lat) <= 90 and abs(lng) <= 180):  # also false for NaN
+        raise MalformedDelivery("the location is out of range")
+    return LatLng(lat, lng)
+
+
 def _location_reported(ctx: Context, message: BaseMessage) -> None:
     # WeChat sends this on entering the account when location reporting is on: remembered, not answered.
-    conversation.keep_position(ctx.redis, message.source, LatLng(message.latitude, message.longitude),
+    conversation.keep_position(ctx.redis, message.source, _point(message, "latitude", "longitude"),
                                ctx.settings.wechat)
 
 

@@ -241,6 +241,13 @@ def test_malformed_xml_or_entities_are_refused(wx: TestClient, db: Session, body
     assert_refused(reply.status_code, reply, db, 400, "malformed_delivery")
 
 
+@pytest.mark.parametrize(("lat", "lng"), [("north", "116.08"), ("91", "116.08"), ("nan", "116.08")])
+def test_a_location_that_is_not_a_place_is_refused(wx: TestClient, db: Session, lat: str, lng: str) -> None:
+    reply = post_message(wx, message_xml(OPENID, "location", 12001, Location_X=lat, Location_Y=lng, Scale=15))
+    assert reply.status_code == 400 and reply.json()["code"] == "malformed_delivery"
+    assert not tickets_of(db, OPENID)
+
+
 def test_a_safe_mode_delivery_with_a_forged_msg_signature_is_refused(wx: TestClient, db: Session) -> None:
     reply = post_message(wx, message_xml(OPENID, "event", Event="subscribe"), encrypted=True,
                          msg_signature="0" * 40)
