@@ -19,6 +19,7 @@ from wechatpy.replies import TextReply
 
 from dispatch.accounts.models import Subscriber
 from dispatch.accounts.service import actor_of_subscriber, subscriber_by_openid
+from dispatch.kernel.errors import DomainError
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.lifecycle import OPEN_STATES
 from dispatch.tickets.models import Source, Ticket, TicketState
@@ -49,6 +50,7 @@ WELCOME = ("欢迎关注！家里宽带、电视出了问题，点菜单「报�
 ASK_DESCRIPTION = "请用几句话描述故障（例如：宽带上不了网，光猫红灯闪），也可以发照片或语音。"
 ASK_LOCATION = "请发送您的位置（输入框旁 + → 位置），我们按位置就近派维修员。"
 ASK_PHONE = "请留下您的手机号，方便维修员联系您。"
+SORRY = "抱歉，报修暂时无法受理，我们已记下您的情况，请稍后再试或拨打客服热线。"
 OUTSIDE = ("抱歉，您所在的位置不在我们的服务网格内。报修仍会转给调度员人工处理，请保持电话畅通。")
 
 
@@ -209,7 +211,14 @@ def _advance(ctx: Context, subscriber: Subscriber, report: Report, msg_id: int |
     if missing or position is None or phone is None:
         conversation.save(ctx.redis, openid, report, ctx.settings.wechat)
         return "已记下。" + "".join(missing)
-    reply = _report(ctx, subscriber, report, position=position, phone=phone, msg_id=msg_id)
+    try:
+        # A savepoint: a refused intake (a misconfigured type, say) leaves nothing half-written.
+        with ctx.session.begin_nested():
+            reply = _report(ctx, subscriber, report, position=position, phone=phone, msg_id=msg_id)
+    except DomainError as exc:
+        log.error("wechat_report_refused", openid=openid, code=exc.code, detail=exc.detail)
+        conversation.save(ctx.redis, openid, report, ctx.settings.wechat)
+        return SORRY
     conversation.end(ctx.redis, openid)
     return reply
 

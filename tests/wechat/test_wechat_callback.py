@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 import pytest
 import structlog
 import structlog.testing
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redis import Redis
 from sqlalchemy import func, select
@@ -132,6 +133,17 @@ def test_a_location_outside_every_grid_is_answered_politely_and_reaches_a_dispat
     reply_content(post_message(wx, message_xml(OPENID, "text", 6002, Content="宽带坏了 13912345678")))
     [ticket] = tickets_of(db, OPENID)
     assert ticket.outside_area  # intake placed it in the nearest branch, flagged for the dispatchers there
+
+
+def test_a_report_intake_refuses_gets_an_apology_and_nothing_half_written(wx: TestClient, wx_app: FastAPI,
+                                                                         db: Session) -> None:
+    settings = wx_app.state.settings
+    wx_app.state.settings = settings.model_copy(update={"wechat": settings.wechat.model_copy(
+        update={"report_type_code": "no_such_type"})})
+    post_message(wx, location(OPENID, INSIDE, 6501))
+    sorry = reply_content(post_message(wx, message_xml(OPENID, "text", 6502, Content="宽带坏了 13912345678")))
+    assert "抱歉" in sorry and not tickets_of(db, OPENID)
+    assert db.scalar(select(Subscriber.phone).where(Subscriber.openid == OPENID)) is None
 
 
 def test_progress_by_word_and_by_ticket_number(wx: TestClient, db: Session) -> None:
