@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.app import create_app
 from dispatch.kernel import db as kernel_db
-from dispatch.kernel.db import get_session
+from dispatch.kernel.db import UnitOfWork, get_session, get_unit_of_work
 from dispatch.kernel.settings import Settings, WechatSettings, get_settings
 from dispatch.tickets import notify
 from tests.wechat.peer import APP_ID, SECRET, WechatPeer
@@ -50,17 +50,23 @@ def wx_settings(settings: Settings, wechat_cfg: WechatSettings, tmp_path: Path,
     get_settings.cache_clear()
 
 
+class SavepointDatabase:
+    """Units of work as savepoints of the test's session."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        with self._db.begin_nested():
+            yield self._db
+
+
 @pytest.fixture
 def in_test_transaction(db: Session, monkeypatch: pytest.MonkeyPatch) -> Session:
     """`session_scope()` of jobs and channels yields the test's session, in a savepoint of its own."""
 
-    class TestDatabase:
-        @contextmanager
-        def session_scope(self) -> Iterator[Session]:
-            with db.begin_nested():
-                yield db
-
-    monkeypatch.setattr(kernel_db, "get_database", lambda: TestDatabase())
+    monkeypatch.setattr(kernel_db, "get_database", lambda: SavepointDatabase(db))
     return db
 
 
@@ -74,7 +80,11 @@ def wx_app(wx_settings: Settings, in_test_transaction: Session, redis: Redis,
         with in_test_transaction.begin_nested():
             yield in_test_transaction
 
+    async def test_unit_of_work() -> UnitOfWork:
+        return SavepointDatabase(in_test_transaction).session_scope
+
     app.dependency_overrides[get_session] = test_session
+    app.dependency_overrides[get_unit_of_work] = test_unit_of_work
     return app
 
 
