@@ -320,21 +320,34 @@ def grab_plan(prefix: str, members: list[Member], tickets_of: Callable[[int], in
     return lambda g: ("POST", f"{prefix}/tickets/{tickets_of(g)}/grab", members[g % TECHNICIANS].headers)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What every grab row shares: the server, the taken ticket, the tally, a source of new technicians."""
+
+    base: str
+    crowd: Crowd
+    taken: int
+    tally: Tally
+
+    def grab_row(self, name: str, prefix: str, tickets_of: Callable[[int], int], attempts: int) -> Row:
+        """A row by technicians no process has seen: each warm-up caches their tokens anew, and the log-in
+        cache keeps a token 30 s from its first use, longer than a row, so the row counts only grabs."""
+        members = self.crowd.enlist(TECHNICIANS, max_active=lambda n: 1000)
+        warm = grab_plan("/api/v1", members, lambda g: self.taken)
+        return run_row(name, self.base, grab_plan(prefix, members, tickets_of), attempts, warm=warm,
+                       tally=self.tally)
+
+
 def main(bench_url: str, redis_url: str) -> str:
     """Run every row of the grab benchmark against a freshly seeded bench database; returns the report."""
     engine = create_engine(bench_url)
     crowd = Crowd(engine, SECRET)
-    members = crowd.enlist(TECHNICIANS, max_active=lambda n: 1000)
-    [holder] = crowd.enlist(1)  # holds the taken ticket: a loser never asks for their own ticket
-    # For the losers-only row: technicians no process has seen, so that every token it caches in the
-    # warm-up outlives the row (the log-in cache keeps a token 30 s from its first use, then reads again).
-    newcomers = crowd.enlist(TECHNICIANS, max_active=lambda n: 1000)
+    [holder, raw] = crowd.enlist(2)  # the taken ticket's holder: a loser never asks for their own ticket
     port = free_port()
     env = {"DATABASE_URL": bench_url, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url, "LOG_LEVEL": "WARNING",
            "SECRET_KEY": SECRET, "DB_POOL_SIZE": "10"}
     with server(env, port, app_factory="tests.bench.grabs:create_bench_app", workers=API_PROCESSES) as base:
-        dispatcher = crowd.staff("dispatcher.xl")
-        template = report_template(base, dispatcher)
+        template = report_template(base, crowd.staff("dispatcher.xl"))
         rounds = -(-ATTEMPTS // TECHNICIANS)
         hot = {name: copy_tickets(engine, template, rounds * HOT_TICKETS) for name in ("pool", "naive")}
         low = {name: copy_tickets(engine, template, LOW_ATTEMPTS) for name in ("pool", "naive")}
@@ -342,41 +355,35 @@ def main(bench_url: str, redis_url: str) -> str:
         with Session(engine) as session, Redis.from_url(redis_url) as redis:
             mirror.rebuild(session, redis)
         assert httpx.post(f"{base}/api/v1/tickets/{taken}/grab", headers=holder.headers).status_code == 200
-        warm = grab_plan("/api/v1", members, lambda g: taken)
-        tally = Tally(redis_url)
+        stage = Stage(base, crowd, taken, Tally(redis_url))
 
         def hot_of(ids: list[int]) -> Callable[[int], int]:
             return lambda g: ids[(g // TECHNICIANS) * HOT_TICKETS + g % HOT_TICKETS]
 
-        run_row("warm-up", base, lambda g: ("GET", "/bench/noop", {}), FLOOR_CALLS, warm=None, tally=None)
-        rows = [
-            run_row("(a) no-op floor: GET /bench/noop", base, lambda g: ("GET", "/bench/noop", {}), FLOOR_CALLS,
-                    warm=None, tally=tally),
-            run_row("(b) hot: project grab", base, grab_plan("/api/v1", members, hot_of(hot["pool"])), ATTEMPTS,
-                    warm=warm, tally=tally),
-            run_row("(c) hot: naive FOR UPDATE grab", base, grab_plan("/bench/naive", members, hot_of(hot["naive"])),
-                    ATTEMPTS, warm=warm, tally=tally),
-            run_row("(a) no-op floor again", base, lambda g: ("GET", "/bench/noop", {}), FLOOR_CALLS, warm=None,
-                    tally=tally),
-        ]
-        rows[3:3] = low_rows(base, members, low, warm, tally)
-        # A loser's cost, measured alone: a storm on the taken ticket only.
-        on_taken = grab_plan("/api/v1", newcomers, lambda g: taken)
-        losers = run_row("(b) losers only: taken ticket", base, on_taken, ATTEMPTS, warm=on_taken, tally=tally)
-        rows += [losers, lua_floor(redis_url, taken, members[1], FLOOR_CALLS),
-                 update_floor(engine, update_ticket, FLOOR_CALLS)]
+        def noop(g: int) -> tuple[str, str, dict[str, str]]:
+            return "GET", "/bench/noop", {}
+
+        run_row("warm-up", base, noop, FLOOR_CALLS, warm=None, tally=None)
+        rows = [run_row("(a) no-op floor: GET /bench/noop", base, noop, FLOOR_CALLS, warm=None, tally=stage.tally),
+                stage.grab_row("(b) hot: project grab", "/api/v1", hot_of(hot["pool"]), ATTEMPTS),
+                stage.grab_row("(c) hot: naive FOR UPDATE grab", "/bench/naive", hot_of(hot["naive"]), ATTEMPTS),
+                *low_rows(stage, low),
+                run_row("(a) no-op floor again", base, noop, FLOOR_CALLS, warm=None, tally=stage.tally),
+                # A loser's cost, measured alone: a storm on the taken ticket only.
+                stage.grab_row("(b) losers only: taken ticket", "/api/v1", lambda g: taken, ATTEMPTS),
+                lua_floor(redis_url, taken, raw, FLOOR_CALLS),
+                update_floor(engine, update_ticket, FLOOR_CALLS)]
     engine.dispose()
     return report(rows)
 
 
-def low_rows(base: str, members: list[Member], low: dict[str, list[int]], warm: Plan, tally: Tally) -> list[Row]:
+def low_rows(stage: Stage, low: dict[str, list[int]]) -> list[Row]:
     """Low contention, one ticket per attempt: each side in two halves, run A B B A."""
     half = LOW_ATTEMPTS // 2
     prefix = {"pool": "/api/v1", "naive": "/bench/naive"}
     halves: dict[str, list[Row]] = {"pool": [], "naive": []}
     for side in ("pool", "naive", "naive", "pool"):
-        plan = grab_plan(prefix[side], members, _from(low[side], half * len(halves[side])))
-        halves[side].append(run_row(side, base, plan, half, warm=warm, tally=tally))
+        halves[side].append(stage.grab_row(side, prefix[side], _from(low[side], half * len(halves[side])), half))
     return [merged("(b) low: project grab (A B B A)", halves["pool"]),
             merged("(c) low: naive FOR UPDATE grab (A B B A)", halves["naive"])]
 
