@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     log_level: str = "INFO"
     sql_echo: bool = False
+    # Background map tiles for the pages, an XYZ template such as
+    # http://tiles.intranet/{z}/{x}/{y}.png; unset, the grids alone are the map (works offline).
+    map_tile_url: str | None = None
     db_pool_size: int = 10
 
     @property
