@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile
@@ -11,7 +11,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, offers, service
+from dispatch.tickets import attachments, offers, service, tips
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -24,7 +24,7 @@ from dispatch.tickets.errors import (
     TooLarge,
     UnsupportedMedia,
 )
-from dispatch.tickets.models import Attachment, TicketState, TicketType
+from dispatch.tickets.models import Attachment, TicketState, TicketType, TipOutcome
 from dispatch.tickets.schemas import (
     ArriveBody,
     AssignBody,
@@ -42,6 +42,12 @@ from dispatch.tickets.schemas import (
     TicketTypeCreate,
     TicketTypeRead,
     TicketTypeUpdate,
+    TipOutcomeCountRead,
+    TipOutcomeCreate,
+    TipOutcomeRead,
+    TipOutcomeSummary,
+    TipsRead,
+    TipsUpdate,
     event_read,
     ticket_read,
 )
@@ -51,6 +57,7 @@ from technicians.deps import CurrentTechnician
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+Staff = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL))]
 TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentChange, Forbidden)
 
 
@@ -225,3 +232,40 @@ def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
 def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
     """My accepted tickets and those waiting for follow-up, oldest first."""
     return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]
+
+
+def _tips_read(ticket_type: TicketType) -> TipsRead:
+    return TipsRead(type_code=ticket_type.code, name=ticket_type.name, markdown=ticket_type.tips,
+                    html=tips.render(ticket_type.tips), updated_at=ticket_type.updated_at)
+
+
+@router.get("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"], responses=problem_docs(NotFound))
+def get_tips(code: str, session: SessionDep) -> TipsRead:
+    """The self-help tips (知识库) of a ticket type, as markdown and as safe HTML (public)."""
+    return _tips_read(tips.get_tips(session, code))
+
+
+@router.put("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"],
+            responses=problem_docs(NotFound, Forbidden, InvalidInput))
+def put_tips(code: str, body: TipsUpdate, session: SessionDep, admin: Admin) -> TipsRead:
+    """Replace a ticket type's self-help tips (admin); the report page shows them at once."""
+    return _tips_read(tips.set_tips(session, code=code, markdown=body.markdown))
+
+
+@router.post("/ticket-types/{code}/tips/outcome", response_model=TipOutcomeRead, status_code=201, tags=["tips"],
+             responses=problem_docs(NotFound, Forbidden))
+def post_tip_outcome(code: str, body: TipOutcomeCreate, session: SessionDep, actor: ActorDep) -> TipOutcome:
+    """Record whether the tips solved the problem; solved means no report and a visit saved
+    (subscriber, clerk, dispatcher, admin, API)."""
+    return tips.record_outcome(session, code=code, solved=body.solved, actor=actor)
+
+
+@router.get("/tips/outcomes", response_model=TipOutcomeSummary, tags=["tips"],
+            responses=problem_docs(Forbidden, InvalidInput))
+def tip_outcomes(session: SessionDep, staff: Staff, settings: SettingsDep,
+                 start: Annotated[date, Query(alias="from", description="first local day")],
+                 end: Annotated[date, Query(alias="to", description="last local day, included")]) -> TipOutcomeSummary:
+    """How often the tips solved the problem per ticket type in a period: visits saved (staff)."""
+    counts = tips.count_outcomes(session, start=start, end=end, tz=settings.timezone)
+    return TipOutcomeSummary(solved=sum(c.solved for c in counts), not_solved=sum(c.not_solved for c in counts),
+                             items=[TipOutcomeCountRead(**vars(c)) for c in counts])

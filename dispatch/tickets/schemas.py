@@ -205,3 +205,41 @@ class MyOfferRead(BaseModel):
     distance_m: float
     ring: int
     offered_at: datetime
+
+
+class TipsRead(BaseModel):
+    type_code: str
+    name: str
+    markdown: str
+    html: str = Field(description="The markdown rendered to HTML; raw HTML in it is shown as text.")
+    updated_at: datetime
+
+
+class TipsUpdate(BaseModel):
+    markdown: str = Field(max_length=20000)
+
+
+class TipOutcomeCreate(BaseModel):
+    solved: bool = Field(description="True: the tips solved it and no report is filed (a visit saved).")
+
+
+class TipOutcomeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type_code: str
+    solved: bool
+    at: datetime
+
+
+class TipOutcomeCountRead(BaseModel):
+    type_code: str
+    name: str
+    solved: int
+    not_solved: int
+
+
+class TipOutcomeSummary(BaseModel):
+    solved: int = Field(description="Visits saved in the period.")
+    not_solved: int
+    items: list[TipOutcomeCountRead]
