@@ -13,7 +13,8 @@ from dispatch.kernel.settings import Settings
 def subscriber_headers(db: Session, settings: Settings, phone: str = "13800001234") -> dict[str, str]:
     """What WeChat OAuth hands a subscriber: a bearer token for `subscriber:<id>`."""
     subscriber_id = subscriber_by_phone(db, phone=phone, name="李四")
-    return {"Authorization": f"Bearer {token_for(f'subscriber:{subscriber_id}', secret=settings.secret_key, ttl_min=5)}"}
+    token = token_for(f"subscriber:{subscriber_id}", secret=settings.secret_key, ttl_min=5)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def this_month() -> dict[str, str]:
