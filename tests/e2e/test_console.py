@@ -1,0 +1,104 @@
+"""The dispatcher console: live map and pool, the ticket drawer with force-assign, the payroll export."""
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import sign_in, token_of
+
+SPOT = {"lat": 43.9455, "lng": 116.0702}
+
+
+def bearer(api: httpx.Client, username: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_of(api, username)}"}
+
+
+def on_duty_at(api: httpx.Client, username: str, point: dict[str, float]) -> None:
+    headers = bearer(api, username)
+    assert api.put("/api/v1/me/duty", json={"on_duty": True}, headers=headers).status_code == 200
+    reply = api.put("/api/v1/me/location", json={**point, "crs": "wgs84"}, headers=headers)
+    assert reply.status_code == 204, reply.text
+
+
+def phone_in(api: httpx.Client, description: str) -> dict:
+    reply = api.post("/api/v1/tickets", headers=bearer(api, "clerk.xl"), json={
+        "type_code": "tv_no_signal", "description": description, "source": "phone", "location": SPOT,
+        "contact": {"name": "王五", "phone": "13900000002"}})
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def test_a_new_report_shows_live_and_the_dispatcher_force_assigns_it_from_the_drawer(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    on_duty_at(api, "tech04", {"lat": SPOT["lat"] + 0.004, "lng": SPOT["lng"]})  # tech04 fixes TV
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    expect(console.locator("svg.gridmap .grid")).to_have_count(8)  # Xilinhot's grids are the map
+
+    ticket = phone_in(api, "客厅电视没有信号")
+
+    # Without a reload: the map dot and the pool row come over the live feed.
+    dot = console.locator(f'svg.gridmap circle.pending[data-id="{ticket["id"]}"]')
+    expect(dot).to_have_count(1)
+    row = console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')
+    expect(row).to_contain_text("电视无信号")
+
+    row.click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    expect(drawer).to_contain_text("客厅电视没有信号")
+    drawer.get_by_role("button", name="指派").click()
+    candidate = drawer.locator('tr[data-technician]').filter(has_text="张海涛")
+    expect(candidate).to_contain_text("在手 0 单")
+    candidate.get_by_role("button", name="派给他").click()
+    expect(drawer.locator("h2 .badge")).to_have_text("已接单")
+    expect(drawer.locator("ol.events")).to_contain_text("张海涛")
+    expect(console.locator(f'svg.gridmap circle.accepted[data-id="{ticket["id"]}"]')).to_have_count(1)
+    shot(console, "assigned")
+
+    detail = api.get(f"/api/v1/tickets/{ticket['id']}", headers=bearer(api, "dispatcher.xl")).json()
+    assert detail["state"] == "accepted"
+    assert [e["action"] for e in detail["events"]][-1] in {"assign", "force_assign"}
+
+
+def test_a_dispatcher_invalidates_a_fake_report_with_a_reason(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    ticket = phone_in(api, "恶作剧电话")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]').click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    drawer.get_by_role("button", name="作废").click()
+    drawer.get_by_label("作废原因（虚假或重复报修）").fill("虚假报修")
+    drawer.get_by_role("button", name="确定").click()
+    expect(drawer.locator("h2 .badge")).to_have_text("无效")
+    expect(console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')).to_have_count(0)
+    shot(console, "invalidated")
+
+
+def test_an_api_error_is_shown_in_words(open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "clerk.xl")
+    console.get_by_role("tab", name="录入").click()
+    console.get_by_label("故障或需求描述").fill("没信号")
+    console.get_by_label("联系人").fill("赵六")
+    console.get_by_role("textbox", name="电话").fill("12")  # too short: the API answers 422 naming contact.phone
+    console.locator("svg.gridmap").click()  # a point on the map
+    console.get_by_role("button", name="提交到工单池").click()
+    expect(console.get_by_role("alert").filter(has_text="填写的内容有误")).to_contain_text("phone")
+    shot(console, "error")
+
+
+@pytest.mark.xfail(reason="GET /api/v1/workload/export (issue 5) has not landed on main yet", strict=False)
+def test_payroll_downloads_the_month_xlsx(open_page: Callable[..., Page], shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "payroll")
+    console.get_by_role("tab", name="导出").click()
+    with console.expect_download() as download:
+        console.get_by_role("button", name="下载 XLSX").click()
+    shot(console, "export")
+    path = download.value.path()
+    assert download.value.suggested_filename.endswith(".xlsx")
+    with open(path, "rb") as xlsx:
+        assert xlsx.read(2) == b"PK"  # an XLSX is a zip
