@@ -32,6 +32,20 @@ class OfferSettings(BaseModel):
     tie_band_m: int = 300
 
 
+class PoolSettings(BaseModel):
+    """The grab pool in Redis (env: POOL__LEASE_MS=15000, ...)."""
+
+    # How long a grab's claim holds while its PostgreSQL commit runs; a claimer
+    # that dies loses the ticket back to the pool after this.
+    lease_ms: int = 15000
+    # Leases are reaped and the pool checked against PostgreSQL this often.
+    repair_interval_s: int = 5
+    # A full rebuild from PostgreSQL this often, whatever else happened.
+    rebuild_interval_s: int = 300
+    near_radius_m: int = 5000
+    near_limit: int = 100
+
+
 class GeocoderSettings(BaseModel):
     """Online geocoder (Tencent Location Service); off unless a key is set (env: GEOCODER__KEY=...)."""
 
@@ -49,6 +63,7 @@ class Settings(BaseSettings):
 
     presence: PresenceSettings = PresenceSettings()
     offer: OfferSettings = OfferSettings()
+    pool: PoolSettings = PoolSettings()
     geocoder: GeocoderSettings = GeocoderSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"

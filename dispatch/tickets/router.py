@@ -1,17 +1,18 @@
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
-from dispatch.kernel.db import SessionDep
+from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, offers, service, tips
+from dispatch.tickets import attachments, grabs, offers, service, tips
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -19,6 +20,7 @@ from dispatch.tickets.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     LimitReached,
+    LocationUnknown,
     NotYourTicket,
     TicketNotFound,
     TooLarge,
@@ -34,6 +36,7 @@ from dispatch.tickets.schemas import (
     MyOfferRead,
     NearestRead,
     OfferRead,
+    PoolTicketRead,
     ReasonBody,
     TicketCreate,
     TicketDetail,
@@ -53,7 +56,8 @@ from dispatch.tickets.schemas import (
 )
 from geo import crs
 from geo.latlng import LatLng
-from technicians.deps import CurrentTechnician
+from grab_pool import pool
+from technicians.deps import CallingTechnician, CurrentTechnician
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
@@ -97,11 +101,24 @@ def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
              responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound))
-def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session: SessionDep, redis: RedisDep,
-                settings: SettingsDep) -> TicketRead:
-    """Claim a pooled ticket for the calling technician; exactly one caller wins."""
-    return ticket_read(service.grab(session, redis, ticket_id=ticket_id, technician=me, actor=actor,
-                                    settings=settings))
+async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: UnitOfWorkDep,
+                      request: Request) -> TicketRead:
+    """Claim a pooled ticket for the calling technician; exactly one caller wins.
+
+    Async on purpose: the pool's script turns losers away on the event loop,
+    with no worker thread and no PostgreSQL statement; only a winner (or a
+    grab the pool cannot decide) goes on to commit in a thread.
+    """
+    state = request.app.state
+    grabber = grabs.grabber_of(caller.ref)
+    if grabber is None:
+        raise OutOfScope("technicians of the whole company grab from a branch's pool")
+    claimed = await pool.grab_async(state.redis_async, grabber, ticket_id, request_id=pool.new_request_id(),
+                                    lease_ms=state.settings.pool.lease_ms)
+    grabs.refuse(claimed, ticket_id, grabber)
+    ticket = await run_in_threadpool(grabs.settle, unit_of_work, state.redis, claimed=claimed, grabber=grabber,
+                                     ticket_id=ticket_id, actor=caller.actor, settings=state.settings)
+    return ticket_read(ticket)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead,
@@ -109,7 +126,7 @@ def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session:
 def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
                   settings: SettingsDep) -> TicketRead:
     """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin)."""
-    service.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
+    grabs.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
                    settings=settings)
     return ticket_read(ticket)
 
@@ -225,6 +242,16 @@ def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
     return [MyOfferRead(ticket=ticket_read(ticket), distance_m=offer.distance_m, ring=offer.ring,
                         offered_at=offer.offered_at)
             for offer, ticket in offers.open_offers(session, technician_id=me.id)]
+
+
+@router.get("/me/pool", response_model=list[PoolTicketRead], tags=["technicians"],
+            responses=problem_docs(Forbidden, LocationUnknown))
+def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, settings: SettingsDep,
+            radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None) -> list[PoolTicketRead]:
+    """Grabbable tickets in my scope near my last position, nearest first."""
+    found = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
+                          settings=settings)
+    return [PoolTicketRead(**ticket_read(ticket).model_dump(), distance_m=round(metres, 1)) for ticket, metres in found]
 
 
 @router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],

@@ -200,6 +200,12 @@ class NearestRead(BaseModel):
     active_count: int
 
 
+class PoolTicketRead(TicketRead):
+    """A grabbable ticket as the pool lists it to a technician."""
+
+    distance_m: float
+
+
 class MyOfferRead(BaseModel):
     ticket: TicketRead
     distance_m: float

@@ -16,7 +16,7 @@ from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import load, offers, queries
+from dispatch.tickets import load, mirror, offers, queries
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -39,6 +39,7 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
+from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
 from technicians.service import get_technician, technician_of
@@ -56,6 +57,11 @@ class Intake:
     created: bool
     merged: bool = False
     offers: list[Candidate] = field(default_factory=list)
+
+
+def require_manager(actor: Actor, doing: str) -> None:
+    """Raises: Forbidden (not a dispatcher or admin)."""
+    _require(actor, MANAGERS, doing)
 
 
 def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
@@ -183,6 +189,7 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
         ticket = _new_ticket(session, actor=actor, body=body, ticket_type=ticket_type, point=point,
                              placement=placement, subscriber_id=subscriber_id, tz=settings.timezone)
         offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path)
+        mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=offered)
     if key_row is not None:
         key_row.ticket_id, key_row.merged = intake.ticket.id, intake.merged
@@ -255,26 +262,44 @@ def _active_count(session: Session, technician_id: int) -> int:
         Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
 
 
-def grab(session: Session, redis: Redis, *, ticket_id: int, technician: Technician, actor: Actor,
-         settings: Settings) -> Ticket:
-    """Claim a pooled ticket for the calling technician; exactly one caller wins.
+class StaleMirror(Exception):
+    """The pool claimed a ticket at a version PostgreSQL has moved past: claim again on a fresh mirror."""
+
+    def __init__(self, ticket: Ticket) -> None:
+        super().__init__(f"the pool mirrored an older version of ticket {ticket.number}")
+        self.ticket = ticket
+
+
+def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, actor: Actor,
+         settings: Settings, fence: int | None = None) -> Ticket:
+    """Commit a grab; exactly one caller wins.
+
+    `fence` is the ticket version the pool's claim was made on: the commit
+    only goes through if PostgreSQL still has that version and the ticket is
+    still grabbable. Without a fence (the pool is down or never saw the
+    ticket) PostgreSQL arbitrates alone, scope check included.
 
     Raises:
-        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition.
+        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition, NotATechnician,
+        StaleMirror (the fence is older than the ticket).
     """
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
-    if ticket.technician_id == technician.id and ticket.state is TicketState.ACCEPTED:
+    if ticket.technician_id == technician_id and ticket.state is TicketState.ACCEPTED:
         return ticket  # a resent grab of the winner: never tell the winner it lost
-    if not regions.covers_any(ticket.region_id, (technician.region_id,), session):
+    # Locked so that two grabs by one person cannot both pass the limit.
+    technician = session.get(Technician, technician_id, with_for_update=True)
+    if technician is None or not technician.active:
+        raise NotATechnician("this action is for technicians")
+    if fence is None and not regions.covers_any(ticket.region_id, (technician.region_id,), session):
         raise OutOfScope(f"ticket {ticket.number} is outside your grab scope")
     if ticket.state not in GRABBABLE:
         if ticket.state in {TicketState.ACCEPTED, TicketState.AWAITING_FOLLOWUP, TicketState.COMPLETED}:
             raise AlreadyTaken(f"ticket {ticket.number} is already taken", state=ticket.state)
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
-    # Lock the technician so that two grabs by one person cannot both pass the limit.
-    session.execute(select(Technician.id).where(Technician.id == technician.id).with_for_update())
+    if fence is not None and ticket.version != fence:
+        raise StaleMirror(ticket)
     if _active_count(session, technician.id) >= technician.max_active:
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
@@ -286,7 +311,8 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician: Technici
 
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
                     taken_by: int | None, also: int | None = None) -> None:
-    """The ticket changed hands: offers end (or rings resume) and both technicians' loads follow."""
+    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
+    mirror.mirror(session, redis, ticket)
     if ticket.state in GRABBABLE:
         ticket.next_ring_at = _now()  # back in the pool: the sweep offers the next ring at once
         session.flush()
@@ -372,6 +398,7 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
                       note=body.note, data={"materials": materials, "photos": body.photos},
                       changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
+    mirror.mirror(session, redis, ticket)
     load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
     return step
 
