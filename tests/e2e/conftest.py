@@ -16,6 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from dispatch.accounts.service import subscriber_by_phone, token_for
+from dispatch.kernel.settings import Settings
 
 from tests.conftest import DEMO_PASSWORD, ROOT, TEST_DATABASE_URL, TEST_REDIS_URL
 
@@ -116,3 +121,12 @@ def sign_in(page: Page, username: str) -> None:
     page.get_by_placeholder("用户名").fill(username)
     page.get_by_placeholder("密码").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="登录").click()
+
+
+@pytest.fixture
+def subscriber_token(settings: Settings, committed_db: Engine) -> str:
+    """What WeChat OAuth will hand the report page: a bearer token for a subscriber (the
+    sign-in itself is the WeChat issue's; the page only keeps the token it is given)."""
+    with Session(committed_db) as session, session.begin():
+        subscriber_id = subscriber_by_phone(session, phone="13812345678", name="刘女士")
+    return token_for(f"subscriber:{subscriber_id}", secret=settings.secret_key, ttl_min=30)

@@ -42,6 +42,10 @@ def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
     expect(second_card).to_contain_text("光猫红灯")
     shot(first, "offer")
 
+    # The pool lists it too, nearest first with its distance.
+    second.get_by_role("tab", name="抢单池").click()
+    expect(second_card).to_contain_text("0 米")
+
     first_card.get_by_role("button", name="抢单").click()
     expect(first_card).to_contain_text("抢到了")
     second_card.get_by_role("button", name="抢单").click()

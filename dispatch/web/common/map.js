@@ -42,8 +42,8 @@ export class GridMap {
     this.layerGroups = {};
   }
 
-  // Grids of the caller's regions; the view fits them.
-  setGrids(regions) {
+  // Grids of the caller's regions; the view fits them unless told not to.
+  setGrids(regions, { fit = true } = {}) {
     this.grids.replaceChildren();
     let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const region of regions) {
@@ -63,7 +63,14 @@ export class GridMap {
       g.append(label);
       this.grids.append(g);
     }
-    if (x0 < Infinity) this.fit([x0, y0, x1, y1]);
+    if (fit && x0 < Infinity) this.fit([x0, y0, x1, y1]);
+  }
+
+  // A view of about `metres` around a point: for callers who see no grids (a subscriber).
+  around({ lat, lng }, metres) {
+    const [x, y] = project(lat, lng);
+    const half = (metres / (40075016 * Math.cos((lat * Math.PI) / 180))) * WORLD;
+    this.fit([x - half, y - half, x + half, y + half]);
   }
 
   fit([x0, y0, x1, y1]) {
@@ -124,11 +131,11 @@ export class GridMap {
   }
 
   // A pin the person drags or taps to place; onMove gets its WGS-84 position.
-  pin(onMove) {
+  pin(onMove, size = 1.6) {
     let at = null;
     const move = (point) => {
       at = point;
-      this.setPoints('pin', [{ id: 'pin', ...point, cls: 'pin', size: 1.6 }]);
+      this.setPoints('pin', [{ id: 'pin', ...point, cls: 'pin', size }]);
       onMove(point);
     };
     let dragging = false;
