@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from dispatch.accounts.service import subscriber_by_phone, token_for
 from dispatch.kernel.settings import Settings
-
 from tests.conftest import DEMO_PASSWORD, ROOT, TEST_DATABASE_URL, TEST_REDIS_URL
 
 CHROMIUM = Path("/usr/bin/chromium")
