@@ -1,4 +1,4 @@
-"""The `fieldpool` command: serve, worker, db, seed, users."""
+"""The `fieldpool` command: serve, worker, db, seed, users, pool."""
 
 from typing import Annotated
 
@@ -15,15 +15,17 @@ from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from dispatch.tickets import feed, jobs, outbox
+from dispatch.tickets import feed, jobs, mirror, outbox
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 seed = typer.Typer(help="Demo data.", no_args_is_help=True)
 users = typer.Typer(help="Log-ins.", no_args_is_help=True)
+pool_cli = typer.Typer(help="The grab pool in Redis.", no_args_is_help=True)
 app.add_typer(db, name="db")
 app.add_typer(seed, name="seed")
 app.add_typer(users, name="users")
+app.add_typer(pool_cli, name="pool")
 
 
 @app.command()
@@ -41,7 +43,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
            drain_every: Annotated[float, typer.Option(help="seconds between outbox drains")] = outbox.DRAIN_EVERY_S,
            ) -> None:
     """Run a background worker (rq) with the scheduler and the periodic jobs: outbox drain, ring sweep,
-    track write-through and live-index rebuild."""
+    track write-through, live-index rebuild and grab-pool repair."""
     settings = get_settings()
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
@@ -98,6 +100,29 @@ def users_create(username: str, role: Role,
         user = create_user(session, username=username, password=password, role=role, name=name,
                            region_ids=region or [])
         typer.echo(f"created {user.role} {user.username} (id {user.id})")
+
+
+@pool_cli.command("rebuild")
+def pool_rebuild() -> None:
+    """Rebuild the grab pool of every branch from PostgreSQL."""
+    settings = get_settings()
+    with session_scope() as session:
+        rebuilt = mirror.rebuild(session, connect(settings.redis_url))
+    typer.echo(", ".join(f"branch {branch}: {count} tickets" for branch, count in rebuilt.items()) or "no branches")
+
+
+@pool_cli.command("check")
+def pool_check() -> None:
+    """Report every difference between the grab pool and PostgreSQL; exit 1 if there is any."""
+    settings = get_settings()
+    with session_scope() as session:
+        drift = mirror.check(session, connect(settings.redis_url))
+    for problem in drift:
+        typer.echo(str(problem))
+    if drift:
+        typer.echo(f"{len(drift)} differences between the pool and PostgreSQL", err=True)
+        raise typer.Exit(1)
+    typer.echo("the pool mirrors PostgreSQL")
 
 
 if __name__ == "__main__":

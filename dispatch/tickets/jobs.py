@@ -11,7 +11,7 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import offers
+from dispatch.tickets import mirror, offers
 from technicians import presence
 
 SWEEP_BATCH = 200
@@ -52,8 +52,31 @@ def rebuild_live_index() -> int:
     return restored
 
 
+def repair_pool() -> dict[str, int]:
+    """Return dead claims to the grab pool and rebuild branches whose pool vanished (Redis flushed or restarted)."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        repaired = mirror.repair(session, redis)
+    redis.close()
+    return repaired
+
+
+def rebuild_pool() -> dict[int, int]:
+    """Rebuild the whole grab pool from PostgreSQL: whatever a mirror missed is put right."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        rebuilt = mirror.rebuild(session, redis)
+    redis.close()
+    return rebuilt
+
+
 def periodic(settings: Settings) -> list[Periodic]:
-    """What the worker runs on a clock: ring sweeps, write-through, and restoring the live index."""
+    """What the worker runs on a clock (each also once at start): ring sweeps, write-through, restoring
+    the live index, and keeping the grab pool true to PostgreSQL."""
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
-            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S)]
+            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
+            Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),
+            Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s)]
