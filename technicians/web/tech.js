@@ -7,7 +7,10 @@ import { $, busy, debounce, distance, el, signInForm, stateBadge, toast, when } 
 const client = new Client('tech');
 const app = $('#app');
 const POOL_RADIUS_M = 10000;
-const PING_EVERY_MS = 15000; // the server keeps positions fresh for 10 min and rate-limits pings
+const PING_EVERY_MS = 15000;
+// The feed tells a technician about their own offers and tickets only; tickets entering the pool
+// elsewhere in scope are picked up by this poll while the page is open.
+const POOL_POLL_MS = 30000; // the server keeps positions fresh for 10 min and rate-limits pings
 const DUTY_KEY = 'fieldpool.tech.onDuty';
 
 const state = { types: {}, position: null, lastPing: 0, watch: null, tab: 'offers', outcomes: {} };
@@ -132,9 +135,8 @@ async function refreshOffers() {
 }
 
 async function refreshPool() {
-  const near = state.position ? `&lat=${state.position.lat}&lng=${state.position.lng}` : '';
   try {
-    const reply = await client.get(`/api/v1/me/pool?radius_m=${POOL_RADIUS_M}${near}`);
+    const reply = await client.get(`/api/v1/me/pool?radius_m=${POOL_RADIUS_M}`);
     const items = Array.isArray(reply) ? reply : reply.items || [];
     lists.pool = items.map((item) => ({ ticket: item.ticket || item, distance_m: item.distance_m }));
     lists.poolError = '';
@@ -257,6 +259,7 @@ function shell(me) {
     },
   });
   if (localStorage.getItem(DUTY_KEY)) { duty.checked = true; setDuty(true, duty); }
+  setInterval(() => { if (!document.hidden) refreshPool(); }, POOL_POLL_MS);
 }
 
 async function start() {
