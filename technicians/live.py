@@ -135,6 +135,17 @@ def place_at(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng,
     pipe.execute()
 
 
+def positions(redis: Redis, keys: LiveKeys, technician_ids: list[int]) -> list[tuple[LatLng | None, int]]:
+    """Where these technicians are in the index (None: not located) and how many tickets they hold."""
+    members = [str(t) for t in technician_ids]
+    pipe = redis.pipeline(transaction=False)
+    pipe.geopos(keys.geo, *members)
+    pipe.hmget(keys.load, members)
+    points, loads = pipe.execute()
+    return [(LatLng(lat=p[1], lng=p[0]) if p else None, int(_text(load).split("|")[0]) if load else 0)
+            for p, load in zip(points, loads, strict=True)]
+
+
 def set_load(redis: Redis, keys: LiveKeys, technician_id: int, *, active: int, hours: float) -> None:
     redis.hset(keys.load, str(technician_id), f"{active}|{hours:g}")
 

@@ -17,7 +17,7 @@ from dispatch.kernel.settings import PresenceSettings
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
-from geo.regions import path_steps
+from geo.regions import path_steps, within
 from technicians import live
 from technicians.errors import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.models import RosterShift, Technician
@@ -252,3 +252,33 @@ def rebuild_live(session: Session, redis: Redis, *, cfg: PresenceSettings, now: 
 def branch_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Region.id).where(Region.kind == "branch")))
 
+
+
+@dataclass(frozen=True)
+class OnDuty:
+    technician_id: int
+    name: str
+    point: LatLng
+    active: int
+
+
+def on_duty(session: Session, redis: Redis, *, scope: tuple[int, ...] | None) -> list[OnDuty]:
+    """On-duty technicians in scope where the live index has them (the console's map).
+
+    Those on duty whose phone has not sent a position yet are left out: there is
+    nowhere to draw them.
+    """
+    rows = session.execute(
+        select(Technician.id, Technician.name, Region.path).join(Region, Region.id == Technician.region_id)
+        .where(Technician.on_duty, Technician.active, within(Technician.region_id, scope)).order_by(Technician.id))
+    by_branch: dict[int, list[tuple[int, str]]] = {}
+    for technician_id, name, path in rows:
+        steps = path_steps(path)
+        if len(steps) > 1:  # company-wide technicians are in no branch's index
+            by_branch.setdefault(steps[1], []).append((technician_id, name))
+    found = []
+    for branch_id, people in by_branch.items():
+        where = live.positions(redis, live.LiveKeys.of(branch_id), [t for t, _ in people])
+        found += [OnDuty(technician_id=t, name=name, point=point, active=active)
+                  for (t, name), (point, active) in zip(people, where, strict=True) if point is not None]
+    return found

@@ -36,6 +36,7 @@ def test_a_new_report_shows_live_and_the_dispatcher_force_assigns_it_from_the_dr
     console = open_page("/console")
     sign_in(console, "dispatcher.xl")
     expect(console.locator("svg.gridmap .grid")).to_have_count(8)  # Xilinhot's grids are the map
+    expect(console.locator("svg.gridmap circle.technician")).to_have_count(1)  # tech04, on duty
 
     ticket = phone_in(api, "客厅电视没有信号")
 

@@ -38,6 +38,19 @@ function drawTickets() {
   state.map.setPoints('tickets', points);
 }
 
+// Positions change with every ping and pings are not on the feed: read them on a clock.
+const TECHNICIANS_EVERY_MS = 20000;
+
+async function drawTechnicians() {
+  try {
+    const found = await client.get('/api/v1/technicians/on-duty');
+    state.map.setPoints('technicians', found.map((t) => ({ id: `t${t.technician_id}`, lat: t.lat, lng: t.lng,
+      cls: 'technician', size: 0.9, title: `${t.name}（在班，在手 ${t.active_count} 单）` })));
+  } catch (error) {
+    if (error.status !== 403) toast(error.message, 'error');
+  }
+}
+
 function ticketTable(tickets, empty) {
   if (!tickets.length) return el('p.muted', { text: empty });
   return el('table', {}, el('tbody', {}, tickets.map((t) => el('tr.row', { dataset: { ticket: t.id }, onclick: () => openDrawer(t.id) },
@@ -64,6 +77,7 @@ const refresh = debounce(async () => {
     await loadTickets();
   } catch (error) { toast(error.message, 'error'); return; }
   drawTickets();
+  drawTechnicians(); // loads change with assignments
   if (state.tab === 'pool') renderPanel();
   if (state.drawer) openDrawer(state.drawer, { keepForms: true });
 }, 250);
@@ -388,7 +402,8 @@ function shell() {
   const live = el('span.live', { text: '实时' });
   const tabs = Object.entries(PANELS).filter(([, [, allowed]]) => allowed()).map(([name, [label]]) =>
     el('button', { type: 'button', role: 'tab', dataset: { tab: name }, text: label, onclick: () => { state.tab = name; renderPanel(); } }));
-  const mapbox = el('div.mapbox', {}, el('div.legend', {}, Object.entries(STATE_NAMES).map(([s, n]) => el('span', { style: `--c:var(--${s})`, text: n }))));
+  const mapbox = el('div.mapbox', {}, el('div.legend', {}, Object.entries(STATE_NAMES).map(([s, n]) => el('span', { style: `--c:var(--${s})`, text: n })),
+    el('span.technician', { text: '在班维护人员' })));
   app.replaceChildren(
     el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), live,
       el('span', { text: `${state.me.label}（${ROLE_NAMES[state.me.role] || state.me.role}）` }),
@@ -397,6 +412,8 @@ function shell() {
     el('div#drawer.drawer', { role: 'dialog', 'aria-label': '工单详情' }),
   );
   state.map = new GridMap(mapbox, { tileUrl: tileUrl() });
+  state.map.setPoints('technicians', []); // first layer: tickets are drawn over technicians
+  setInterval(() => { if (!document.hidden) drawTechnicians(); }, TECHNICIANS_EVERY_MS);
   state.map.svg.addEventListener('click', (e) => { if (state.pickOnMap && e.target.tagName !== 'circle') state.pickOnMap(state.map.pointAt(e)); });
   follow(client, {
     onEvent: () => refresh(),
@@ -424,6 +441,7 @@ async function start() {
     await loadTickets();
   } catch (error) { toast(error.message, 'error'); }
   drawTickets();
+  drawTechnicians();
   renderPanel();
 }
 
