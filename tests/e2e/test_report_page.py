@@ -1,10 +1,12 @@
 """The subscriber's report page, end to end: tips, report, live on the console and the phone, rating."""
 
+import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import sign_in, token_of
@@ -103,3 +105,34 @@ def test_a_report_reaches_the_console_and_the_phone_live_and_the_subscriber_rate
     assert detail["state"] == "completed" and detail["satisfaction"] == 5 and detail["source"] == "wechat"
     assert detail["address"].endswith("3 号楼 2 单元 501")
     assert [e["action"] for e in detail["events"]] == ["create", "grab", "arrive", "complete", "followup"]
+
+
+@pytest.fixture
+def tv_tips_restored(api: httpx.Client) -> Iterator[None]:
+    """Ticket types are demo data kept across tests: put the tips back afterwards."""
+    original = api.get("/api/v1/ticket-types/tv_no_signal/tips").json()["markdown"]
+    yield
+    api.put("/api/v1/ticket-types/tv_no_signal/tips", json={"markdown": original},
+            headers={"Authorization": f"Bearer {token_of(api, 'admin')}"})
+
+
+def test_tips_an_admin_edits_on_the_console_are_what_the_subscriber_reads(
+        open_page: Callable[..., Page], subscriber_token: str, tv_tips_restored: None, shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "admin")
+    console.get_by_role("tab", name="知识库").click()
+    console.get_by_label("类型").select_option(label="电视无信号")
+    editor = console.get_by_label("自助排障提示（Markdown）")
+    expect(editor).to_have_value(re.compile("射频线"))  # the TV tips, loaded
+    editor.fill("1. 检查机顶盒**电源**是否打开\n2. 按遥控器“信号源”切到 HDMI\n\n<b>不会被执行</b>")
+    console.get_by_role("button", name="保存").click()
+    preview = console.locator(".tips")
+    expect(preview.locator("strong")).to_have_text("电源")
+    expect(preview).to_contain_text("<b>不会被执行</b>")  # raw HTML shown as text
+    shot(console, "tips-editor")
+
+    report = open_report(open_page, subscriber_token)
+    report.get_by_role("button", name="电视无信号").click()
+    tips = report.get_by_role("note", name="自助排障")
+    expect(tips.locator("li").first).to_have_text("检查机顶盒电源是否打开")
+    shot(report, "tips")

@@ -51,6 +51,7 @@ async function reportForm() {
       rest.hidden = false;
       return;
     }
+    if (chosen !== type) return; // the person picked another type meanwhile
     if (!tips.markdown.trim()) { rest.hidden = false; return; }
     const html = el('div');
     html.innerHTML = tips.html; // rendered by the server with raw HTML escaped

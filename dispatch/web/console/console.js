@@ -369,7 +369,11 @@ function tipsPanel() {
   const error = el('p.error', { role: 'alert' });
   const show = (tips) => { editor.value = tips.markdown; preview.innerHTML = tips.html; }; // html: rendered safely by the server
   const load = async () => {
-    try { show(await client.get(`/api/v1/ticket-types/${select.value}/tips`)); } catch (e) { error.textContent = e.message; }
+    const code = select.value;
+    try {
+      const tips = await client.get(`/api/v1/ticket-types/${code}/tips`);
+      if (select.value === code) show(tips); // a slower answer for the type chosen before must not win
+    } catch (e) { error.textContent = e.message; }
   };
   const save = el('button.primary', { type: 'button', text: '保存' });
   save.addEventListener('click', () => busy(save, async () => {
@@ -430,19 +434,22 @@ async function start() {
     client.signOut();
     return start();
   }
-  shell();
   try {
     const [types, technicians] = await Promise.all([client.get('/api/v1/ticket-types'),
       client.get('/api/v1/technicians?limit=500').catch(() => ({ items: [] }))]);
     state.types = types;
     for (const t of types) state.typeNames[t.code] = t.name;
     for (const t of technicians.items) state.technicians[t.id] = t;
+  } catch (error) { toast(error.message, 'error'); }
+  shell();
+  renderPanel();
+  try {
     await loadGrids(client, state.map);
     await loadTickets();
   } catch (error) { toast(error.message, 'error'); }
   drawTickets();
   drawTechnicians();
-  renderPanel();
+  if (state.tab === 'pool') renderPanel(); // the lists, now that the tickets are in
 }
 
 start();
