@@ -103,3 +103,28 @@ def test_payroll_downloads_the_month_xlsx(open_page: Callable[..., Page], shot: 
     assert download.value.suggested_filename.endswith(".xlsx")
     with open(path, "rb") as xlsx:
         assert xlsx.read(2) == b"PK"  # an XLSX is a zip
+
+
+def test_statistics_count_the_visits_the_tips_saved(open_page: Callable[..., Page], api: httpx.Client,
+                                                    shot: Callable) -> None:
+    for solved in (True, True, False):
+        api.post("/api/v1/ticket-types/broadband_fault/tips/outcome", json={"solved": solved},
+                 headers=bearer(api, "clerk.xl"))
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="统计").click()
+    expect(console.get_by_role("heading", name="知识库自助解决，省去上门 2 次")).to_be_visible()
+    shot(console, "stats")
+
+
+@pytest.mark.xfail(reason="GET /api/v1/stats (issue 5) has not landed on main yet", strict=False)
+def test_statistics_show_the_months_tickets(open_page: Callable[..., Page], api: httpx.Client,
+                                            shot: Callable) -> None:
+    phone_in(api, "统计用的报修")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="统计").click()
+    tile = console.locator(".tiles div").filter(has_text="工单数")
+    expect(tile.locator("b")).to_have_text("1")
+    expect(console.locator(".bars")).to_contain_text("电视无信号")
+    shot(console, "stats")

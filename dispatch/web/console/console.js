@@ -284,20 +284,22 @@ function bars(title, counts, names = {}) {
     el('span', { text: names[k] || k }), el('div.bar', { style: `width:${(100 * (Number(v) || 0)) / max}%` }), el('span', { text: String(v) })]))];
 }
 
-const STAT_NAMES = {
-  total: '工单总数', timeout_rate: '超时率', sla_attainment: 'SLA 达成率', satisfaction: '满意度', visits_saved: '自助解决（省去上门）',
-  time_to_accept: '接单用时', time_to_complete: '完工用时', median: '中位数', p90: 'P90',
-};
+// GET /api/v1/stats: totals for the period, then by state, type, grid and technician.
+const STAT_TILES = [
+  ['tickets', '工单数', (v) => String(v)],
+  ['accept_median_min', '接单用时中位数', (v) => minutes(v)], ['accept_p90_min', '接单用时 P90', (v) => minutes(v)],
+  ['complete_median_min', '完工用时中位数', (v) => minutes(v)], ['complete_p90_min', '完工用时 P90', (v) => minutes(v)],
+  ['response_sla_attainment', '响应时限达成率', (v) => percent(v)], ['resolution_sla_attainment', '解决时限达成率', (v) => percent(v)],
+  ['timeout_rate', '超时率', (v) => percent(v)], ['invalid_rate', '无效率', (v) => percent(v)],
+  ['satisfaction_avg', '满意度（5 分制）', (v) => v.toFixed(2)],
+];
 
-function tilesOf(stats) {
-  const tiles = [];
-  for (const [key, value] of Object.entries(stats)) {
-    if (typeof value === 'number') tiles.push([STAT_NAMES[key] || key, key.endsWith('rate') || key.includes('attainment') ? `${(value * 100).toFixed(1)}%` : String(value)]);
-    else if (value && typeof value === 'object' && Object.values(value).every((v) => typeof v === 'number' || v === null) && ('median' in value || 'p90' in value)) {
-      tiles.push([STAT_NAMES[key] || key, `中位 ${value.median ?? '—'} · P90 ${value.p90 ?? '—'}`]);
-    }
-  }
-  return el('div.tiles', {}, tiles.map(([k, v]) => el('div', {}, el('span.muted', { text: k }), el('b', { text: v }))));
+function minutes(v) { return v < 60 ? `${Math.round(v)} 分钟` : `${(v / 60).toFixed(1)} 小时`; }
+function percent(v) { return `${(v * 100).toFixed(1)}%`; }
+
+function statTiles(stats) {
+  return el('div.tiles', {}, STAT_TILES.filter(([key]) => stats[key] !== undefined).map(([key, label, format]) =>
+    el('div', {}, el('span.muted', { text: label }), el('b', { text: stats[key] === null ? '—' : format(stats[key]) }))));
 }
 
 function statsPanel() {
@@ -312,15 +314,19 @@ function statsPanel() {
     out.replaceChildren();
     if (stats.status === 'fulfilled') {
       const s = stats.value;
-      out.append(tilesOf(s), ...(bars('按状态', s.by_state || s.counts_by_state, STATE_NAMES) || []),
-        ...(bars('按类型', s.by_type || s.counts_by_type, state.typeNames) || []));
+      const counted = (rows, key, names = {}) => Object.fromEntries((rows || []).map((r) => [names[r[key]] || r.name || r[key], r.tickets]));
+      out.append(statTiles(s), ...(bars('按状态', s.by_state, STATE_NAMES) || []),
+        ...(bars('按类型', counted(s.by_type, 'type_code', state.typeNames)) || []),
+        ...(bars('按网格', counted(s.by_region, 'region_id')) || []),
+        ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []));
     } else {
       error.textContent = stats.reason.status === 404 && !stats.reason.code
         ? '统计暂不可用：服务器还没有 /api/v1/stats 接口' : stats.reason.message;
     }
     if (tips.status === 'fulfilled') {
       const saved = Object.fromEntries(tips.value.items.map((r) => [r.type_code, r.solved]));
-      out.append(...(bars(`自助解决，省去上门（共 ${tips.value.solved} 次）`, saved, state.typeNames) || [el('p.muted', { text: '本月没有自助解决的记录' })]));
+      out.append(...(bars(`知识库自助解决，省去上门 ${tips.value.solved} 次`, saved, state.typeNames)
+        || [el('p.muted', { text: '这个月没有自助解决的记录' })]));
     }
   };
   month.addEventListener('change', load);
@@ -392,7 +398,7 @@ const PANELS = {
   pool: ['工单池', () => true, poolPanel],
   intake: ['录入', () => can(INTAKE), intakePanel],
   stats: ['统计', () => true, statsPanel],
-  export: ['导出', () => can(['admin', 'payroll', 'dispatcher']), exportPanel],
+  export: ['导出', () => can(['admin', 'payroll']), exportPanel],
   tips: ['知识库', () => can(['admin']), tipsPanel],
 };
 
