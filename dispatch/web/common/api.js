@@ -26,6 +26,11 @@ export class ApiError extends Error {
     this.code = problem.code || '';
     this.problem = problem;
   }
+
+  // No such route on this server (an endpoint not deployed yet), as opposed to no such object.
+  get missingEndpoint() {
+    return this.status === 404 && this.problem.detail === 'Not Found';
+  }
 }
 
 // What the person reads: our words for the code when we have them, then the server's detail.

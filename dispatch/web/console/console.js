@@ -320,7 +320,7 @@ function statsPanel() {
         ...(bars('按网格', counted(s.by_region, 'region_id')) || []),
         ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []));
     } else {
-      error.textContent = stats.reason.status === 404 && !stats.reason.code
+      error.textContent = stats.reason.missingEndpoint
         ? '统计暂不可用：服务器还没有 /api/v1/stats 接口' : stats.reason.message;
     }
     if (tips.status === 'fulfilled') {
@@ -341,7 +341,9 @@ function exportPanel() {
   const download = el('button.primary', { type: 'button', text: '下载 XLSX' });
   download.addEventListener('click', () => busy(download, async () => {
     const range = monthRange(month.value);
-    const response = await client.raw(`/api/v1/workload/export?${query({ ...range, format: 'xlsx' })}`);
+    const response = await client.raw(`/api/v1/workload/export?${query({ ...range, format: 'xlsx' })}`).catch((e) => {
+      throw e.missingEndpoint ? new Error('导出暂不可用：服务器还没有 /api/v1/workload/export 接口') : e;
+    });
     const disposition = response.headers.get('Content-Disposition') || '';
     const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
     const link = el('a', { href: URL.createObjectURL(await response.blob()),
@@ -358,7 +360,7 @@ function exportPanel() {
       table.replaceChildren(items.length ? el('table', {}, el('thead', {}, el('tr', {}, ['维护人员', '工单', '定额工时', '实际工时', '积分', '计件工资'].map((h) => el('th', { text: h })))),
         el('tbody', {}, items.map((r) => el('tr', {}, [r.name, r.tickets, r.standard_hours, r.actual_hours, r.points, r.pay].map((v) => el('td', { text: v ?? '' })))))) : el('p.muted', { text: '这个月没有工作记录' }));
     } catch (e) {
-      error.textContent = e.status === 404 && !e.code ? '工作量暂不可用：服务器还没有 /api/v1/workload 接口' : e.message;
+      error.textContent = e.missingEndpoint ? '工作量暂不可用：服务器还没有 /api/v1/workload 接口' : e.message;
     }
   };
   month.addEventListener('change', preview);
