@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -55,7 +56,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def worker(live_server: str) -> Iterator[None]:
+def worker(live_server: str, committed_db: Engine) -> Iterator[None]:
     """The real background worker (outbox drain, ring sweeps) on the test database and Redis."""
     env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": TEST_REDIS_URL,
            "REDIS_QUEUE_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING"}
@@ -64,6 +65,11 @@ def worker(live_server: str) -> Iterator[None]:
     yield
     process.terminate()
     process.wait(timeout=15)
+    # The demo technicians outlive the test (only transient tables are truncated), and the
+    # pages put them on duty: send them home, or the next tests would find them at work.
+    with committed_db.begin() as conn:
+        conn.execute(text("UPDATE technician SET on_duty = false, last_location = NULL, last_seen_at = NULL, "
+                          "last_accuracy_m = NULL WHERE on_duty OR last_seen_at IS NOT NULL"))
 
 
 @pytest.fixture
