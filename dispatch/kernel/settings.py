@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,28 @@ class PoolSettings(BaseModel):
     near_limit: int = 100
 
 
+class SlaSettings(BaseModel):
+    """Timeouts, warnings and escalation (env: SLA__SWEEP_INTERVAL_S=15, SLA__ESCALATION_DELAYS_MIN=[0,15,30,60])."""
+
+    sweep_interval_s: int = Field(default=15, gt=0)
+    sweep_batch: int = Field(default=200, gt=0)
+    # The warning goes out when this share of an SLA has passed.
+    warning_fraction: float = Field(default=0.8, gt=0, lt=1)
+    # Minutes after a breach at which the default chain's four steps are notified
+    # (grid dispatcher, branch dispatcher, branch manager, HQ); a region's own chain overrides them.
+    escalation_delays_min: tuple[int, int, int, int] = (0, 15, 30, 60)
+    # Surge mode multiplies a type's SLA minutes by these unless the switch names its own.
+    surge_response_factor: float = Field(default=2.0, ge=1, le=10)
+    surge_resolution_factor: float = Field(default=1.5, ge=1, le=10)
+
+    @field_validator("escalation_delays_min")
+    @classmethod
+    def _steps_in_order(cls, delays: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if min(delays) < 0 or list(delays) != sorted(delays):
+            raise ValueError("delays are minutes after the breach, each step no earlier than the one before")
+        return delays
+
+
 class GeocoderSettings(BaseModel):
     """Online geocoder (Tencent Location Service); off unless a key is set (env: GEOCODER__KEY=...)."""
 
@@ -65,6 +87,7 @@ class Settings(BaseSettings):
     offer: OfferSettings = OfferSettings()
     pool: PoolSettings = PoolSettings()
     geocoder: GeocoderSettings = GeocoderSettings()
+    sla: SlaSettings = SlaSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"

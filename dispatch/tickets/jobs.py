@@ -1,4 +1,4 @@
-"""Periodic rq jobs of dispatch: ring sweeps and the live index's upkeep.
+"""Periodic rq jobs of dispatch: ring and SLA sweeps, and the live index's upkeep.
 
 Each opens its own unit of work, is safe to run twice (offers are unique
 per ticket and technician; track points are popped once) and is enqueued
@@ -11,7 +11,7 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import mirror, offers
+from dispatch.tickets import mirror, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
@@ -28,6 +28,16 @@ def sweep_rings() -> int:
         swept = offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
     redis.close()
     return swept
+
+
+def sweep_sla() -> int:
+    """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        result = sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC), limit=settings.sla.sweep_batch)
+    redis.close()
+    return result.total
 
 
 def flush_track() -> int:
@@ -73,9 +83,10 @@ def rebuild_pool() -> dict[int, int]:
 
 
 def periodic(settings: Settings) -> list[Periodic]:
-    """What the worker runs on a clock (each also once at start): ring sweeps, write-through, restoring
-    the live index, and keeping the grab pool true to PostgreSQL."""
+    """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
+    restoring the live index, and keeping the grab pool true to PostgreSQL."""
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
+            Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
             Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),

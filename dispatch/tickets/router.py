@@ -1,4 +1,4 @@
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
@@ -12,7 +12,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, offers, service, tips
+from dispatch.tickets import attachments, grabs, offers, service, sla, tips
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -27,17 +27,23 @@ from dispatch.tickets.errors import (
     UnsupportedMedia,
 )
 from dispatch.tickets.models import Attachment, TicketState, TicketType, TipOutcome
+from dispatch.tickets.queries import SlaStatus
 from dispatch.tickets.schemas import (
+    AcknowledgeBody,
     ArriveBody,
     AssignBody,
     AttachmentRead,
     CompleteBody,
+    EscalationChainBody,
+    EscalationChainRead,
     FollowupBody,
     MyOfferRead,
     NearestRead,
     OfferRead,
     PoolTicketRead,
     ReasonBody,
+    SurgeBody,
+    SurgeRead,
     TicketCreate,
     TicketDetail,
     TicketPatch,
@@ -51,7 +57,9 @@ from dispatch.tickets.schemas import (
     TipOutcomeSummary,
     TipsRead,
     TipsUpdate,
+    chain_read,
     event_read,
+    surge_read,
     ticket_read,
 )
 from geo import crs
@@ -84,11 +92,12 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
 @router.get("/tickets", response_model=Page[TicketRead])
 def list_tickets(actor: ActorDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
                  type_code: str | None = None, region_id: int | None = None, technician_id: int | None = None,
-                 created_from: datetime | None = None, created_to: datetime | None = None) -> dict[str, Any]:
-    """Tickets the caller may see, newest first."""
+                 created_from: datetime | None = None, created_to: datetime | None = None,
+                 sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None) -> dict[str, Any]:
+    """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA."""
     rows = service.list_tickets(session, actor=actor, limit=page.limit + 1, after_id=page.after_id, state=state,
                                 type_code=type_code, region_id=region_id, technician_id=technician_id,
-                                created_from=created_from, created_to=created_to)
+                                created_from=created_from, created_to=created_to, sla=sla_status)
     return page_of([ticket_read(t) for t in rows], page)
 
 
@@ -175,9 +184,19 @@ def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead,
               responses={**TRANSITION_ERRORS, **problem_docs(InvalidInput)})
-def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+                settings: SettingsDep) -> TicketRead:
     """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
-    service.retype(session, ticket=ticket, actor=actor, type_code=body.type_code)
+    service.retype(session, redis, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
+    return ticket_read(ticket)
+
+
+@router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],
+             responses=problem_docs(TicketNotFound, InvalidTransition, Forbidden))
+def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, actor: ActorDep,
+                           session: SessionDep) -> TicketRead:
+    """Stop a breached ticket's escalation: you have taken it on; it stays red until dealt with (dispatcher, admin)."""
+    sla.acknowledge(session, ticket=ticket, actor=actor, note=body.note)
     return ticket_read(ticket)
 
 
@@ -296,3 +315,46 @@ def tip_outcomes(session: SessionDep, staff: Staff, settings: SettingsDep,
     counts = tips.count_outcomes(session, start=start, end=end, tz=settings.timezone)
     return TipOutcomeSummary(solved=sum(c.solved for c in counts), not_solved=sum(c.not_solved for c in counts),
                              items=[TipOutcomeCountRead(**vars(c)) for c in counts])
+
+
+@router.get("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound))
+def get_surge(region_id: int, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> SurgeRead:
+    """Whether the region itself is in surge mode, with its factors and who switched it last."""
+    region = sla.get_region(session, region_id, actor=actor)
+    return surge_read(region.id, sla.latest_switch(session, region.id), settings.sla)
+
+
+@router.post("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
+             responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
+def switch_surge(region_id: int, body: SurgeBody, actor: ActorDep, session: SessionDep,
+                 settings: SettingsDep) -> SurgeRead:
+    """Switch the region (and all below it) to the surge SLA profile or back, audited (dispatcher, admin).
+
+    Switching on re-times its open tickets that have not breached yet; switching off
+    leaves the tickets taken in during the surge with the times they got.
+    """
+    switch = sla.switch_surge(session, region_id=region_id, actor=actor, on=body.on, reason=body.reason,
+                              response_factor=body.response_factor, resolution_factor=body.resolution_factor,
+                              cfg=settings.sla, now=datetime.now(UTC))
+    return surge_read(region_id, switch, settings.sla)
+
+
+@router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound))
+def get_escalation_chain(region_id: int, actor: ActorDep, session: SessionDep,
+                         settings: SettingsDep) -> EscalationChainRead:
+    """The escalation chain in force for tickets in the region: its own, an ancestor's, or the default."""
+    region = sla.get_region(session, region_id, actor=actor)
+    defined_at, rungs = sla.chain_for(session, region.path, settings.sla)
+    return chain_read(region.id, defined_at, rungs)
+
+
+@router.put("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
+def set_escalation_chain(region_id: int, body: EscalationChainBody, actor: ActorDep,
+                         session: SessionDep) -> EscalationChainRead:
+    """Replace the region's own escalation chain; steps are notified in the order given (admin)."""
+    rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
+        sla.Rung(level=i + 1, **step.model_dump()) for i, step in enumerate(body.steps)])
+    return chain_read(region_id, region_id, rungs)

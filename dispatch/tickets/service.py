@@ -16,7 +16,7 @@ from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import load, mirror, offers, queries
+from dispatch.tickets import load, mirror, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -187,7 +187,7 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
                               body=body)
     if intake is None:
         ticket = _new_ticket(session, actor=actor, body=body, ticket_type=ticket_type, point=point,
-                             placement=placement, subscriber_id=subscriber_id, tz=settings.timezone)
+                             placement=placement, subscriber_id=subscriber_id, settings=settings)
         offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path)
         mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=offered)
@@ -212,11 +212,12 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
 
 
 def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TicketType, point: LatLng,
-                placement: regions.Placement, subscriber_id: int, tz: str) -> Ticket:
+                placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
     now = _now()
+    surge = sla.current_surge(session, placement.grid_path)
     ticket = Ticket(
         number=_next_number(session, branch_id=placement.branch_id, branch_code=placement.branch_code, now=now,
-                            tz=tz),
+                            tz=settings.timezone),
         type_code=ticket_type.code, state=TicketState.PENDING, version=1,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point),
@@ -225,8 +226,7 @@ def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_ty
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
         contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber_id,
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
-        response_due_at=now + timedelta(minutes=ticket_type.response_sla_min),
-        resolution_due_at=now + timedelta(minutes=ticket_type.resolution_sla_min),
+        **sla.timing(ticket_type, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
     session.add(ticket)
     session.flush()
@@ -428,8 +428,9 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
     return step
 
 
-def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) -> Step:
-    """Change a ticket's type; its SLA due times follow the new type.
+def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type_code: str,
+           settings: Settings) -> Step:
+    """Change a ticket's type; its SLA due times follow the new type (under the surge profile it was taken in with).
 
     Raises: Forbidden, InvalidInput, InvalidTransition.
     """
@@ -437,13 +438,14 @@ def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) ->
     new_type = get_type(session, type_code)
     if new_type.code == ticket.type_code:
         raise InvalidInput("type_code", f"the ticket is a {type_code} already")
-    return transition(session, ticket, action=Action.RETYPE, actor=actor,
+    step = transition(session, ticket, action=Action.RETYPE, actor=actor,
                       data={"from": ticket.type_code, "to": new_type.code},
                       note=f"{ticket.type_code} → {new_type.code}",
                       changes={"type_code": new_type.code,
-                               "response_due_at": ticket.created_at + timedelta(minutes=new_type.response_sla_min),
-                               "resolution_due_at":
-                                   ticket.created_at + timedelta(minutes=new_type.resolution_sla_min)})
+                               **sla.retiming(ticket, new_type, surge=sla.surge_of(session, ticket),
+                                              warning_fraction=settings.sla.warning_fraction, now=_now())})
+    mirror.mirror(session, redis, ticket)  # a new version: a grab's fence must see it
+    return step
 
 
 

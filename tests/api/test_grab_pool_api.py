@@ -215,3 +215,12 @@ def test_with_redis_down_reports_grabs_and_assigns_still_work_exactly_once(setti
                                headers=log_in(client, DISPATCHER))
         assert assigned.status_code == 200, assigned.text
         assert assigned.json()["technician_id"] == tech03
+
+
+def test_a_type_change_reaches_the_pool_before_anyone_grabs(desk: Desk) -> None:
+    ticket = desk.report()
+    reply = desk.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"type_code": "slow_network"},
+                           headers=desk.headers(DISPATCHER))
+    assert reply.status_code == 200, reply.text
+    assert desk.pool_check() == []
+    assert desk.grab(ticket["id"], "tech12").json()["version"] == ticket["version"] + 2
