@@ -141,7 +141,7 @@ async function refreshPool() {
     lists.pool = items.map((item) => ({ ticket: item.ticket || item, distance_m: item.distance_m }));
     lists.poolError = '';
   } catch (error) {
-    lists.poolError = error.status === 404 && !error.code
+    lists.poolError = error.missingEndpoint
       ? '抢单池暂不可用：服务器还没有 /api/v1/me/pool 接口' : error.message;
   }
   render();
