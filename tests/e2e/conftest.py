@@ -59,7 +59,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 def worker(live_server: str, committed_db: Engine) -> Iterator[None]:
     """The real background worker (outbox drain, ring sweeps) on the test database and Redis."""
     env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": TEST_REDIS_URL,
-           "REDIS_QUEUE_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING"}
+           "REDIS_QUEUE_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING",
+           # Time limits are checked every second: a test moves a due time into the past and watches.
+           "SLA__SWEEP_INTERVAL_S": "1"}
     process = subprocess.Popen([sys.executable, "-m", "dispatch.cli", "worker", "--drain-every", "0.5"],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     yield
@@ -96,7 +98,7 @@ def open_page(browser: Browser, server: str, request: pytest.FixtureRequest) -> 
 
     def open_page(path: str, *, phone: bool = False, geolocation: dict[str, float] | None = None) -> Page:
         context = browser.new_context(**(PHONE if phone else DESKTOP), locale="zh-CN", timezone_id="Asia/Shanghai",
-                                      base_url=server, geolocation=geolocation or XL_CENTRE,
+                                      base_url=server, geolocation=geolocation or XL_CENTRE, reduced_motion="reduce",
                                       permissions=["geolocation"], accept_downloads=True)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)

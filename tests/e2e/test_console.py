@@ -5,6 +5,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from tests.e2e.conftest import sign_in, token_of
 
@@ -128,3 +130,21 @@ def test_statistics_show_the_months_tickets(open_page: Callable[..., Page], api:
     expect(tile.locator("b")).to_have_text("1")
     expect(console.locator(".bars")).to_contain_text("电视无信号")
     shot(console, "stats")
+
+
+def test_a_ticket_past_its_response_time_turns_red_live(open_page: Callable[..., Page], api: httpx.Client,
+                                                        committed_db: Engine, shot: Callable) -> None:
+    ticket = phone_in(api, "一直没人接的单")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    expect(console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')).to_have_count(1)
+
+    with committed_db.begin() as conn:  # as if half an hour went by: the worker's SLA sweep notices
+        conn.execute(text("UPDATE ticket SET response_due_at = now() - interval '1 minute' WHERE id = :id"),
+                     {"id": ticket["id"]})
+
+    expect(console.locator(f'svg.gridmap circle.timed_out[data-id="{ticket["id"]}"]')).to_have_count(1)
+    expect(console.locator(f'#timed-out tr[data-ticket="{ticket["id"]}"]')).to_contain_text("超时")
+    console.locator(f'#timed-out tr[data-ticket="{ticket["id"]}"]').click()
+    expect(console.get_by_role("dialog", name="工单详情")).to_contain_text("已超时")
+    shot(console, "timed-out")

@@ -8,7 +8,7 @@ export const STATE_NAMES = {
 export const ACTION_NAMES = {
   create: '报修', merge: '合并报修', grab: '抢单', assign: '派单', reassign: '改派', release: '退回',
   arrive: '到达', complete: '完工', followup: '回访', invalidate: '作废', retype: '改类型',
-  time_out: '超时', timeout: '超时', offer: '推送',
+  time_out: '超时', sla_warning: '时限预警', sla_breach: '超出解决时限', escalate: '逐级上报', acknowledge: '确认处理',
 };
 
 // el('div#id.card', {onclick}, child, 'text', ...)

@@ -32,7 +32,8 @@ async function loadTickets() {
 
 function drawTickets() {
   const points = Object.values(state.tickets).map((t) => ({
-    id: t.id, lat: t.location.lat, lng: t.location.lng, cls: `${t.state}${state.drawer === t.id ? ' selected' : ''}`,
+    id: t.id, lat: t.location.lat, lng: t.location.lng,
+    cls: `${t.state}${t.sla?.breached ? ' breached' : ''}${state.drawer === t.id ? ' selected' : ''}`,
     size: 1.1, title: `${t.number} ${STATE_NAMES[t.state]} ${typeName(t.type_code)}`, onclick: () => openDrawer(t.id),
   }));
   state.map.setPoints('tickets', points);
@@ -59,12 +60,20 @@ function ticketTable(tickets, empty) {
     el('td.muted', { text: when(t.created_at) })))));
 }
 
+// Red: timed out while pending, or accepted past the resolution time limit (the SLA sweep decides).
+const breached = (t) => t.state === 'timed_out' || Boolean(t.sla?.breached);
+const warned = (t) => !breached(t) && Boolean(t.sla?.response_warned_at || t.sla?.resolution_warned_at);
+
 function poolPanel() {
   const all = Object.values(state.tickets).sort((a, b) => b.id - a.id);
   const pick = (s) => all.filter((t) => t.state === s);
+  const late = all.filter(breached);
+  const soon = all.filter(warned);
   return [
-    el('h2', {}, '超时', el('span.badge.state-timed_out', { text: String(pick('timed_out').length) })),
-    el('section#timed-out', {}, ticketTable(pick('timed_out'), '没有超时的工单')),
+    el('h2', {}, '超时', el('span.badge.state-timed_out', { text: String(late.length) })),
+    el('section#timed-out', {}, ticketTable(late, '没有超时的工单')),
+    soon.length ? el('h2', {}, '即将超时', el('span.badge.state-awaiting_followup', { text: String(soon.length) })) : null,
+    soon.length ? el('section#due-soon', {}, ticketTable(soon, '')) : null,
     el('h2', {}, '待接单池', el('span.badge.state-pending', { text: String(pick('pending').length) })),
     el('section#pool', {}, ticketTable(pick('pending'), '池子里没有工单')),
     el('h2', {}, '进行中'),
@@ -106,7 +115,8 @@ async function openDrawer(id, { keepForms = false } = {}) {
     el('dl', {}, field('类型', typeName(ticket.type_code)), field('地址', ticket.address), field('描述', ticket.description),
       field('联系人', `${ticket.contact.name} ${ticket.contact.phone}`), field('维护人员', techName(ticket.technician_id)),
       field('报修时间', when(ticket.created_at)), field('响应时限', when(ticket.response_due_at)),
-      field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : '')),
+      field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
+      field('时限', slaText(ticket))),
     el('div.actions', {}, actionsFor(ticket, extra, error)),
     error, extra,
     el('h3', { text: '处理经过' }),
@@ -116,6 +126,16 @@ async function openDrawer(id, { keepForms = false } = {}) {
   );
   drawer.classList.add('open');
   drawTickets();
+}
+
+function slaText(ticket) {
+  if (!ticket.sla) return '';
+  if (breached(ticket)) {
+    const level = ticket.sla.escalation_level ? `，已逐级通知 ${ticket.sla.escalation_level} 级` : '';
+    return `已超时${level}${ticket.sla.next_escalation_at ? `，下一级 ${when(ticket.sla.next_escalation_at)}` : ''}`;
+  }
+  if (warned(ticket)) return '即将超时';
+  return ticket.sla.surge ? '正常（高峰时限）' : '正常';
 }
 
 function closeDrawer() {
@@ -143,6 +163,10 @@ function actionsFor(ticket, extra, error) {
     act('改类型', () => retypeForm(ticket, extra, error, done));
     act('作废', () => reasonForm(extra, '作废原因（虚假或重复报修）', (reason) => client.post(`/api/v1/tickets/${ticket.id}/invalidate`, { reason })
       .then(() => done('已作废')), error), '.danger');
+  }
+  if (managing && ticket.sla?.next_escalation_at) {
+    act('确认处理', () => reasonForm(extra, '处理说明（停止逐级上报）', (note) => client.post(`/api/v1/tickets/${ticket.id}/acknowledge`, { note })
+      .then(() => done('已确认，停止上报')), error));
   }
   if (can(FOLLOWUP) && ticket.state === 'awaiting_followup') act('回访', () => followupForm(ticket, extra, error, done));
   return buttons;
