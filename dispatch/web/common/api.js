@@ -59,13 +59,14 @@ export class Client {
   }
 
   // Hook for WeChat OAuth (/wechat/oauth/start?next=...): the callback sends the person back to
-  // `next` with `#access_token=...` in the fragment (never sent to servers or logs); we keep it.
+  // `next` with `#access_token=...&token_type=bearer&role=...` in the fragment (never sent to
+  // servers or logs); we keep the token and clean the address bar.
   takeTokenFromUrl() {
     const fragment = new URLSearchParams(location.hash.slice(1));
     const token = fragment.get('access_token');
     if (token) {
       this.setToken(token);
-      fragment.delete('access_token');
+      for (const key of ['access_token', 'token_type', 'role']) fragment.delete(key);
       const rest = fragment.toString();
       history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
     }
