@@ -2,7 +2,7 @@
 // nearest first, a grab button that answers at once, my tickets with arrive and complete.
 import { Client } from '/static/common/api.js';
 import { follow } from '/static/common/stream.js';
-import { $, busy, debounce, distance, el, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
+import { $, busy, debounce, distance, el, photoPicker, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
 
 const client = new Client('tech');
 const app = $('#app');
@@ -79,6 +79,24 @@ function mineCard(ticket) {
       }, error));
       actions.append(arrive);
     }
+    const handBack = el('button', { type: 'button', text: '退单' });
+    handBack.addEventListener('click', () => {
+      if (card.querySelector('form.release-form')) return;
+      const reason = el('input', { name: 'reason', required: true, placeholder: '例如：缺少材料，无法处理' });
+      const send = el('button', { type: 'submit', text: '确认退回抢单池' });
+      const form = el('form.release-form', {}, el('label', {}, '退单原因', reason), send);
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        busy(send, async () => {
+          await client.post(`/api/v1/tickets/${ticket.id}/release`, { reason: reason.value.trim() });
+          toast('已退回抢单池');
+          form.remove();
+          await refreshMine();
+        }, error);
+      });
+      card.append(form);
+    });
+    actions.append(handBack);
     const finish = el('button.primary', { type: 'button', text: '完工' });
     finish.addEventListener('click', () => {
       if (!card.querySelector('form.complete-form')) card.append(completeForm(ticket));
@@ -102,11 +120,11 @@ function parseMaterials(text) {
 function completeForm(ticket) {
   const note = el('textarea', { name: 'note', required: true, placeholder: '处理情况，例如：更换光猫，恢复上网' });
   const materials = el('textarea', { name: 'materials', rows: 2, placeholder: '用料，每行“编码 数量”，例如：ONU-01 1' });
-  const photos = el('input', { type: 'file', accept: 'image/*', multiple: true, capture: 'environment' });
+  const { node: photoField, input: photos } = photoPicker('现场照片', { capture: true });
   const error = el('p.error', { role: 'alert' });
   const submit = el('button.primary', { type: 'submit', text: '提交完工' });
   const form = el('form.complete-form', {}, el('label', {}, '完工说明', note), el('label', {}, '用料', materials),
-    el('label', {}, '现场照片', photos), submit, error);
+    photoField, submit, error);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(submit, async () => {
@@ -174,7 +192,7 @@ function render() {
     mine: () => listSection(lists.mine, lists.mineError, '手上没有工单', mineCard),
   };
   // Keep a half-written completion form: do not redraw "mine" under the person's thumb.
-  if (state.tab === 'mine' && body.querySelector('form.complete-form')) return;
+  if (state.tab === 'mine' && body.querySelector('form.complete-form, form.release-form')) return;
   body.replaceChildren(tabs[state.tab]());
   for (const [name, count] of [['offers', lists.offers.length], ['pool', lists.pool.length], ['mine', lists.mine.length]]) {
     const badge = $(`nav.tabs [data-tab="${name}"] .count`);

@@ -68,3 +68,28 @@ def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
                      headers={"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}).json()
     assert detail["state"] == "awaiting_followup"
     assert detail["completion_note"] == "更换光猫，恢复上网"
+
+
+def test_a_technician_hands_a_ticket_back_to_the_pool_with_a_reason(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
+    go_on_duty(phone, "tech01")
+    ticket = report_near(api, token_of(api, "dispatcher.xl"), description="路由器没有灯")
+    card = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
+    card.get_by_role("button", name="抢单").click()
+    expect(card).to_contain_text("抢到了")
+
+    phone.get_by_role("tab", name="我的工单").click()
+    mine = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
+    mine.get_by_role("button", name="退单").click()
+    mine.get_by_label("退单原因").fill("缺少光猫备件")
+    mine.get_by_role("button", name="确认退回抢单池").click()
+    expect(mine).to_have_count(0)
+    expect(phone.get_by_text("手上没有工单")).to_be_visible()
+    shot(phone, "handed-back")
+
+    phone.get_by_role("tab", name="抢单池").click()
+    expect(phone.locator(f'article[data-ticket="{ticket["id"]}"]')).to_contain_text("待接单")
+    detail = api.get(f"/api/v1/tickets/{ticket['id']}",
+                     headers={"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}).json()
+    assert detail["state"] == "pending" and detail["events"][-1]["note"] == "缺少光猫备件"

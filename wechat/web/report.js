@@ -7,7 +7,7 @@
 // sign-in for subscribers.
 import { Client } from '/static/common/api.js';
 import { GridMap, tileUrl } from '/static/common/map.js';
-import { $, busy, debounce, el, stateBadge, toast, when } from '/static/common/ui.js';
+import { $, busy, debounce, el, photoPicker, stateBadge, toast, when } from '/static/common/ui.js';
 
 const client = new Client('report');
 const app = $('#app');
@@ -95,7 +95,7 @@ function myOpenTickets() {
 
 function detailsForm(chosenType) {
   const description = el('textarea', { name: 'description', required: true, rows: 3, placeholder: '例如：光猫红灯一直闪，电脑连不上网' });
-  const photos = el('input', { type: 'file', name: 'photos', accept: 'image/*', multiple: true });
+  const { node: photoField, input: photos } = photoPicker(`照片（最多 ${MAX_PHOTOS} 张）`);
   const mapBox = el('div.minimap');
   const address = el('input', { name: 'address', placeholder: '补充门牌号，例如：3 号楼 2 单元 501' });
   const whereText = el('p.muted', { text: '正在获取您的位置…' });
@@ -126,7 +126,7 @@ function detailsForm(chosenType) {
   };
   locate();
   const form = el('form.details', {},
-    el('h2', { text: '2. 描述一下' }), el('label', {}, '问题描述', description), el('label', {}, `照片（最多 ${MAX_PHOTOS} 张）`, photos),
+    el('h2', { text: '2. 描述一下' }), el('label', {}, '问题描述', description), photoField,
     el('h2', { text: '3. 确认位置' }), el('p.muted', { text: '拖动或点击地图上的圆圈，放到您家的位置' }), mapBox, whereText,
     el('button', { type: 'button', text: '重新定位', onclick: locate }), el('label', {}, '详细地址', address),
     el('h2', { text: '4. 联系方式' }), el('label', {}, '联系人', name), el('label', {}, '手机号', phone),

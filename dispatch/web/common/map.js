@@ -115,7 +115,10 @@ export class GridMap {
         title.textContent = p.title;
         dot.append(title);
       }
-      if (p.onclick) dot.addEventListener('click', () => p.onclick(p));
+      if (p.onclick) {
+        dot.addEventListener('click', () => p.onclick(p));
+        dot.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') p.onclick(p); });
+      }
       group.append(dot);
     }
     return group;

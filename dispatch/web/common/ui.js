@@ -111,3 +111,12 @@ export function signInForm(client, { title, roles, into }) {
 export const ROLE_NAMES = {
   admin: '管理员', dispatcher: '值机员', clerk: '营业员', payroll: '薪酬', technician: '维护人员', subscriber: '用户', api: '接口',
 };
+
+// A photo picker in Chinese (the browser's own file button speaks the browser's language).
+export function photoPicker(label, { capture = false } = {}) {
+  const input = el('input.visually-hidden', { type: 'file', accept: 'image/*', multiple: true, capture: capture ? 'environment' : null });
+  const count = el('span.muted', { text: '未选择' });
+  input.addEventListener('change', () => { count.textContent = input.files.length ? `已选 ${input.files.length} 张` : '未选择'; });
+  const node = el('label.photo-picker', {}, label, input, el('span.button', { text: '拍照或选图' }), count);
+  return { node, input };
+}
