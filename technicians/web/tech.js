@@ -13,7 +13,9 @@ const PING_EVERY_MS = 15000;
 const POOL_POLL_MS = 30000; // the server keeps positions fresh for 10 min and rate-limits pings
 const DUTY_KEY = 'fieldpool.tech.onDuty';
 
-const state = { types: {}, position: null, lastPing: 0, watch: null, tab: 'offers', outcomes: {} };
+// outcomes: ticket id -> the answer to my grab; ghosts: cards I grabbed from, kept on screen with
+// that answer even after the live refresh dropped the ticket from the list (until I change tabs).
+const state = { types: {}, position: null, lastPing: 0, watch: null, tab: 'offers', outcomes: {}, ghosts: new Map() };
 
 function typeName(code) { return state.types[code] || code; }
 
@@ -39,18 +41,20 @@ function grabCard(ticket, dist) {
   const card = el('article.card.ticket-card', { dataset: { ticket: ticket.id } }, ...ticketHead(ticket, dist));
   const outcome = state.outcomes[ticket.id];
   if (outcome) {
-    card.append(el(`div.outcome.${outcome.won ? 'won' : 'lost'}`, { role: 'status', text: outcome.text }));
+    const kind = { true: 'won', false: 'lost' }[outcome.won] || 'busy';
+    card.append(el(`div.outcome.${kind}`, { role: 'status', text: outcome.text }));
     return card;
   }
   const button = el('button.grab', { type: 'button', text: '抢单' });
-  button.addEventListener('click', () => grab(ticket, button));
+  button.addEventListener('click', () => grab(ticket, dist));
   card.append(el('div.actions', {}, button));
   return card;
 }
 
-async function grab(ticket, button) {
-  button.disabled = true;
-  button.textContent = '正在抢…';
+async function grab(ticket, dist) {
+  state.ghosts.set(ticket.id, { ticket, distance_m: dist });
+  state.outcomes[ticket.id] = { won: null, text: '正在抢…' };
+  render();
   try {
     await client.post(`/api/v1/tickets/${ticket.id}/grab`);
     state.outcomes[ticket.id] = { won: true, text: '抢到了！已加入我的工单' };
@@ -175,6 +179,12 @@ async function refreshMine() {
 
 const refreshAll = debounce(() => { refreshOffers(); refreshPool(); refreshMine(); }, 200);
 
+// The list as the server has it, plus the cards I just grabbed from that it no longer lists.
+function withGhosts(items) {
+  const listed = new Set(items.map((item) => item.ticket.id));
+  return [...[...state.ghosts.values()].filter((g) => !listed.has(g.ticket.id)), ...items];
+}
+
 function listSection(items, error, empty, card) {
   const section = el('section.list');
   if (error) section.append(el('p.error', { role: 'alert', text: error }));
@@ -187,8 +197,8 @@ function render() {
   const body = $('#body');
   if (!body) return;
   const tabs = {
-    offers: () => listSection(lists.offers, lists.offersError, '暂时没有推送给你的工单', (o) => grabCard(o.ticket, o.distance_m)),
-    pool: () => listSection(lists.pool, lists.poolError, '附近没有待抢的工单', (o) => grabCard(o.ticket, o.distance_m)),
+    offers: () => listSection(withGhosts(lists.offers), lists.offersError, '暂时没有推送给你的工单', (o) => grabCard(o.ticket, o.distance_m)),
+    pool: () => listSection(withGhosts(lists.pool), lists.poolError, '附近没有待抢的工单', (o) => grabCard(o.ticket, o.distance_m)),
     mine: () => listSection(lists.mine, lists.mineError, '手上没有工单', mineCard),
   };
   // Keep a half-written completion form: do not redraw "mine" under the person's thumb.
@@ -258,7 +268,7 @@ function shell(me) {
   duty.addEventListener('change', () => setDuty(duty.checked, duty));
   const live = el('span.live', { text: '实时' });
   const tab = (name, label) => el('button', { type: 'button', role: 'tab', dataset: { tab: name },
-    onclick: () => { state.tab = name; render(); } }, label, el('span.count'));
+    onclick: () => { state.tab = name; state.ghosts.clear(); render(); } }, label, el('span.count'));
   app.replaceChildren(
     el('header.bar', {}, el('span.who', { text: me.label }), live, el('label.duty', {}, '上班', duty)),
     el('div#status.status'),

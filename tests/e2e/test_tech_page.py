@@ -62,6 +62,9 @@ def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
     mine.get_by_label("完工说明").fill("更换光猫，恢复上网")
     mine.get_by_role("button", name="提交完工").click()
     expect(mine).to_contain_text("等待回访")
+    # Taken: neither the offers nor the pool count it any more.
+    expect(first.locator('nav.tabs [data-tab="offers"] .count')).to_have_text("")
+    expect(first.locator('nav.tabs [data-tab="pool"] .count')).to_have_text("")
     shot(first, "completed")
 
     detail = api.get(f"/api/v1/tickets/{ticket['id']}",
