@@ -1,5 +1,6 @@
-"""The `fieldpool` command: serve, worker, db, seed, users, pool."""
+"""The `fieldpool` command: serve, worker, db, seed, users, pool, wechat."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,22 +11,28 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, mirror, outbox
+from wechat import channel as wechat_channel
+from wechat import menu
+from wechat.client import AccountClient
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 seed = typer.Typer(help="Demo data.", no_args_is_help=True)
 users = typer.Typer(help="Log-ins.", no_args_is_help=True)
 pool_cli = typer.Typer(help="The grab pool in Redis.", no_args_is_help=True)
+wechat = typer.Typer(help="The WeChat official account.", no_args_is_help=True)
 app.add_typer(db, name="db")
 app.add_typer(seed, name="seed")
 app.add_typer(users, name="users")
 app.add_typer(pool_cli, name="pool")
+app.add_typer(wechat, name="wechat")
 
 
 @app.command()
@@ -48,6 +55,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
+    wechat_channel.register(settings.wechat, connect(settings.redis_url))
     stop_ticks = None
     if "default" in names:
         # Its own connection: the ticker thread must not share one with the work loop.
@@ -125,5 +133,23 @@ def pool_check() -> None:
     typer.echo("the pool mirrors PostgreSQL")
 
 
+@wechat.command("menu")
+def wechat_menu(file: Annotated[Path, typer.Option(help="the menu, WeChat's JSON")] = Path("fixtures/wechat_menu.json"),
+                ) -> None:
+    """Publish the account's menu from FILE; `{public_base_url}` in its links is filled in from the settings."""
+    settings = get_settings()
+    if not settings.wechat.enabled:
+        typer.echo("no WeChat official account is configured (set WECHAT__APP_ID and WECHAT__SECRET)", err=True)
+        raise typer.Exit(2)
+    try:
+        loaded = menu.load(file, settings.wechat)
+    except InvalidInput as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from None
+    menu.publish(AccountClient(settings.wechat, connect(settings.redis_url)), loaded)
+    typer.echo(f"menu published from {file}")
+
+
 if __name__ == "__main__":
     app()
+

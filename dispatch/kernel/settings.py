@@ -78,6 +78,39 @@ class GeocoderSettings(BaseModel):
     timeout_s: float = 3.0
 
 
+class WechatSettings(BaseModel):
+    """The WeChat official account (公众号); off while app_id is empty (env: WECHAT__APP_ID=wx...)."""
+
+    app_id: str = ""
+    secret: str = ""
+    # The server URL's Token and, in safe mode, the EncodingAESKey (43 characters).
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com/"
+    oauth_base_url: str = "https://open.weixin.qq.com/connect/"
+    # Where WeChat users reach this deployment: links in messages and the OAuth redirect.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Deliveries older than this (or this far in the future) are refused as replays.
+    timestamp_window_s: int = 300
+    max_body_bytes: int = 64 * 1024
+    timeout_s: float = 4.0
+    # Template ids as configured in the account's back office, per message kind.
+    template_offer: str = ""
+    template_accepted: str = ""
+    template_arrived: str = ""
+    template_completed: str = ""
+    # What a conversational report becomes: the fault type and how long a half-told report is kept.
+    report_type_code: str = "broadband_fault"
+    conversation_ttl_s: int = 30 * 60
+    # A LOCATION event or message counts as where the subscriber is for this long.
+    position_ttl_s: int = 30 * 60
+    binding_ttl_s: int = 24 * 3600
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id)
+
+
 class Settings(BaseSettings):
     """Everything a private deployment configures, as environment variables."""
 
@@ -88,6 +121,7 @@ class Settings(BaseSettings):
     pool: PoolSettings = PoolSettings()
     geocoder: GeocoderSettings = GeocoderSettings()
     sla: SlaSettings = SlaSettings()
+    wechat: WechatSettings = WechatSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"

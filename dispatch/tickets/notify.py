@@ -36,6 +36,13 @@ class NoChannel(LookupError):
     """No channel is registered for a topic: the message stays in the outbox (and is retried)."""
 
 
+class Undeliverable(Exception):
+    """A channel's verdict that retrying cannot help (the recipient unfollowed, a bad address).
+
+    The outbox records it as given up at once instead of retrying for half an hour.
+    """
+
+
 @dataclass(frozen=True)
 class _Registration:
     fn: Channel
@@ -48,6 +55,11 @@ _CHANNELS: dict[str, _Registration] = {}
 def register_channel(name: str, fn: Channel, *, topics: Iterable[str] | None = None) -> None:
     """Send the given topics (default: the topic called `name`) through `fn`; replaces a channel of that name."""
     _CHANNELS[name] = _Registration(fn=fn, topics=frozenset(topics) if topics is not None else frozenset({name}))
+
+
+def remove_channel(name: str) -> None:
+    """Stop sending through `name` (an app created without that channel's configuration)."""
+    _CHANNELS.pop(name, None)
 
 
 def has_channel(name: str) -> bool:

@@ -42,7 +42,7 @@ from geo.points import to_wkb
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
-from technicians.service import get_technician, technician_of
+from technicians.service import get_technician, require_wechat_bound, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
 MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
@@ -335,6 +335,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise InvalidInput("technician_id", f"no technician {technician_id} in your regions") from exc
     if not technician.active:
         raise InvalidInput("technician_id", f"technician {technician.name} is deactivated")
+    require_wechat_bound(technician, account_configured=settings.wechat.enabled)
     reassign = ticket.state is TicketState.ACCEPTED
     if reassign and ticket.technician_id == technician.id:
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
