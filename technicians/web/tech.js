@@ -193,9 +193,19 @@ function listSection(items, error, empty, card) {
   return section;
 }
 
+// A WeChat push opens /m/tech?ticket=ID: show the tab that holds that ticket once it is loaded.
+const focus = { id: Number(new URLSearchParams(location.search).get('ticket')) || null };
+
+function focusTab() {
+  const holds = (items) => items.some((item) => (item.ticket || item).id === focus.id);
+  const tab = holds(lists.mine) ? 'mine' : holds(lists.offers) ? 'offers' : holds(lists.pool) ? 'pool' : null;
+  if (tab) { state.tab = tab; focus.id = null; }
+}
+
 function render() {
   const body = $('#body');
   if (!body) return;
+  if (focus.id) focusTab();
   const tabs = {
     offers: () => listSection(withGhosts(lists.offers), lists.offersError, '暂时没有推送给你的工单', (o) => grabCard(o.ticket, o.distance_m)),
     pool: () => listSection(withGhosts(lists.pool), lists.poolError, '附近没有待抢的工单', (o) => grabCard(o.ticket, o.distance_m)),

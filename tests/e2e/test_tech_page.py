@@ -82,7 +82,9 @@ def test_a_technician_hands_a_ticket_back_to_the_pool_with_a_reason(
     card.get_by_role("button", name="抢单").click()
     expect(card).to_contain_text("抢到了")
 
-    phone.get_by_role("tab", name="我的工单").click()
+    # A WeChat push about this ticket opens the page on the tab that holds it.
+    phone.goto(f"/m/tech?ticket={ticket['id']}")
+    expect(phone.get_by_role("tab", name="我的工单")).to_have_attribute("aria-selected", "true")
     mine = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
     mine.get_by_role("button", name="退单").click()
     mine.get_by_label("退单原因").fill("缺少光猫备件")
