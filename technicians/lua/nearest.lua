@@ -1,6 +1,6 @@
--- The nearest eligible technicians of one branch, fairest first among near-equals.
--- KEYS[1] geo set    KEYS[2] hash id -> last ping    KEYS[3] hash id -> meta (on duty)
--- KEYS[4] hash id -> load ("active|hours")
+-- The nearest eligible technicians of one branch, fairest first among near-equals (after offerable.lua).
+-- KEYS[1..4] as offerable.lua: geo set, zset id -> last accepted ping, hash meta (with the load), hash load
+-- KEYS[5] hash (searched set, area) -> the radius that settled the last search there
 -- ARGV: lng, lat, k, max_radius_m, now, freshness_s, skills required ("a,b"; "" = none), ticket grid path,
 --       excluded ids (",1,2,"), weekday, minute, start_radius_m, tie_band_m
 -- Returns a flat list of the K chosen: id, distance_m, active, hours, ...
@@ -8,65 +8,77 @@
 -- Why widen instead of one big radius: GEOSEARCH gathers every member inside
 -- the radius, so a 5 km search in a dense town touches thousands; a small
 -- first radius, doubled only while too few qualify, keeps the work near the
--- K wanted. Everything happens in one call: the tie band around the K-th
--- (fairness) is completed here, and nobody is judged twice.
+-- K wanted. The search runs on the open set of the ticket's rarest skill, which
+-- holds only technicians who could be offered (see offerable.lua); each one is
+-- still judged on everything here, since freshness and rosters lapse between
+-- the index's upkeep. Everything happens in one call: the tie band around the
+-- K-th (fairness) is completed here, and nobody is judged twice.
 local lng, lat = ARGV[1], ARGV[2]
 local k, max_radius = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, freshness = tonumber(ARGV[5]), tonumber(ARGV[6])
 local required, ticket_path, excluded = ARGV[7], ARGV[8], ARGV[9]
 local weekday, minute = tonumber(ARGV[10]), tonumber(ARGV[11])
-local radius = math.min(tonumber(ARGV[12]), max_radius)
 local band = tonumber(ARGV[13])
 
 local skills_needed = {}
-for skill in string.gmatch(required, '[^,]+') do skills_needed[#skills_needed + 1] = ',' .. skill .. ',' end
-
-local function on_shift(roster)
-    if roster == '' then return true end
-    for wd, from, to in string.gmatch(roster, '(%d+):(%d+)-(%d+)') do
-        wd, from, to = tonumber(wd), tonumber(from), tonumber(to)
-        if from < to then
-            if wd == weekday and minute >= from and minute < to then return true end
-        elseif (wd == weekday and minute >= from) or ((wd + 1) % 7 == weekday and minute < to) then
-            return true
-        end
-    end
-    return false
+local searched, fewest = KEYS[1], nil  -- no skill needed: every located technician
+for skill in string.gmatch(required, '[^,]+') do
+    skills_needed[#skills_needed + 1] = ',' .. skill .. ','
+    local size = redis.call('ZCARD', OPEN_PREFIX .. skill)
+    if fewest == nil or size < fewest then searched, fewest = OPEN_PREFIX .. skill, size end
 end
 
--- {active, hours} when the technician could take the ticket, false otherwise.
-local function judge(id)
-    if string.find(excluded, ',' .. id .. ',', 1, true) then return false end
-    local seen = tonumber(redis.call('HGET', KEYS[2], id) or '0')
-    if now - seen > freshness then return false end
-    local meta = redis.call('HGET', KEYS[3], id)
-    if not meta then return false end
-    local skills, scope, max_active, roster = string.match(meta, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    local have = ',' .. skills .. ','
-    for _, need in ipairs(skills_needed) do
-        if not string.find(have, need, 1, true) then return false end
+-- The first radius: the one that settled the last search of this set around here (cells of about
+-- 1 km), else the caller's. Density varies a hundredfold between the old town and the steppe, so
+-- a fixed start either scans too much in town or doubles five times outside it.
+local area = searched .. '@' .. math.floor(tonumber(lat) * 100) .. ',' .. math.floor(tonumber(lng) * 100)
+local hint = tonumber(redis.call('HGET', KEYS[5], area) or ARGV[12])
+-- A quarter doubling more than last time: a second search costs more than the wider first one.
+local radius = math.min(hint * 1.19, max_radius)
+
+-- {active, hours} for each id that could take the ticket, false for the others; fetched in one
+-- call per key for all of `ids`.
+local function judge(ids, into)
+    local metas = redis.call('HMGET', KEYS[3], unpack(ids))
+    local seen = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+    for n, id in ipairs(ids) do
+        local verdict = false
+        local meta = metas[n]
+        if meta and seen[n] and now - tonumber(seen[n]) <= freshness
+                and not string.find(excluded, ',' .. id .. ',', 1, true) then
+            local skills, scope, max_active, roster, active, hours = parse_meta(meta)
+            local fits = string.sub(ticket_path, 1, #scope) == scope
+            local have = ',' .. skills .. ','
+            for _, need in ipairs(skills_needed) do
+                if not string.find(have, need, 1, true) then fits = false end
+            end
+            active = tonumber(active)
+            if fits and active < tonumber(max_active) and on_shift(roster, weekday, minute) then
+                verdict = {active, tonumber(hours)}
+            end
+        end
+        into[id] = verdict
     end
-    if string.sub(ticket_path, 1, #scope) ~= scope then return false end
-    if not on_shift(roster) then return false end
-    local active, hours = string.match(redis.call('HGET', KEYS[4], id) or '0|0', '^([^|]*)|(.*)$')
-    active = tonumber(active)
-    if active >= tonumber(max_active) then return false end
-    return {active, tonumber(hours)}
 end
 
 local window = 4 * k  -- the fairness window: the nearest 4K who qualify
-local count = 2 * window  -- members fetched per search; doubled while a circle holds more
+-- Members fetched per search, doubled while a circle holds more: the open sets hold few who
+-- fail, so the window and a little more usually settle it in one search.
+local count = window + k
 local judged = {}
-local eligible
+local eligible, reach
 while true do
-    eligible = {}
-    local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
+    eligible, reach = {}, nil  -- reach: the distance up to which the answer is settled
+    local hits = redis.call('GEOSEARCH', searched, 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
                             'ASC', 'COUNT', count, 'WITHDIST')
-    local reach = nil  -- the distance up to which the answer is settled
+    local fresh_ids = {}
+    for _, hit in ipairs(hits) do
+        if judged[hit[1]] == nil then fresh_ids[#fresh_ids + 1] = hit[1] end
+    end
+    if #fresh_ids > 0 then judge(fresh_ids, judged) end
     for _, hit in ipairs(hits) do
         local id, distance = hit[1], tonumber(hit[2])
         if reach and distance > reach then break end
-        if judged[id] == nil then judged[id] = judge(id) end
         if judged[id] then
             eligible[#eligible + 1] = {id, distance, judged[id][1], judged[id][2]}
             -- Settled once everyone within the K-th's distance plus the tie band is
@@ -88,6 +100,15 @@ while true do
         radius = math.min(math.max(radius * 2, reach or 0), max_radius)
     end
 end
+
+-- Next time around here, start where this search would have settled at once: its reach, rounded
+-- up to a step of a quarter doubling so that the hint rarely changes (and is rarely written).
+local settled = max_radius
+if reach then
+    local quarters = math.ceil(math.log(math.max(reach, 1)) / math.log(2) * 4)
+    settled = math.min(max_radius, math.ceil(2 ^ (quarters / 4)))
+end
+if settled ~= hint then redis.call('HSET', KEYS[5], area, settled) end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
 -- labor hours this period (then fewer active tickets) goes first.

@@ -1,7 +1,11 @@
-"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor."""
+"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor.
+
+`python -m tests.bench nearest` runs only the nearest-technician table.
+"""
 
 import os
 import socket
+import sys
 
 import httpx
 from redis import Redis
@@ -57,6 +61,16 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
+def nearest_only() -> None:
+    """The nearest-technician table alone: it needs a PostGIS database, not the HTTP server."""
+    _prepare_database()
+    print(nearest.main(_libpq(BENCH_URL)))
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def main() -> None:
     _prepare_database()
     Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
@@ -80,7 +94,7 @@ def main() -> None:
                         thread_headers=technicians)
         figures += [floor_again, pings]
     points, seconds = presence.write_through(BENCH_URL, REDIS_URL, points=TRACK_POINTS)
-    nearby = nearest.main(BENCH_URL.replace("postgresql+psycopg://", "postgresql://"))
+    nearby = nearest.main(_libpq(BENCH_URL))
 
     ratio = pings.rate / floor_again.rate
     print(f"\nFieldpool bench: {COUNT} requests each, 2 client processes x 8 threads, one uvicorn worker; "
@@ -95,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    nearest_only() if sys.argv[1:] == ["nearest"] else main()
