@@ -32,24 +32,27 @@ class LiveKeys:
     track: str
     sampled: str
     reach: str
+    members: str
 
     @classmethod
     def of(cls, branch_id: int) -> "LiveKeys":
         tag = f"fp:{{b{branch_id}}}"
         return cls(tag=tag, geo=f"{tag}:geo", fresh=f"{tag}:fresh", meta=f"{tag}:meta", load=f"{tag}:load",
-                   track=f"{tag}:track", sampled=f"{tag}:sampled", reach=f"{tag}:reach")
+                   track=f"{tag}:track", sampled=f"{tag}:sampled", reach=f"{tag}:reach",
+                   members=f"{tag}:members")
 
     def rate(self, technician_id: int) -> str:
         return f"{self.tag}:rate:{technician_id}"
 
-    def open(self, skill: str) -> str:
-        """The geo set of technicians who could be offered a ticket needing `skill` (named in offerable.lua)."""
+    def open(self, skill: str = "*") -> str:
+        """The geo set of technicians who could be offered a ticket needing `skill` (any: "*"), named in
+        offerable.lua; members are "id|seen|active|hours|scope|roster|skills"."""
         return f"{self.tag}:open:{skill}"
 
     @property
     def offerable(self) -> list[str]:
         """The keys every script that keeps or reads the open sets takes first."""
-        return [self.geo, self.fresh, self.meta, self.load]
+        return [self.geo, self.fresh, self.meta, self.load, self.members]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 -- Keep a branch's open sets true when something other than a ping changes (after offerable.lua).
--- KEYS[1..4] as offerable.lua: geo set, zset id -> last accepted ping, hash meta, hash load
--- KEYS[5] hash id -> last sampled
+-- KEYS[1..5] as offerable.lua: geo set, zset id -> last accepted ping, hash meta, hash load, hash open members
+-- KEYS[6] hash id -> last sampled
 -- ARGV[1] the change, then its values:
 --   duty id meta          on duty, or the meta changed ("skills|scope|max_active|roster")
 --   off id                off duty: out of everything but the load
@@ -10,16 +10,14 @@
 local change, id = ARGV[1], ARGV[2]
 
 if change == 'duty' then
-    local old = redis.call('HGET', KEYS[3], id)
     redis.call('HSET', KEYS[3], id, with_load(ARGV[3], redis.call('HGET', KEYS[4], id)))
-    sync_open(id, old)
+    sync_open(id)
 elseif change == 'off' then
-    local old = redis.call('HGET', KEYS[3], id)
+    leave_open(id)
     redis.call('HDEL', KEYS[3], id)
-    sync_open(id, old)
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
-    redis.call('HDEL', KEYS[5], id)
+    redis.call('HDEL', KEYS[6], id)
 elseif change == 'load' then
     redis.call('HSET', KEYS[4], id, ARGV[3])
     local meta = redis.call('HGET', KEYS[3], id)

@@ -1,6 +1,5 @@
 -- The nearest eligible technicians of one branch, fairest first among near-equals (after offerable.lua).
--- KEYS[1..4] as offerable.lua: geo set, zset id -> last accepted ping, hash meta (with the load), hash load
--- KEYS[5] hash (searched set, area) -> the radius that settled the last search there
+-- KEYS[1..5] as offerable.lua    KEYS[6] hash (searched set, area) -> the radius that settled the last search there
 -- ARGV: lng, lat, k, max_radius_m, now, freshness_s, skills required ("a,b"; "" = none), ticket grid path,
 --       excluded ids (",1,2,"), weekday, minute, start_radius_m, tie_band_m
 -- Returns a flat list of the K chosen: id, distance_m, active, hours, ...
@@ -9,56 +8,53 @@
 -- the radius, so a 5 km search in a dense town touches thousands; a small
 -- first radius, doubled only while too few qualify, keeps the work near the
 -- K wanted. The search runs on the open set of the ticket's rarest skill, which
--- holds only technicians who could be offered (see offerable.lua); each one is
--- still judged on everything here, since freshness and rosters lapse between
--- the index's upkeep. Everything happens in one call: the tie band around the
--- K-th (fairness) is completed here, and nobody is judged twice.
+-- holds only technicians who could be offered, each member carrying what is
+-- judged here (see offerable.lua): no other key is read per technician. What
+-- lapses with time (freshness, rosters) and what the ticket asks (other skills,
+-- scope, exclusions) is still judged for each. Everything happens in one call:
+-- the tie band around the K-th (fairness) is completed here, and nobody is
+-- judged twice.
 local lng, lat = ARGV[1], ARGV[2]
 local k, max_radius = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, freshness = tonumber(ARGV[5]), tonumber(ARGV[6])
 local required, ticket_path, excluded = ARGV[7], ARGV[8], ARGV[9]
 local weekday, minute = tonumber(ARGV[10]), tonumber(ARGV[11])
 local band = tonumber(ARGV[13])
+local excluding = excluded ~= ',,'
 
 local skills_needed = {}
-local searched, fewest = KEYS[1], nil  -- no skill needed: every located technician
+local searched, fewest = OPEN_PREFIX .. ANY_SKILL, nil
 for skill in string.gmatch(required, '[^,]+') do
     skills_needed[#skills_needed + 1] = ',' .. skill .. ','
     local size = redis.call('ZCARD', OPEN_PREFIX .. skill)
     if fewest == nil or size < fewest then searched, fewest = OPEN_PREFIX .. skill, size end
 end
 
--- The first radius: the one that settled the last search of this set around here (cells of about
--- 1 km), else the caller's. Density varies a hundredfold between the old town and the steppe, so
--- a fixed start either scans too much in town or doubles five times outside it.
-local area = searched .. '@' .. math.floor(tonumber(lat) * 100) .. ',' .. math.floor(tonumber(lng) * 100)
-local hint = tonumber(redis.call('HGET', KEYS[5], area) or ARGV[12])
--- A quarter doubling more than last time: a second search costs more than the wider first one.
+-- The first radius: a quarter doubling over the one that settled the last search of this set
+-- around here, else the caller's. Density varies a hundredfold between the old town and the
+-- steppe, so a fixed start either scans too much in town or doubles five times outside it, and a
+-- second search costs more than a first one a little wider. Cells of 1/400 degree (about 280 by
+-- 200 m here) scanned less in `make bench` than 1/100 or 1/200: in town, density changes within a km.
+local area = searched .. '@' .. math.floor(tonumber(lat) * 400) .. ',' .. math.floor(tonumber(lng) * 400)
+local hint = tonumber(redis.call('HGET', KEYS[6], area) or ARGV[12])
 local radius = math.min(hint * 1.19, max_radius)
 
--- {active, hours} for each id that could take the ticket, false for the others; fetched in one
--- call per key for all of `ids`.
-local function judge(ids, into)
-    local metas = redis.call('HMGET', KEYS[3], unpack(ids))
-    local seen = redis.call('ZMSCORE', KEYS[2], unpack(ids))
-    for n, id in ipairs(ids) do
-        local verdict = false
-        local meta = metas[n]
-        if meta and seen[n] and now - tonumber(seen[n]) <= freshness
-                and not string.find(excluded, ',' .. id .. ',', 1, true) then
-            local skills, scope, max_active, roster, active, hours = parse_meta(meta)
-            local fits = string.sub(ticket_path, 1, #scope) == scope
-            local have = ',' .. skills .. ','
-            for _, need in ipairs(skills_needed) do
-                if not string.find(have, need, 1, true) then fits = false end
-            end
-            active = tonumber(active)
-            if fits and active < tonumber(max_active) and on_shift(roster, weekday, minute) then
-                verdict = {active, tonumber(hours)}
-            end
-        end
-        into[id] = verdict
+-- {id, active, hours} when the member could take the ticket, false otherwise.
+local function judge(member)
+    local id, seen, active, hours, scope, roster, skills = parse_member(member)
+    -- Plain finds rather than substrings: every string made here is a Lua allocation, per member.
+    if now - tonumber(seen) > freshness or string.find(ticket_path, scope, 1, true) ~= 1
+            or (excluding and string.find(excluded, ',' .. id .. ',', 1, true)) then
+        return false
     end
+    if #skills_needed > 1 then
+        local have = ',' .. skills .. ','
+        for _, need in ipairs(skills_needed) do
+            if not string.find(have, need, 1, true) then return false end
+        end
+    end
+    if not on_shift(roster, weekday, minute) then return false end
+    return {id, tonumber(active), tonumber(hours)}
 end
 
 local window = 4 * k  -- the fairness window: the nearest 4K who qualify
@@ -71,16 +67,16 @@ while true do
     eligible, reach = {}, nil  -- reach: the distance up to which the answer is settled
     local hits = redis.call('GEOSEARCH', searched, 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
                             'ASC', 'COUNT', count, 'WITHDIST')
-    local fresh_ids = {}
     for _, hit in ipairs(hits) do
-        if judged[hit[1]] == nil then fresh_ids[#fresh_ids + 1] = hit[1] end
-    end
-    if #fresh_ids > 0 then judge(fresh_ids, judged) end
-    for _, hit in ipairs(hits) do
-        local id, distance = hit[1], tonumber(hit[2])
+        local member, distance = hit[1], tonumber(hit[2])
         if reach and distance > reach then break end
-        if judged[id] then
-            eligible[#eligible + 1] = {id, distance, judged[id][1], judged[id][2]}
+        local verdict = judged[member]
+        if verdict == nil then
+            verdict = judge(member)
+            judged[member] = verdict
+        end
+        if verdict then
+            eligible[#eligible + 1] = {verdict[1], distance, verdict[2], verdict[3]}
             -- Settled once everyone within the K-th's distance plus the tie band is
             -- seen, or the fairness window is full: in a dense town a whole band can
             -- hold hundreds, and judging them all costs milliseconds.
@@ -108,7 +104,7 @@ if reach then
     local quarters = math.ceil(math.log(math.max(reach, 1)) / math.log(2) * 4)
     settled = math.min(max_radius, math.ceil(2 ^ (quarters / 4)))
 end
-if settled ~= hint then redis.call('HSET', KEYS[5], area, settled) end
+if settled ~= hint then redis.call('HSET', KEYS[6], area, settled) end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
 -- labor hours this period (then fewer active tickets) goes first.

@@ -1,17 +1,21 @@
 -- Shared by the live index's scripts (prepended to each when loaded): who may be offered a ticket.
 -- Every script using it takes KEYS[1] geo set of located technicians, KEYS[2] zset id -> last accepted
--- ping (epoch s; left by stale and off-shift ones), KEYS[3] hash id -> meta (present only while on
--- duty), KEYS[4] hash id -> load ("active|hours", kept while off duty too).
+-- ping (epoch s; left by stale ones), KEYS[3] hash id -> meta (present only while on duty),
+-- KEYS[4] hash id -> load ("active|hours", kept while off duty too), KEYS[5] hash id -> the
+-- technician's member in the open sets (present only while they are in them).
 --
--- The searched sets, "<tag>:open:<skill>", hold only the technicians who could be offered a ticket
--- needing that skill: on duty, located, fresh, on shift at their last ping and below max_active.
--- A radius search costs for every member inside the circle, so the ones who could not take a
--- ticket stay out of it. Those keys are named here rather than passed in KEYS: they depend on the
--- skills in the meta, and they carry the branch's hash tag, so they live in the scripts' one slot.
+-- The searched sets, "<tag>:open:<skill>" and "<tag>:open:*" (any skill), hold only technicians who
+-- could be offered a ticket: on duty, located, fresh, on shift at their last ping and below
+-- max_active. A radius search costs for every member inside the circle, so the ones who could not
+-- take a ticket stay out of it. Each member carries what the search judges, "id|seen|active|hours|
+-- scope|roster|skills", so that the search reads nothing but the set: every change to any of it
+-- rewrites the member here. These keys are named here rather than passed in KEYS since they depend
+-- on the skills; they carry the branch's hash tag, so they live in the scripts' one slot.
 local OPEN_PREFIX = string.sub(KEYS[1], 1, -4) .. 'open:'  -- KEYS[1] is "<tag>:geo"
+local ANY_SKILL = '*'
 
 -- meta = skills ("a,b") | scope path | max_active | roster ("wd:from-to,..." in local minutes, "" = always)
---        | active | hours: the load is copied in, so that the search reads all it judges in one lookup.
+--        | active | hours: the load is copied in, so that a change of either rewrites one value.
 local function parse_meta(meta)
     return string.match(meta, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
 end
@@ -19,6 +23,11 @@ end
 -- The meta as the caller gives it (skills to roster), with the load the index holds.
 local function with_load(meta, load)
     return meta .. '|' .. (load or '0|0')
+end
+
+-- id, seen, active, hours, scope, roster, skills
+local function parse_member(member)
+    return string.match(member, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
 end
 
 local function on_shift(roster, weekday, minute)
@@ -34,29 +43,34 @@ local function on_shift(roster, weekday, minute)
     return false
 end
 
--- Take the technician out of the open set of each skill in `meta`.
-local function leave_open(id, meta)
-    for skill in string.gmatch(parse_meta(meta) or '', '[^,]+') do
-        redis.call('ZREM', OPEN_PREFIX .. skill, id)
-    end
+-- The open sets a member of these skills belongs to.
+local function open_keys(skills)
+    local keys = {OPEN_PREFIX .. ANY_SKILL}
+    for skill in string.gmatch(skills, '[^,]+') do keys[#keys + 1] = OPEN_PREFIX .. skill end
+    return keys
 end
 
--- Put the technician into, or take them out of, the open set of each of their skills, from what
--- the index holds now. `old_meta`, when the meta just changed, names skills they may have lost.
-local function sync_open(id, old_meta)
-    if old_meta then leave_open(id, old_meta) end
+-- Take the technician out of every open set.
+local function leave_open(id)
+    local member = redis.call('HGET', KEYS[5], id)
+    if not member then return end
+    local _, _, _, _, _, _, skills = parse_member(member)
+    for _, key in ipairs(open_keys(skills)) do redis.call('ZREM', key, member) end
+    redis.call('HDEL', KEYS[5], id)
+end
+
+-- Put the technician into, or take them out of, the open sets, from what the index holds now.
+local function sync_open(id)
     local meta = redis.call('HGET', KEYS[3], id)
-    if not meta then return end
-    local skills, _, max_active, _, active = parse_meta(meta)
-    local position = redis.call('ZSCORE', KEYS[1], id)
-    local open = position and redis.call('ZSCORE', KEYS[2], id) and tonumber(active) < tonumber(max_active)
-    for skill in string.gmatch(skills, '[^,]+') do
-        if open then
-            -- The geo set's score is the position's geohash: copying it places the member alike.
-            redis.call('ZADD', OPEN_PREFIX .. skill, position, id)
-        else
-            redis.call('ZREM', OPEN_PREFIX .. skill, id)
-        end
-    end
+    local position = meta and redis.call('ZSCORE', KEYS[1], id)
+    local seen = position and redis.call('ZSCORE', KEYS[2], id)
+    if not seen then return leave_open(id) end
+    local skills, scope, max_active, roster, active, hours = parse_meta(meta)
+    if tonumber(active) >= tonumber(max_active) then return leave_open(id) end
+    local member = table.concat({id, seen, active, hours, scope, roster, skills}, '|')
+    if redis.call('HGET', KEYS[5], id) ~= member then leave_open(id) end
+    -- The geo set's score is the position's geohash: copying it places the member alike.
+    for _, key in ipairs(open_keys(skills)) do redis.call('ZADD', key, position, member) end
+    redis.call('HSET', KEYS[5], id, member)
 end
 

@@ -43,7 +43,7 @@ def keys(db: Session) -> live.LiveKeys:
 
 
 def open_to(redis: Redis, db: Session, skill: str) -> set[int]:
-    return {int(m) for m in redis.zrange(keys(db).open(skill), 0, -1)}
+    return {int(m.split(b"|")[0]) for m in redis.zrange(keys(db).open(skill), 0, -1)}
 
 
 def ping(db: Session, redis: Redis, tech: Technician, at: datetime, settings: Settings, metres: float = 100) -> None:
