@@ -1,5 +1,5 @@
 -- The nearest eligible technicians of one branch, fairest first among near-equals (after offerable.lua).
--- KEYS[1..5] as offerable.lua    KEYS[6] hash (searched set, area) -> the radius that settled the last search there
+-- KEYS[1..5] as offerable.lua    KEYS[6] hash (searched set, cell) -> the radius that settled the last search there
 -- ARGV: lng, lat, k, max_radius_m, now, freshness_s, skills required ("a,b"; "" = none), ticket grid path,
 --       excluded ids (",1,2,"), weekday, minute, start_radius_m, tie_band_m
 -- Returns a flat list of the K chosen: id, distance_m, active, hours, ...
@@ -34,9 +34,14 @@ end
 -- around here, else the caller's. Density varies a hundredfold between the old town and the
 -- steppe, so a fixed start either scans too much in town or doubles five times outside it, and a
 -- second search costs more than a first one a little wider. Cells of 1/400 degree (about 280 by
--- 200 m here) scanned less in `make bench` than 1/100 or 1/200: in town, density changes within a km.
-local area = searched .. '@' .. math.floor(tonumber(lat) * 400) .. ',' .. math.floor(tonumber(lng) * 400)
-local hint = tonumber(redis.call('HGET', KEYS[6], area) or ARGV[12])
+-- 200 m here) scanned less in `make bench` than 1/100 or 1/200, since in town density changes
+-- within a km; a cell nobody searched yet takes its 1/100 degree cell's radius.
+local function cell(per_degree)
+    return searched .. '@' .. math.floor(tonumber(lat) * per_degree) .. ',' .. math.floor(tonumber(lng) * per_degree)
+end
+local near, around = cell(400), cell(100)
+local hints = redis.call('HMGET', KEYS[6], near, around)
+local hint = tonumber(hints[1] or hints[2] or ARGV[12])
 local radius = math.min(hint * 1.19, max_radius)
 
 -- {id, active, hours} when the member could take the ticket, false otherwise.
@@ -104,7 +109,9 @@ if reach then
     local quarters = math.ceil(math.log(math.max(reach, 1)) / math.log(2) * 4)
     settled = math.min(max_radius, math.ceil(2 ^ (quarters / 4)))
 end
-if settled ~= hint then redis.call('HSET', KEYS[6], area, settled) end
+if settled ~= tonumber(hints[1]) or settled ~= tonumber(hints[2]) then
+    redis.call('HSET', KEYS[6], near, settled, around, settled)
+end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
 -- labor hours this period (then fewer active tickets) goes first.

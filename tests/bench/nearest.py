@@ -74,6 +74,16 @@ QUERY_WEIGHTS = [0.50, 0.35, 0.15]
 KNN_SQL = (f"SELECT id FROM bench_technician WHERE on_duty "
            f"ORDER BY geom <-> ST_SetSRID(ST_MakePoint(%s, %s), 4326) LIMIT {K}")
 KNN_INDEX = "bench_technician_on_duty_geom"
+# (f): the project's search done in PostgreSQL instead, every filter in SQL (rosters left out: the
+# bench has none) and metres on the sphere (geography), the fairness window as LIMIT 4K.
+FILTERED_SQL = (f"SELECT id, active, hours, geog <-> ST_MakePoint(%(lng)s, %(lat)s)::geography FROM bench_technician "
+                f"WHERE on_duty AND seen_at >= %(cutoff)s AND skills @> %(skills)s::text[] AND active < max_active "
+                f"AND starts_with(%(path)s, scope) "
+                f"ORDER BY geog <-> ST_MakePoint(%(lng)s, %(lat)s)::geography LIMIT {4 * K}")
+FILTERED_INDEX = "bench_technician_on_duty_geog"
+# The planner takes the filters for selective (rows=39 of 29,000) and sorts a bitmap scan of every
+# on-duty row (50 ms); (f) pins the KNN index scan, as the project would have to.
+FILTERED_PLANNER = "-c enable_bitmapscan=off -c enable_seqscan=off"
 # Set on the bench's PostgreSQL connections only if the default plan misses the index (see check_plan).
 SAFE_PLANNER = "-c jit=off -c max_parallel_workers_per_gather=0"
 
@@ -192,19 +202,27 @@ def load_live_index(redis: Redis, fleet: Fleet, now: int) -> int:
     return int(redis.zcard(keys.geo)), int(redis.zcard(keys.open("broadband")))
 
 
-def load_postgis(dsn: str, fleet: Fleet) -> None:
+def load_postgis(dsn: str, fleet: Fleet, now: int) -> None:
+    """Every technician, with what (f) filters on as columns: as if PostgreSQL held the live state."""
     rows = io.StringIO()
     skills = ["{" + ",".join(s) + "}" for s in SKILL_SETS]
-    for tid, on, s, lat, lng in zip(fleet.ids.tolist(), fleet.on_duty.tolist(), fleet.skill_set.tolist(),
-                                    fleet.lat.tolist(), fleet.lng.tolist(), strict=True):
-        rows.write(f"{tid}\t{'t' if on else 'f'}\t{skills[s]}\tSRID=4326;POINT({lng!r} {lat!r})\n")
+    for i, (tid, on, s, lat, lng) in enumerate(zip(fleet.ids.tolist(), fleet.on_duty.tolist(),
+                                                   fleet.skill_set.tolist(), fleet.lat.tolist(), fleet.lng.tolist(),
+                                                   strict=True)):
+        rows.write(f"{tid}\t{'t' if on else 'f'}\t{skills[s]}\tSRID=4326;POINT({lng!r} {lat!r})\t"
+                   f"{now - int(fleet.seen_ago_s[i])}\t{fleet.max_active[i]}\t{fleet.active[i]}\t{fleet.hours[i]}\t"
+                   f"{fleet.scope[i]}\n")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_technician")
         conn.execute("CREATE TABLE bench_technician (id int PRIMARY KEY, on_duty boolean NOT NULL, "
-                     "skills text[] NOT NULL, geom geometry(Point, 4326) NOT NULL)")
-        with conn.cursor().copy("COPY bench_technician (id, on_duty, skills, geom) FROM STDIN") as copy:
+                     "skills text[] NOT NULL, geom geometry(Point, 4326) NOT NULL, seen_at bigint NOT NULL, "
+                     "max_active int NOT NULL, active int NOT NULL, hours float8 NOT NULL, scope text NOT NULL, "
+                     "geog geography(Point, 4326) GENERATED ALWAYS AS (geom::geography) STORED)")
+        with conn.cursor().copy("COPY bench_technician (id, on_duty, skills, geom, seen_at, max_active, active, "
+                                "hours, scope) FROM STDIN") as copy:
             copy.write(rows.getvalue())
         conn.execute(f"CREATE INDEX {KNN_INDEX} ON bench_technician USING gist (geom) WHERE on_duty")
+        conn.execute(f"CREATE INDEX {FILTERED_INDEX} ON bench_technician USING gist (geog) WHERE on_duty")
         conn.execute("VACUUM ANALYZE bench_technician")
 
 
@@ -260,6 +278,34 @@ def postgis_row(dsn: str, options: str) -> Callable[[], Callable[[Query], object
             return conn.execute(KNN_SQL, (q.lng, q.lat), prepare=True).fetchall()
         return call
     return factory
+
+
+def filtered_postgis_row(dsn: str, options: str) -> Callable[[], Callable[[Query], object]]:
+    """(f): what `find_nearest` would be on PostgreSQL: the filtered KNN, then the tie band and fairness."""
+    freshness_s, band = PresenceSettings().freshness_s, OfferSettings().tie_band_m
+
+    def factory() -> Callable[[Query], object]:
+        conn = psycopg.connect(dsn, autocommit=True, options=f"{options} {FILTERED_PLANNER}")
+        conn.execute("SELECT NULL::geometry")
+
+        def call(q: Query) -> object:
+            cutoff = int(time.time()) - freshness_s
+            rows = conn.execute(FILTERED_SQL, {"lng": q.lng, "lat": q.lat, "cutoff": cutoff, "skills": q.skills,
+                                               "path": q.ticket_path}, prepare=True).fetchall()
+            hits = [live.Hit(tid, metres, active, hours) for tid, active, hours, metres in rows if metres <= RADIUS_M]
+            if len(hits) >= K:  # as the script: up to the K-th plus the band, within the window
+                reach = hits[K - 1].distance_m + band
+                hits = [h for h in hits if h.distance_m <= reach]
+            return [h.technician_id for h in reference_fairest(hits, tie_band_m=band)[:K]]
+        return call
+    return factory
+
+
+def filtered_plan(dsn: str, q: Query) -> str:
+    with psycopg.connect(dsn, autocommit=True, options=FILTERED_PLANNER) as conn:
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + FILTERED_SQL, {
+            "lng": q.lng, "lat": q.lat, "cutoff": 0, "skills": q.skills, "path": q.ticket_path}).fetchone()
+    return " > ".join(_plan_nodes(plan[0][0]["Plan"])) if plan else "?"
 
 
 def geosearch_row() -> Callable[[Query], object]:
@@ -383,7 +429,7 @@ def as_stored(redis: Redis, fleet: Fleet) -> Fleet:
     return replace(fleet, lat=lat, lng=lng)
 
 
-def reference(fleet: Fleet, q: Query, now: int) -> tuple[list[int], list[int]]:
+def reference(fleet: Fleet, q: Query, loaded_at: int) -> tuple[list[int], list[int]]:
     """(K nearest on duty, K the project should offer) by brute force over the fleet, by the same rules:
     every eligible technician up to the K-th's distance plus the tie band, fairest first among near-equals.
     Distances on Redis's sphere, as the search measures them."""
@@ -394,7 +440,9 @@ def reference(fleet: Fleet, q: Query, now: int) -> tuple[list[int], list[int]]:
     metres = 2 * REDIS_EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
     has_skills = np.array([set(q.skills) <= set(s) for s in SKILL_SETS])[fleet.skill_set]
     covers = np.array([q.ticket_path.startswith(s) for s in fleet.scope])
-    ok = (on & (fleet.seen_ago_s <= PresenceSettings().freshness_s) & has_skills & covers
+    # Positions age while the bench runs (minutes on a busy machine): fresh as of the check, as the search sees it.
+    age = int(time.time()) - loaded_at + fleet.seen_ago_s
+    ok = (on & (age <= PresenceSettings().freshness_s) & has_skills & covers
           & (fleet.active < fleet.max_active) & (metres <= RADIUS_M))
     plain = [int(fleet.ids[i]) for i in np.flatnonzero(on)[np.argsort(metres[on])[:K]]]
     eligible = np.flatnonzero(ok)
@@ -421,15 +469,21 @@ def reference_fairest(hits: list[live.Hit], *, tie_band_m: int) -> list[live.Hit
     return ordered + sorted(band, key=lambda h: (h.hours, h.active, h.distance_m))
 
 
-def agreement(fleet: Fleet, queries: list[Query], now: int) -> tuple[int, int, int]:
+def agreement(fleet: Fleet, queries: list[Query], loaded_at: int) -> tuple[int, int, int]:
     """How many of `queries` (a) and (c) answer as brute force does, in order: (a, c, n)."""
     project, search = project_row(), geosearch_row()
     same_a = same_c = 0
     for q in queries:
-        plain, offered = reference(fleet, q, now)
+        plain, offered = reference(fleet, q, loaded_at)
         same_a += [c.technician_id for c in project(q)] == offered  # type: ignore[attr-defined]
         same_c += [int(m) for m in search(q)] == plain  # type: ignore[attr-defined]
     return same_a, same_c, len(queries)
+
+
+def agreement_in_sql(dsn: str, fleet: Fleet, queries: list[Query], loaded_at: int) -> int:
+    """How many of `queries` (f) answers as brute force does on the points it was given."""
+    in_sql = filtered_postgis_row(dsn, "")()
+    return sum(in_sql(q) == reference(fleet, q, loaded_at)[1] for q in queries)
 
 
 # Where (a)'s time goes: one client, the project's calls wrapped with timers (nothing else changed) ------
@@ -561,7 +615,7 @@ def main(dsn: str) -> Report:
         on_duty, open_broadband = load_live_index(redis, fleet, now)
         redis_s = time.perf_counter() - began
         began = time.perf_counter()
-        load_postgis(dsn, fleet)
+        load_postgis(dsn, fleet, now)
         pg_s = time.perf_counter() - began
 
         options = ""
@@ -572,6 +626,7 @@ def main(dsn: str) -> Report:
 
         a, a_stats = run_counted(redis, "(a) project find_nearest, all filters", project_row, queries)
         b = run_row("(b) PostGIS KNN <-> LIMIT 5, partial GiST", postgis_row(dsn, options), queries)
+        f = run_row("(f) PostGIS KNN, all filters in SQL + fairness", filtered_postgis_row(dsn, options), queries)
         c, c_stats = run_counted(redis, f"(c) Redis GEOSEARCH, x2 from {GEOSEARCH_START_M} m to {K}",
                                  geosearch_row, queries)
         d = run_row(f"(d) Python haversine scan (first {SCAN_QUERIES} pts)", python_scan_row(fleet),
@@ -580,6 +635,8 @@ def main(dsn: str) -> Report:
         ping = run_row("    for scale: redis-py PING", ping_row, queries)
         split = breakdown(redis, queries[:BREAKDOWN_QUERIES])
         same_a, same_c, checked = agreement(as_stored(redis, fleet), queries[:200], now)
+        same_f = agreement_in_sql(dsn, fleet, queries[:200], now)
+        f_plan = filtered_plan(dsn, queries[0])
     finally:
         redis.flushdb()
         redis.close()
@@ -604,7 +661,9 @@ def main(dsn: str) -> Report:
            if options else "; default planner settings (no jit/parallel change needed)")
         + ("" if good else "  ** NOT ON THE INDEX **"),
         f"answers checked against brute force on {checked} points: (a) offers exactly the reference's K "
-        f"(eligibility + fairness, in order) on {same_a}, (c) gives the plain K nearest, in order, on {same_c}",
+        f"(eligibility + fairness, in order) on {same_a}, (c) gives the plain K nearest, in order, on {same_c}, "
+        f"(f) offers the reference's K on {same_f}",
+        f"(f) plan: {f_plan}; (f)/(a) at p50: {f.p50_ms:.3f} / {a.p50_ms:.3f} = {f.p50_ms / a.p50_ms:.2f}",
         "",
         f"target (a)/min(b,c) at p50 <= 1.5:  {a.p50_ms:.3f} / {floor:.3f} = {ratio:.2f}  {_verdict(ratio <= 1.5)}",
         f"target (d)/(a) at p50 >= 100:       {d.p50_ms:.2f} / {a.p50_ms:.3f} = {scan_x:.0f}  "
@@ -618,4 +677,4 @@ def main(dsn: str) -> Report:
         f"other's",
         str(split),
     ]
-    return Report(header, [a, b, c, d, e, ping], lines)
+    return Report(header, [a, b, c, d, e, f, ping], lines)
