@@ -44,7 +44,7 @@ class LiveKeys:
     def rate(self, technician_id: int) -> str:
         return f"{self.tag}:rate:{technician_id}"
 
-    def open(self, skill: str = "*") -> str:
+    def open(self, skill: str) -> str:
         """The geo set of technicians who could be offered a ticket needing `skill` (any: "*"), named in
         offerable.lua; members are "id|seen|active|hours|scope|roster|skills"."""
         return f"{self.tag}:open:{skill}"

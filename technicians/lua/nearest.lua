@@ -103,14 +103,19 @@ while true do
 end
 
 -- Next time around here, start where this search would have settled at once: its reach, rounded
--- up to a step of a quarter doubling so that the hint rarely changes (and is rarely written).
-local settled = max_radius
-if reach then
+-- up to a step of a quarter doubling so that the hint rarely changes (and is rarely written). A
+-- search that skipped those offered already (a later ring) or found fewer than K tells nothing
+-- about a fresh one, and would send the next search in town out to the maximum radius.
+if reach and not excluding then
     local quarters = math.ceil(math.log(math.max(reach, 1)) / math.log(2) * 4)
-    settled = math.min(max_radius, math.ceil(2 ^ (quarters / 4)))
-end
-if settled ~= tonumber(hints[1]) or settled ~= tonumber(hints[2]) then
-    redis.call('HSET', KEYS[6], near, settled, around, settled)
+    local settled = math.ceil(2 ^ (quarters / 4))
+    -- The wider cell only seeds cells nobody searched yet: kept from its first search, not
+    -- rewritten by every search in it.
+    if not hints[2] then
+        redis.call('HSET', KEYS[6], near, settled, around, settled)
+    elseif settled ~= tonumber(hints[1]) then
+        redis.call('HSET', KEYS[6], near, settled)
+    end
 end
 
 -- Nearest first, but within a band of near-equal distance the one with fewer
