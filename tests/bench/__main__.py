@@ -9,7 +9,7 @@ import sys
 
 import httpx
 from redis import Redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
@@ -21,7 +21,8 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
 PASSWORD = "bench"
 COUNT = int(os.environ.get("BENCH_REQUESTS", "2000"))
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# Both are dropped or flushed: on a shared machine give each bench run its own (see README).
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PRESENCE_TARGET = 0.60  # issue 3: location pings at >= 60% of the no-op floor's rate
 TRACK_POINTS = 20_000
 
@@ -29,8 +30,9 @@ TRACK_POINTS = 20_000
 def _prepare_database() -> None:
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS fieldpool_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE fieldpool_bench"))
+        name = make_url(BENCH_URL).database
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     runner.upgrade(BENCH_URL)
     engine = create_engine(BENCH_URL)
