@@ -19,6 +19,8 @@ from dispatch.tickets import feed, stream
 from dispatch.tickets import router as tickets
 from geo import router as geo
 from technicians import router as technicians
+from wechat import channel as wechat_channel
+from wechat import router as wechat
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # connections before the lifespan ends: `serve` bounds that wait).
         app.state.stopping = asyncio.Event()
         feed.register(app.state.redis)  # the notifier's "feed" channel
+        wechat_channel.register(settings.wechat, app.state.redis)  # template messages, when configured
         try:
             yield
         finally:
@@ -51,6 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
-                   technicians.me_router, stream.router):
+                   technicians.me_router, stream.router, wechat.router):
         app.include_router(router)
     return app

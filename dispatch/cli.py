@@ -1,5 +1,6 @@
-"""The `fieldpool` command: serve, worker, db, seed, users."""
+"""The `fieldpool` command: serve, worker, db, seed, users, pool, wechat."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,20 +11,28 @@ from rq import Queue, Worker
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import session_scope
+from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from dispatch.tickets import feed, jobs, outbox
+from dispatch.tickets import feed, jobs, mirror, outbox
+from wechat import channel as wechat_channel
+from wechat import menu
+from wechat.client import AccountClient
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 seed = typer.Typer(help="Demo data.", no_args_is_help=True)
 users = typer.Typer(help="Log-ins.", no_args_is_help=True)
+pool_cli = typer.Typer(help="The grab pool in Redis.", no_args_is_help=True)
+wechat = typer.Typer(help="The WeChat official account.", no_args_is_help=True)
 app.add_typer(db, name="db")
 app.add_typer(seed, name="seed")
 app.add_typer(users, name="users")
+app.add_typer(pool_cli, name="pool")
+app.add_typer(wechat, name="wechat")
 
 
 @app.command()
@@ -41,11 +50,12 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
            drain_every: Annotated[float, typer.Option(help="seconds between outbox drains")] = outbox.DRAIN_EVERY_S,
            ) -> None:
     """Run a background worker (rq) with the scheduler and the periodic jobs: outbox drain, ring sweep,
-    track write-through and live-index rebuild."""
+    track write-through, live-index rebuild and grab-pool repair."""
     settings = get_settings()
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
+    wechat_channel.register(settings.wechat, connect(settings.redis_url))
     stop_ticks = None
     if "default" in names:
         # Its own connection: the ticker thread must not share one with the work loop.
@@ -100,5 +110,46 @@ def users_create(username: str, role: Role,
         typer.echo(f"created {user.role} {user.username} (id {user.id})")
 
 
+@pool_cli.command("rebuild")
+def pool_rebuild() -> None:
+    """Rebuild the grab pool of every branch from PostgreSQL."""
+    settings = get_settings()
+    with session_scope() as session:
+        rebuilt = mirror.rebuild(session, connect(settings.redis_url))
+    typer.echo(", ".join(f"branch {branch}: {count} tickets" for branch, count in rebuilt.items()) or "no branches")
+
+
+@pool_cli.command("check")
+def pool_check() -> None:
+    """Report every difference between the grab pool and PostgreSQL; exit 1 if there is any."""
+    settings = get_settings()
+    with session_scope() as session:
+        drift = mirror.check(session, connect(settings.redis_url))
+    for problem in drift:
+        typer.echo(str(problem))
+    if drift:
+        typer.echo(f"{len(drift)} differences between the pool and PostgreSQL", err=True)
+        raise typer.Exit(1)
+    typer.echo("the pool mirrors PostgreSQL")
+
+
+@wechat.command("menu")
+def wechat_menu(file: Annotated[Path, typer.Option(help="the menu, WeChat's JSON")] = Path("fixtures/wechat_menu.json"),
+                ) -> None:
+    """Publish the account's menu from FILE; `{public_base_url}` in its links is filled in from the settings."""
+    settings = get_settings()
+    if not settings.wechat.enabled:
+        typer.echo("no WeChat official account is configured (set WECHAT__APP_ID and WECHAT__SECRET)", err=True)
+        raise typer.Exit(2)
+    try:
+        loaded = menu.load(file, settings.wechat)
+    except InvalidInput as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(2) from None
+    menu.publish(AccountClient(settings.wechat, connect(settings.redis_url)), loaded)
+    typer.echo(f"menu published from {file}")
+
+
 if __name__ == "__main__":
     app()
+

@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.kernel.db import Database
 from dispatch.kernel.problems import problem
+from dispatch.tickets import mirror
+from grab_pool import pool
 
 router = APIRouter(tags=["operations"])
 
@@ -20,9 +22,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a required service is down"}})
+@router.get("/readyz", responses={503: {"description": "PostgreSQL is down"}})
 def readyz(request: Request) -> Any:
-    """PostgreSQL, PostGIS and Redis are reachable."""
+    """PostgreSQL and PostGIS reachable (else 503); Redis and the grab pool up, or "degraded".
+
+    Without Redis the service still takes reports and arbitrates grabs in
+    PostgreSQL alone, so it stays in the load balancer, saying so.
+    """
     checks: dict[str, str] = {}
     database: Database = request.app.state.db
     try:
@@ -35,11 +41,26 @@ def readyz(request: Request) -> Any:
         checks["redis"] = "ok"
     except RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
-    down = [name for name, state in checks.items() if state.startswith("down")]
-    if down:
-        return problem(503, "service_unavailable", "A required service is down",
-                       f"not reachable: {', '.join(down)}", checks=checks)
-    return JSONResponse({"status": "ok", "checks": checks})
+    if checks["postgres"] != "ok":
+        return problem(503, "service_unavailable", "A required service is down", "not reachable: postgres",
+                       checks=checks)
+    checks["pool"] = _pool_state(request, redis_up=checks["redis"] == "ok")
+    degraded = any(state != "ok" for name, state in checks.items() if name != "postgis")
+    return JSONResponse({"status": "degraded" if degraded else "ok", "checks": checks})
+
+
+def _pool_state(request: Request, *, redis_up: bool) -> str:
+    if not redis_up:
+        return "degraded: Redis is down, PostgreSQL alone arbitrates grabs"
+    with request.app.state.db.session_scope() as session:
+        branches = mirror.branch_ids(session)
+    try:
+        unbuilt = [b for b in branches if not pool.is_built(request.app.state.redis, b)]
+    except RedisError as exc:
+        return f"degraded: {type(exc).__name__}"
+    if unbuilt:
+        return f"degraded: rebuilding branches {', '.join(map(str, unbuilt))}, PostgreSQL arbitrates their grabs"
+    return "ok"
 
 
 @router.get("/metrics", response_class=Response)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from dispatch.accounts.service import create_user, find_user
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
-from dispatch.tickets.models import TicketType
+from dispatch.tickets import sla
+from dispatch.tickets.models import EscalationStep, TicketType
 from dispatch.tickets.schemas import TicketTypeCreate
 from dispatch.tickets.service import create_type
 from geo import gazetteer, regions
@@ -79,6 +80,29 @@ def _load_technicians(session: Session, fixtures: Path, by_code: dict[str, Regio
     return added
 
 
+def _load_escalation(session: Session, fixtures: Path, by_code: dict[str, Region]) -> int:
+    added = 0
+    for code, steps in yaml.safe_load((fixtures / "escalation.yaml").read_text(encoding="utf-8")).items():
+        region_id = by_code[code].id
+        if session.scalar(select(EscalationStep.id).where(EscalationStep.region_id == region_id).limit(1)):
+            continue
+        rungs = [sla.Rung(level=i + 1, title=step["title"], delay_min=step["delay_min"],
+                          role=Role(step["role"]) if "role" in step else None,
+                          reach=RegionKind(step["reach"]) if "reach" in step else None,
+                          user_id=_user_id(session, step["user"]) if "user" in step else None)
+                 for i, step in enumerate(steps)]
+        sla.set_chain(session, region_id=region_id, actor=SEEDER, steps=rungs)
+        added += 1
+    return added
+
+
+def _user_id(session: Session, username: str) -> int:
+    user = find_user(session, username)
+    if user is None:
+        raise LookupError(f"escalation.yaml names user {username!r}, missing from users.yaml")
+    return user.id
+
+
 def _load_places(session: Session, fixtures: Path) -> int:
     added = 0
     with (fixtures / "places.csv").open(encoding="utf-8", newline="") as rows:
@@ -99,5 +123,6 @@ def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> 
         "ticket_types_added": _load_types(session, fixtures),
         "users_added": _load_users(session, fixtures, by_code, password),
         "technicians_added": _load_technicians(session, fixtures, by_code, password),
+        "escalation_chains_added": _load_escalation(session, fixtures, by_code),
         "places_added": _load_places(session, fixtures),
     }

@@ -1,10 +1,11 @@
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from dispatch.accounts.service import TokenAuthenticator
-from dispatch.kernel.auth import ActorDep, api_key_scheme, bearer_scheme
+from dispatch.kernel.auth import Actor, ActorDep, api_key_scheme, bearer_scheme
 from dispatch.kernel.db import Database, SessionDep
 from technicians.models import Technician
 from technicians.presence import TechnicianRef
@@ -18,26 +19,40 @@ def current_technician(actor: ActorDep, session: SessionDep) -> Technician:
 CurrentTechnician = Annotated[Technician, Depends(current_technician)]
 
 
-async def pinging_technician(request: Request, token: Annotated[str | None, Depends(bearer_scheme)],
-                             api_key: Annotated[str | None, Depends(api_key_scheme)]) -> TechnicianRef:
-    """The caller's live-index reference, from the per-process caches when warm.
+@dataclass(frozen=True)
+class TechnicianCaller:
+    actor: Actor
+    ref: TechnicianRef
 
-    The phones' ping path: a warm cache costs no database session and no hop
-    to a worker thread (each sync dependency would take one); a cold one
-    resolves once in a thread, like any other request.
+
+async def technician_caller(request: Request, token: Annotated[str | None, Depends(bearer_scheme)],
+                            api_key: Annotated[str | None, Depends(api_key_scheme)]) -> TechnicianCaller:
+    """The calling technician and their live-index reference, from the per-process caches when warm.
+
+    The phones' hot paths (pings, grabs): a warm cache costs no database
+    session and no hop to a worker thread (each sync dependency would take
+    one); a cold one resolves once in a thread, like any other request.
     """
     authenticate: TokenAuthenticator = request.app.state.authenticate
     actor = authenticate.cached(token) if token and not api_key else None
     ref = cached_ref(actor.id) if actor is not None else None
-    if ref is not None:
-        return ref
-    return await run_in_threadpool(_resolve_ref, request.app.state.db, authenticate, token, api_key)
+    if actor is not None and ref is not None:
+        return TechnicianCaller(actor=actor, ref=ref)
+    return await run_in_threadpool(_resolve_caller, request.app.state.db, authenticate, token, api_key)
 
 
-def _resolve_ref(database: Database, authenticate: TokenAuthenticator, token: str | None,
-                 api_key: str | None) -> TechnicianRef:
+def _resolve_caller(database: Database, authenticate: TokenAuthenticator, token: str | None,
+                    api_key: str | None) -> TechnicianCaller:
     with database.session_scope() as session:
-        return technician_ref(session, authenticate(session, token, api_key))
+        actor = authenticate(session, token, api_key)
+        return TechnicianCaller(actor=actor, ref=technician_ref(session, actor))
+
+
+CallingTechnician = Annotated[TechnicianCaller, Depends(technician_caller)]
+
+
+async def pinging_technician(caller: CallingTechnician) -> TechnicianRef:
+    return caller.ref
 
 
 PingingTechnician = Annotated[TechnicianRef, Depends(pinging_technician)]

@@ -92,6 +92,15 @@ def is_located(redis: Redis, keys: LiveKeys, technician_id: int) -> bool:
     return redis.zscore(keys.geo, str(technician_id)) is not None
 
 
+def position(redis: Redis, keys: LiveKeys, technician_id: int) -> LatLng | None:
+    """Where the technician's phone last was, as the live index holds it (None when not located)."""
+    found = redis.geopos(keys.geo, str(technician_id))
+    if not found or found[0] is None:
+        return None
+    lng, lat = found[0]
+    return LatLng(lat=float(lat), lng=float(lng))
+
+
 def take_off_duty(redis: Redis, keys: LiveKeys, technician_id: int) -> None:
     _change(redis, keys, "off", technician_id)
 

@@ -36,6 +36,7 @@ class TechnicianRef:
     id: int
     branch_id: int | None
     scope_path: str
+    max_active: int
 
     @property
     def keys(self) -> live.LiveKeys:
@@ -55,7 +56,20 @@ def ref_of(session: Session, technician: Technician) -> TechnicianRef:
     path = session.execute(select(Region.path).where(Region.id == technician.region_id)).scalar_one()
     # Paths run company/branch/grid: the branch is the second step, if any.
     steps = path_steps(path)
-    return TechnicianRef(id=technician.id, branch_id=steps[1] if len(steps) > 1 else None, scope_path=path)
+    return TechnicianRef(id=technician.id, branch_id=steps[1] if len(steps) > 1 else None, scope_path=path,
+                         max_active=technician.max_active)
+
+
+def position_of(session: Session, redis: Redis, ref: TechnicianRef) -> LatLng | None:
+    """The technician's latest position: the live index, else the last one written through to PostGIS."""
+    try:
+        located = live.position(redis, ref.keys, ref.id) if ref.branch_id is not None else None
+    except RedisError:
+        located = None
+    if located is not None:
+        return located
+    stored = session.scalar(select(Technician.last_location).where(Technician.id == ref.id))
+    return from_wkb(stored) if stored is not None else None
 
 
 def local_clock(now: datetime, tz: str) -> tuple[int, int]:

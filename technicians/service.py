@@ -44,6 +44,17 @@ def create_technician(session: Session, *, actor: Actor, name: str, phone: str, 
     return technician
 
 
+def require_wechat_bound(technician: Technician, *, account_configured: bool) -> None:
+    """Where a WeChat account pushes the work, only a technician bound to it can be force-assigned (seed 002).
+
+    Raises:
+        InvalidInput: the account is configured and the technician has not bound their WeChat.
+    """
+    if account_configured and technician.wechat_openid is None:
+        raise InvalidInput("technician_id", f"technician {technician.name} has not bound WeChat yet: "
+                                            "issue a binding link first")
+
+
 def get_technician(session: Session, technician_id: int, *, scope: tuple[int, ...] | None) -> Technician:
     """Raises: NotFound (also when outside the caller's scope)."""
     technician = session.scalar(select(Technician).where(

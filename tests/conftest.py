@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from dispatch.app import create_app
-from dispatch.kernel.db import get_database, get_session
+from dispatch.kernel.db import UnitOfWork, get_database, get_session, get_unit_of_work
 from dispatch.kernel.queues import queue
 from dispatch.kernel.settings import Settings, get_settings
 from dispatch.migrations import runner
@@ -145,7 +146,16 @@ def app(settings: Settings, db: Session, redis: Redis) -> FastAPI:
         with db.begin_nested():
             yield db
 
+    @contextmanager
+    def test_unit() -> Iterator[Session]:
+        with db.begin_nested():
+            yield db
+
+    async def test_unit_of_work() -> UnitOfWork:
+        return test_unit
+
     app.dependency_overrides[get_session] = test_session
+    app.dependency_overrides[get_unit_of_work] = test_unit_of_work
     return app
 
 

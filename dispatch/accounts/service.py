@@ -212,3 +212,12 @@ def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> in
     upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
                                         set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)})
     return session.execute(upsert.returning(Subscriber.id)).scalar_one()
+
+
+def subscriber_by_openid(session: Session, *, openid: str) -> Subscriber:
+    """The subscriber behind a WeChat openid, created the first time they follow or write."""
+    stmt = insert(Subscriber).values(openid=openid)
+    # DO UPDATE (a no-op) rather than DO NOTHING: it returns the existing row too.
+    upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.openid], set_={"openid": stmt.excluded.openid})
+    subscriber_id = session.execute(upsert.returning(Subscriber.id)).scalar_one()
+    return session.get_one(Subscriber, subscriber_id)

@@ -1,16 +1,17 @@
 """Engine, sessions and the declarative base shared by every domain's models."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
+import structlog
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Enum, MetaData, create_engine, text
+from sqlalchemy import DateTime, Enum, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from dispatch.kernel.settings import Settings, get_settings
 
@@ -23,6 +24,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+_AFTER_COMMIT = "fieldpool.after_commit"
+
+log = structlog.get_logger()
 
 
 class Base(DeclarativeBase):
@@ -77,8 +81,53 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+async def get_unit_of_work(request: Request) -> UnitOfWork:
+    """For endpoints that open their transactions themselves, when and if they need one.
+
+    Async, so that asking for it costs no worker thread: a grab the pool
+    turns away never opens a session at all.
+    """
+    database: Database = request.app.state.db
+    return database.session_scope
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+
 
 def str_enum(enum_type: type[StrEnum], length: int) -> Enum:
     """A VARCHAR column that reads back as the StrEnum (a plain str would make `is` checks lie)."""
     return Enum(enum_type, native_enum=False, create_constraint=False, length=length,
                 values_callable=lambda members: [m.value for m in members])
+
+
+def after_commit(session: Session, key: str, callback: Callable[[], None]) -> None:
+    """Run `callback` once the outermost transaction has committed; dropped if it rolls back.
+
+    For work outside PostgreSQL that must not run before the rows are durable
+    (a job that would find nothing, a Redis mirror that would run ahead).
+    Registering the same key again in one transaction replaces the callback:
+    the last picture wins. A failing callback is logged, never raised: the
+    commit has happened, and periodic jobs repair what a callback missed.
+    """
+    session.info.setdefault(_AFTER_COMMIT, {})[key] = callback
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    # Fires for the outermost transaction only (savepoints do not commit).
+    callbacks: dict[str, Callable[[], None]] = session.info.pop(_AFTER_COMMIT, None) or {}
+    for key, callback in callbacks.items():
+        try:
+            callback()
+        except Exception as exc:
+            log.warning("after_commit_failed", key=key, error=f"{type(exc).__name__}: {exc}")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A rolled-back savepoint leaves the outer transaction (and its callbacks) standing.
+    if previous_transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,42 @@ class OfferSettings(BaseModel):
     tie_band_m: int = 300
 
 
+class PoolSettings(BaseModel):
+    """The grab pool in Redis (env: POOL__LEASE_MS=15000, ...)."""
+
+    # How long a grab's claim holds while its PostgreSQL commit runs; a claimer
+    # that dies loses the ticket back to the pool after this.
+    lease_ms: int = 15000
+    # Leases are reaped and the pool checked against PostgreSQL this often.
+    repair_interval_s: int = 5
+    # A full rebuild from PostgreSQL this often, whatever else happened.
+    rebuild_interval_s: int = 300
+    near_radius_m: int = 5000
+    near_limit: int = 100
+
+
+class SlaSettings(BaseModel):
+    """Timeouts, warnings and escalation (env: SLA__SWEEP_INTERVAL_S=15, SLA__ESCALATION_DELAYS_MIN=[0,15,30,60])."""
+
+    sweep_interval_s: int = Field(default=15, gt=0)
+    sweep_batch: int = Field(default=200, gt=0)
+    # The warning goes out when this share of an SLA has passed.
+    warning_fraction: float = Field(default=0.8, gt=0, lt=1)
+    # Minutes after a breach at which the default chain's four steps are notified
+    # (grid dispatcher, branch dispatcher, branch manager, HQ); a region's own chain overrides them.
+    escalation_delays_min: tuple[int, int, int, int] = (0, 15, 30, 60)
+    # Surge mode multiplies a type's SLA minutes by these unless the switch names its own.
+    surge_response_factor: float = Field(default=2.0, ge=1, le=10)
+    surge_resolution_factor: float = Field(default=1.5, ge=1, le=10)
+
+    @field_validator("escalation_delays_min")
+    @classmethod
+    def _steps_in_order(cls, delays: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if min(delays) < 0 or list(delays) != sorted(delays):
+            raise ValueError("delays are minutes after the breach, each step no earlier than the one before")
+        return delays
+
+
 class GeocoderSettings(BaseModel):
     """Online geocoder (Tencent Location Service); off unless a key is set (env: GEOCODER__KEY=...)."""
 
@@ -42,6 +78,39 @@ class GeocoderSettings(BaseModel):
     timeout_s: float = 3.0
 
 
+class WechatSettings(BaseModel):
+    """The WeChat official account (公众号); off while app_id is empty (env: WECHAT__APP_ID=wx...)."""
+
+    app_id: str = ""
+    secret: str = ""
+    # The server URL's Token and, in safe mode, the EncodingAESKey (43 characters).
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com/"
+    oauth_base_url: str = "https://open.weixin.qq.com/connect/"
+    # Where WeChat users reach this deployment: links in messages and the OAuth redirect.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Deliveries older than this (or this far in the future) are refused as replays.
+    timestamp_window_s: int = 300
+    max_body_bytes: int = 64 * 1024
+    timeout_s: float = 4.0
+    # Template ids as configured in the account's back office, per message kind.
+    template_offer: str = ""
+    template_accepted: str = ""
+    template_arrived: str = ""
+    template_completed: str = ""
+    # What a conversational report becomes: the fault type and how long a half-told report is kept.
+    report_type_code: str = "broadband_fault"
+    conversation_ttl_s: int = 30 * 60
+    # A LOCATION event or message counts as where the subscriber is for this long.
+    position_ttl_s: int = 30 * 60
+    binding_ttl_s: int = 24 * 3600
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id)
+
+
 class Settings(BaseSettings):
     """Everything a private deployment configures, as environment variables."""
 
@@ -49,7 +118,10 @@ class Settings(BaseSettings):
 
     presence: PresenceSettings = PresenceSettings()
     offer: OfferSettings = OfferSettings()
+    pool: PoolSettings = PoolSettings()
     geocoder: GeocoderSettings = GeocoderSettings()
+    sla: SlaSettings = SlaSettings()
+    wechat: WechatSettings = WechatSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"

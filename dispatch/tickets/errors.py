@@ -21,6 +21,11 @@ class LimitReached(Conflict):
     title = "You already hold as many active tickets as you may"
 
 
+class LocationUnknown(Conflict):
+    code = "location_unknown"
+    title = "Your position is not known yet"
+
+
 class ConcurrentChange(Conflict):
     code = "concurrent_change"
     title = "The ticket changed meanwhile; reload and retry"

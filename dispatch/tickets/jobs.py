@@ -1,4 +1,4 @@
-"""Periodic rq jobs of dispatch: ring sweeps and the live index's upkeep.
+"""Periodic rq jobs of dispatch: ring and SLA sweeps, and the live index's upkeep.
 
 Each opens its own unit of work, is safe to run twice (offers are unique
 per ticket and technician; track points are popped once) and is enqueued
@@ -11,7 +11,7 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import load, offers
+from dispatch.tickets import load, mirror, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
@@ -30,6 +30,16 @@ def sweep_rings() -> int:
         swept = offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
     redis.close()
     return swept
+
+
+def sweep_sla() -> int:
+    """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        result = sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC), limit=settings.sla.sweep_batch)
+    redis.close()
+    return result.total
 
 
 def flush_track() -> int:
@@ -67,10 +77,34 @@ def expire_live_index() -> int:
     return gone
 
 
+def repair_pool() -> dict[str, int]:
+    """Return dead claims to the grab pool and rebuild branches whose pool vanished (Redis flushed or restarted)."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        repaired = mirror.repair(session, redis)
+    redis.close()
+    return repaired
+
+
+def rebuild_pool() -> dict[int, int]:
+    """Rebuild the whole grab pool from PostgreSQL: whatever a mirror missed is put right."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        rebuilt = mirror.rebuild(session, redis)
+    redis.close()
+    return rebuilt
+
+
 def periodic(settings: Settings) -> list[Periodic]:
-    """What the worker runs on a clock: ring sweeps, write-through, restoring the live index and
-    expiring stale positions from it."""
+    """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
+    restoring the live index and expiring stale positions from it, and keeping the grab pool true to
+    PostgreSQL."""
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
+            Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
-            Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S)]
+            Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S),
+            Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),
+            Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s)]

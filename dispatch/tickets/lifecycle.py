@@ -33,6 +33,11 @@ class Action(StrEnum):
     INVALIDATE = "invalidate"
     RETYPE = "retype"
     TIME_OUT = "time_out"
+    # SLA checkpoints: recorded on the ticket, never a change of state.
+    SLA_WARNING = "sla_warning"
+    SLA_BREACH = "sla_breach"
+    ESCALATE = "escalate"
+    ACKNOWLEDGE = "acknowledge"
 
 
 OPEN_STATES = frozenset({S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.AWAITING_FOLLOWUP})
@@ -62,6 +67,8 @@ FEED_EVENT = {
     Action.ASSIGN: "ticket.accepted", Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
     Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped", Action.TIME_OUT: "ticket.timed_out",
+    Action.SLA_WARNING: "ticket.sla_warning", Action.SLA_BREACH: "ticket.sla_breached",
+    Action.ESCALATE: "ticket.escalated", Action.ACKNOWLEDGE: "ticket.acknowledged",
 }
 
 
@@ -139,10 +146,13 @@ def _raise_lost_race(session: Session, ticket: Ticket, action: Action) -> None:
 
 
 def record(session: Session, ticket: Ticket, *, action: Action, actor: Actor, note: str | None = None,
-           data: dict[str, Any] | None = None) -> None:
-    """Append an event that changes no state (intake, a merged duplicate)."""
+           data: dict[str, Any] | None = None, feed_data: dict[str, Any] | None = None) -> None:
+    """Append an event that changes no state (intake, a merged duplicate, an SLA checkpoint).
+
+    `feed_data` travels on the live feed with the event (the event row keeps `data`).
+    """
     session.add(TicketEvent(ticket_id=ticket.id, actor=actor.label, actor_role=actor.role, action=action,
                             from_state=None if action is Action.CREATE else ticket.state,
                             to_state=ticket.state, note=note, data=data or {}))
-    announce(session, ticket, FEED_EVENT[action], technician_ids=[ticket.technician_id])
+    announce(session, ticket, FEED_EVENT[action], technician_ids=[ticket.technician_id], **(feed_data or {}))
     session.flush()

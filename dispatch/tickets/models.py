@@ -10,6 +10,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -25,7 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from dispatch.kernel.auth import Role
 from dispatch.kernel.db import Base, str_enum
+from geo.models import RegionKind
 
 
 class TicketState(StrEnum):
@@ -76,6 +79,17 @@ class Ticket(Base):
         Index("ix_ticket_next_ring_due", "next_ring_at", postgresql_where="next_ring_at IS NOT NULL"),
         Index("ix_ticket_open_by_subscriber", "subscriber_id", "type_code",
               postgresql_where="state NOT IN ('completed', 'invalid')"),
+        # The SLA sweep's due rows, one small index per checkpoint: each shrinks
+        # as tickets pass the checkpoint or leave the state it applies to.
+        Index("ix_ticket_response_warning_due", "response_warn_at",
+              postgresql_where="state = 'pending' AND response_warned_at IS NULL"),
+        Index("ix_ticket_response_due", "response_due_at", postgresql_where="state = 'pending'"),
+        Index("ix_ticket_resolution_warning_due", "resolution_warn_at",
+              postgresql_where="state = 'accepted' AND resolution_warned_at IS NULL"),
+        Index("ix_ticket_resolution_due", "resolution_due_at",
+              postgresql_where="state = 'accepted' AND sla_breached_at IS NULL"),
+        Index("ix_ticket_next_escalation_due", "next_escalation_at",
+              postgresql_where="next_escalation_at IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -119,6 +133,18 @@ class Ticket(Base):
     ring: Mapped[int] = mapped_column(Integer, default=0)
     ring_radius_m: Mapped[int | None] = mapped_column(Integer)
     next_ring_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # The SLA sweep's state (dispatch/tickets/sla.py): when each warning is due and
+    # when it went out, the resolution breach, and how far up the chain it went.
+    response_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_escalation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The surge switch whose SLA profile timed this ticket; NULL for the standard profile.
+    sla_surge_id: Mapped[int | None] = mapped_column(ForeignKey("surge_switch.id"))
 
     events: Mapped[list["TicketEvent"]] = relationship(lazy="raise", order_by="TicketEvent.id")
 
@@ -219,3 +245,47 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EscalationStep(Base):
+    """One step of a region's escalation chain: who is notified how long after a breach.
+
+    A step names a user, or a role at a level of the ticket's region tree
+    (dispatchers of its grid, of its branch, ...). The chain of the most
+    specific region on a ticket's path applies; without one, the default chain
+    from the settings.
+    """
+
+    __tablename__ = "escalation_step"
+    __table_args__ = (
+        UniqueConstraint("region_id", "level"),
+        CheckConstraint("(user_id IS NULL) <> (role IS NULL)", name="user_or_role"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role | None] = mapped_column(str_enum(Role, 16))
+    reach: Mapped[RegionKind | None] = mapped_column(str_enum(RegionKind, 16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    delay_min: Mapped[int] = mapped_column(Integer)
+
+
+class SurgeSwitch(Base):
+    """Surge mode turned on or off for a region: the audit trail and, latest per region, the current state."""
+
+    __tablename__ = "surge_switch"
+    __table_args__ = (Index("ix_surge_switch_latest", "region_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id"))
+    on: Mapped[bool] = mapped_column(Boolean)
+    response_factor: Mapped[float] = mapped_column(Float)
+    resolution_factor: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Open tickets whose due times this switch changed.
+    retimed: Mapped[int] = mapped_column(Integer, default=0)

@@ -19,21 +19,28 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
+
+from dispatch.kernel.db import after_commit
 
 Channel = Callable[[str, dict[str, Any]], None]
 
 # By dotted name: the job lives in outbox.py, which delivers through this module.
 DRAIN_JOB = "dispatch.tickets.outbox.drain_outbox_job"
 DRAIN_JOB_TIMEOUT_S = 300
-_PENDING_DRAINS = "fieldpool.notify.pending_drains"
 
 log = structlog.get_logger()
 
 
 class NoChannel(LookupError):
     """No channel is registered for a topic: the message stays in the outbox (and is retried)."""
+
+
+class Undeliverable(Exception):
+    """A channel's verdict that retrying cannot help (the recipient unfollowed, a bad address).
+
+    The outbox records it as given up at once instead of retrying for half an hour.
+    """
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,11 @@ _CHANNELS: dict[str, _Registration] = {}
 def register_channel(name: str, fn: Channel, *, topics: Iterable[str] | None = None) -> None:
     """Send the given topics (default: the topic called `name`) through `fn`; replaces a channel of that name."""
     _CHANNELS[name] = _Registration(fn=fn, topics=frozenset(topics) if topics is not None else frozenset({name}))
+
+
+def remove_channel(name: str) -> None:
+    """Stop sending through `name` (an app created without that channel's configuration)."""
+    _CHANNELS.pop(name, None)
 
 
 def has_channel(name: str) -> bool:
@@ -76,7 +88,7 @@ def after_commit_drain(session: Session, queue: Queue) -> None:
     and the worker's periodic drain sends them later. Calling it several times
     in one transaction enqueues one drain per queue.
     """
-    session.info.setdefault(_PENDING_DRAINS, {})[queue.key] = queue
+    after_commit(session, f"notify.drain:{queue.key}", lambda: _enqueue_drain(queue))
 
 
 def _enqueue_drain(queue: Queue) -> None:
@@ -85,19 +97,3 @@ def _enqueue_drain(queue: Queue) -> None:
                       description="outbox drain after commit")
     except (RedisError, OSError) as exc:
         log.warning("outbox_drain_enqueue_failed", queue=queue.name, error=f"{type(exc).__name__}: {exc}")
-
-
-@event.listens_for(Session, "after_commit")
-def _drain_after_commit(session: Session) -> None:
-    # Fires for the outermost transaction only, after the rows are durable:
-    # a job enqueued earlier could run before the commit and find nothing.
-    queues: dict[str, Queue] = session.info.pop(_PENDING_DRAINS, None) or {}
-    for queue in queues.values():
-        _enqueue_drain(queue)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    # A rolled-back savepoint leaves the outer transaction (and its drain) standing.
-    if previous_transaction.parent is None:
-        session.info.pop(_PENDING_DRAINS, None)

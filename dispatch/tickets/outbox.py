@@ -82,6 +82,8 @@ def _drain(session: Session, *, deliver: Deliver, limit: int, max_attempts: int,
             continue
         try:
             deliver(topic, payload)
+        except notify.Undeliverable as exc:
+            _give_up(session, message_id, topic=topic, max_attempts=max_attempts, error=f"undeliverable: {exc}")
         except Exception as exc:
             failed_topics.add(topic)
             _record_failure(session, message_id, topic=topic, attempts=attempts + 1, max_attempts=max_attempts,
@@ -92,6 +94,14 @@ def _drain(session: Session, *, deliver: Deliver, limit: int, max_attempts: int,
         session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(sent)).values(sent_at=now)
                         .execution_options(synchronize_session=False))
     return len(rows), len(sent)
+
+
+def _give_up(session: Session, message_id: int, *, topic: str, max_attempts: int, error: str) -> None:
+    # Attempts jump to the maximum: the drain's query then never picks the row again.
+    log.error("outbox_gave_up", message_id=message_id, topic=topic, error=error)
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                    .values(attempts=max_attempts, last_error=f"{GAVE_UP}: {error}"[:2000])
+                    .execution_options(synchronize_session=False))
 
 
 def _record_failure(session: Session, message_id: int, *, topic: str, attempts: int, max_attempts: int,

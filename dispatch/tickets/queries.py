@@ -1,14 +1,29 @@
 """Who may see which tickets, as SQL conditions (filtering happens in the query, never after)."""
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.kernel.auth import Actor, Role
 from dispatch.tickets.models import Ticket, TicketState
 from geo import regions
 from technicians.models import Technician
+
+
+class SlaStatus(StrEnum):
+    BREACHED = "breached"  # timed out, or accepted past its resolution SLA: red on the console
+    WARNED = "warned"  # warned and not breached yet: due soon
+
+
+def sla_status(status: SlaStatus) -> ColumnElement[bool]:
+    """Open tickets in the given SLA status, as the console lists them."""
+    pending, accepted = Ticket.state == TicketState.PENDING, Ticket.state == TicketState.ACCEPTED
+    if status is SlaStatus.BREACHED:
+        return or_(Ticket.state == TicketState.TIMED_OUT, and_(accepted, Ticket.sla_breached_at.is_not(None)))
+    return or_(and_(pending, Ticket.response_warned_at.is_not(None)),
+               and_(accepted, Ticket.sla_breached_at.is_(None), Ticket.resolution_warned_at.is_not(None)))
 
 
 def visible_to(actor: Actor) -> ColumnElement[bool]:
@@ -25,11 +40,13 @@ def visible_to(actor: Actor) -> ColumnElement[bool]:
 
 def ticket_list(actor: Actor, *, state: TicketState | None, type_code: str | None, region_id: int | None,
                 technician_id: int | None, created_from: datetime | None, created_to: datetime | None,
-                after_id: int | None, limit: int) -> Select[Ticket]:
+                after_id: int | None, limit: int, sla: SlaStatus | None = None) -> Select[Ticket]:
     """Newest first; keyset on id so a page never shifts while tickets arrive."""
     query = select(Ticket).where(visible_to(actor))
     if state is not None:
         query = query.where(Ticket.state == state)
+    if sla is not None:
+        query = query.where(sla_status(sla))
     if type_code is not None:
         query = query.where(Ticket.type_code == type_code)
     if region_id is not None:

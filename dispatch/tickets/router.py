@@ -1,17 +1,18 @@
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
-from dispatch.kernel.db import SessionDep
+from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, offers, service
+from dispatch.tickets import attachments, grabs, offers, service, sla
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -19,22 +20,30 @@ from dispatch.tickets.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     LimitReached,
+    LocationUnknown,
     NotYourTicket,
     TicketNotFound,
     TooLarge,
     UnsupportedMedia,
 )
 from dispatch.tickets.models import Attachment, TicketState, TicketType
+from dispatch.tickets.queries import SlaStatus
 from dispatch.tickets.schemas import (
+    AcknowledgeBody,
     ArriveBody,
     AssignBody,
     AttachmentRead,
     CompleteBody,
+    EscalationChainBody,
+    EscalationChainRead,
     FollowupBody,
     MyOfferRead,
     NearestRead,
     OfferRead,
+    PoolTicketRead,
     ReasonBody,
+    SurgeBody,
+    SurgeRead,
     TicketCreate,
     TicketDetail,
     TicketPatch,
@@ -42,12 +51,15 @@ from dispatch.tickets.schemas import (
     TicketTypeCreate,
     TicketTypeRead,
     TicketTypeUpdate,
+    chain_read,
     event_read,
+    surge_read,
     ticket_read,
 )
 from geo import crs
 from geo.latlng import LatLng
-from technicians.deps import CurrentTechnician
+from grab_pool import pool
+from technicians.deps import CallingTechnician, CurrentTechnician
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
@@ -73,11 +85,12 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
 @router.get("/tickets", response_model=Page[TicketRead])
 def list_tickets(actor: ActorDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
                  type_code: str | None = None, region_id: int | None = None, technician_id: int | None = None,
-                 created_from: datetime | None = None, created_to: datetime | None = None) -> dict[str, Any]:
-    """Tickets the caller may see, newest first."""
+                 created_from: datetime | None = None, created_to: datetime | None = None,
+                 sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None) -> dict[str, Any]:
+    """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA."""
     rows = service.list_tickets(session, actor=actor, limit=page.limit + 1, after_id=page.after_id, state=state,
                                 type_code=type_code, region_id=region_id, technician_id=technician_id,
-                                created_from=created_from, created_to=created_to)
+                                created_from=created_from, created_to=created_to, sla=sla_status)
     return page_of([ticket_read(t) for t in rows], page)
 
 
@@ -90,11 +103,24 @@ def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
              responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound))
-def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session: SessionDep, redis: RedisDep,
-                settings: SettingsDep) -> TicketRead:
-    """Claim a pooled ticket for the calling technician; exactly one caller wins."""
-    return ticket_read(service.grab(session, redis, ticket_id=ticket_id, technician=me, actor=actor,
-                                    settings=settings))
+async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: UnitOfWorkDep,
+                      request: Request) -> TicketRead:
+    """Claim a pooled ticket for the calling technician; exactly one caller wins.
+
+    Async on purpose: the pool's script turns losers away on the event loop,
+    with no worker thread and no PostgreSQL statement; only a winner (or a
+    grab the pool cannot decide) goes on to commit in a thread.
+    """
+    state = request.app.state
+    grabber = grabs.grabber_of(caller.ref)
+    if grabber is None:
+        raise OutOfScope("technicians of the whole company grab from a branch's pool")
+    claimed = await pool.grab_async(state.redis_async, grabber, ticket_id, request_id=pool.new_request_id(),
+                                    lease_ms=state.settings.pool.lease_ms)
+    grabs.refuse(claimed, ticket_id, grabber)
+    ticket = await run_in_threadpool(grabs.settle, unit_of_work, state.redis, claimed=claimed, grabber=grabber,
+                                     ticket_id=ticket_id, actor=caller.actor, settings=state.settings)
+    return ticket_read(ticket)
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead,
@@ -102,7 +128,7 @@ def grab_ticket(ticket_id: int, me: CurrentTechnician, actor: ActorDep, session:
 def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
                   settings: SettingsDep) -> TicketRead:
     """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin)."""
-    service.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
+    grabs.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
                    settings=settings)
     return ticket_read(ticket)
 
@@ -151,9 +177,19 @@ def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead,
               responses={**TRANSITION_ERRORS, **problem_docs(InvalidInput)})
-def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+                settings: SettingsDep) -> TicketRead:
     """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
-    service.retype(session, ticket=ticket, actor=actor, type_code=body.type_code)
+    service.retype(session, redis, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
+    return ticket_read(ticket)
+
+
+@router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],
+             responses=problem_docs(TicketNotFound, InvalidTransition, Forbidden))
+def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, actor: ActorDep,
+                           session: SessionDep) -> TicketRead:
+    """Stop a breached ticket's escalation: you have taken it on; it stays red until dealt with (dispatcher, admin)."""
+    sla.acknowledge(session, ticket=ticket, actor=actor, note=body.note)
     return ticket_read(ticket)
 
 
@@ -220,8 +256,61 @@ def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
             for offer, ticket in offers.open_offers(session, technician_id=me.id)]
 
 
+@router.get("/me/pool", response_model=list[PoolTicketRead], tags=["technicians"],
+            responses=problem_docs(Forbidden, LocationUnknown))
+def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, settings: SettingsDep,
+            radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None) -> list[PoolTicketRead]:
+    """Grabbable tickets in my scope near my last position, nearest first."""
+    found = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
+                          settings=settings)
+    return [PoolTicketRead(**ticket_read(ticket).model_dump(), distance_m=round(metres, 1)) for ticket, metres in found]
+
+
 @router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],
             responses=problem_docs(Forbidden))
 def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
     """My accepted tickets and those waiting for follow-up, oldest first."""
     return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]
+
+
+@router.get("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound))
+def get_surge(region_id: int, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> SurgeRead:
+    """Whether the region itself is in surge mode, with its factors and who switched it last."""
+    region = sla.get_region(session, region_id, actor=actor)
+    return surge_read(region.id, sla.latest_switch(session, region.id), settings.sla)
+
+
+@router.post("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
+             responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
+def switch_surge(region_id: int, body: SurgeBody, actor: ActorDep, session: SessionDep,
+                 settings: SettingsDep) -> SurgeRead:
+    """Switch the region (and all below it) to the surge SLA profile or back, audited (dispatcher, admin).
+
+    Switching on re-times its open tickets that have not breached yet; switching off
+    leaves the tickets taken in during the surge with the times they got.
+    """
+    switch = sla.switch_surge(session, region_id=region_id, actor=actor, on=body.on, reason=body.reason,
+                              response_factor=body.response_factor, resolution_factor=body.resolution_factor,
+                              cfg=settings.sla, now=datetime.now(UTC))
+    return surge_read(region_id, switch, settings.sla)
+
+
+@router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound))
+def get_escalation_chain(region_id: int, actor: ActorDep, session: SessionDep,
+                         settings: SettingsDep) -> EscalationChainRead:
+    """The escalation chain in force for tickets in the region: its own, an ancestor's, or the default."""
+    region = sla.get_region(session, region_id, actor=actor)
+    defined_at, rungs = sla.chain_for(session, region.path, settings.sla)
+    return chain_read(region.id, defined_at, rungs)
+
+
+@router.put("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
+def set_escalation_chain(region_id: int, body: EscalationChainBody, actor: ActorDep,
+                         session: SessionDep) -> EscalationChainRead:
+    """Replace the region's own escalation chain; steps are notified in the order given (admin)."""
+    rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
+        sla.Rung(level=i + 1, **step.model_dump()) for i, step in enumerate(body.steps)])
+    return chain_read(region_id, region_id, rungs)

@@ -4,8 +4,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from dispatch.tickets.models import Source, Ticket, TicketEvent, TicketKind, TicketState
+from dispatch.kernel.auth import Role
+from dispatch.kernel.settings import SlaSettings
+from dispatch.tickets import sla
+from dispatch.tickets.models import Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
 from geo.crs import Crs
+from geo.models import RegionKind
 from geo.points import from_wkb
 from technicians.schemas import Skill
 
@@ -63,6 +67,18 @@ class EventRead(BaseModel):
     location: LocationRead | None
 
 
+class SlaRead(BaseModel):
+    """Where the ticket stands against its time limits (the console colours and lists by it)."""
+
+    response_warned_at: datetime | None
+    resolution_warned_at: datetime | None
+    breached: bool = Field(description="Red now: timed out, or accepted past its resolution SLA.")
+    breached_at: datetime | None = Field(description="When the resolution SLA breach was flagged.")
+    escalation_level: int = Field(description="How many steps of the escalation chain were notified.")
+    next_escalation_at: datetime | None
+    surge: bool = Field(description="Timed by a surge profile.")
+
+
 class TicketRead(BaseModel):
     id: int
     number: str
@@ -92,6 +108,7 @@ class TicketRead(BaseModel):
     completed_at: datetime | None
     closed_at: datetime | None
     timed_out_at: datetime | None
+    sla: SlaRead
     offers: list[OfferRead] = Field(default_factory=list)
     merged: bool = Field(default=False, description="True when this report was merged into an open ticket.")
 
@@ -107,6 +124,10 @@ class AssignBody(BaseModel):
 
 class ReasonBody(BaseModel):
     reason: Reason
+
+
+class AcknowledgeBody(BaseModel):
+    note: Note | None = None
 
 
 class ArriveBody(BaseModel):
@@ -178,10 +199,19 @@ def ticket_read(ticket: Ticket, *, merged: bool = False, offers: list[OfferRead]
     """The API view of a ticket: WGS-84 location out of PostGIS, contact as one object."""
     point = from_wkb(ticket.location)
     fields = {name: getattr(ticket, name) for name in TicketRead.model_fields
-              if name not in {"location", "contact", "attachments", "offers", "merged"}}
-    return TicketRead(**fields, location=LocationRead(lat=point.lat, lng=point.lng),
+              if name not in {"location", "contact", "attachments", "offers", "merged", "sla"}}
+    return TicketRead(**fields, location=LocationRead(lat=point.lat, lng=point.lng), sla=sla_read(ticket),
                       contact=Contact(name=ticket.contact_name, phone=ticket.contact_phone),
                       attachments=ticket.attachment_refs, merged=merged, offers=offers or [])
+
+
+def sla_read(ticket: Ticket) -> SlaRead:
+    escalating = sla.breach_of(ticket) is not None
+    return SlaRead(response_warned_at=ticket.response_warned_at, resolution_warned_at=ticket.resolution_warned_at,
+                   breached=escalating, breached_at=ticket.sla_breached_at,
+                   escalation_level=ticket.escalation_level,
+                   next_escalation_at=ticket.next_escalation_at if escalating else None,
+                   surge=ticket.sla_surge_id is not None)
 
 
 def event_read(event: TicketEvent) -> EventRead:
@@ -200,8 +230,72 @@ class NearestRead(BaseModel):
     active_count: int
 
 
+class PoolTicketRead(TicketRead):
+    """A grabbable ticket as the pool lists it to a technician."""
+
+    distance_m: float
+
+
 class MyOfferRead(BaseModel):
     ticket: TicketRead
     distance_m: float
     ring: int
     offered_at: datetime
+
+
+class SurgeBody(BaseModel):
+    on: bool
+    reason: Reason | None = None
+    response_factor: float | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
+                                          description="Multiplies each type's response SLA; default from settings.")
+    resolution_factor: float | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
+                                            description="Multiplies each type's resolution SLA.")
+
+
+class SurgeRead(BaseModel):
+    region_id: int
+    on: bool
+    response_factor: float
+    resolution_factor: float
+    reason: str | None = None
+    switched_by: str | None = None
+    switched_at: datetime | None = None
+    retimed: int = Field(default=0, description="Open tickets re-timed by this switch.")
+
+
+class EscalationStepBody(BaseModel):
+    title: str = Field(min_length=1, max_length=100)
+    delay_min: int = Field(ge=0, le=60 * 24 * 7, description="Minutes after the breach.")
+    role: Role | None = Field(default=None, description="Notify the users with this role at `reach`...")
+    reach: RegionKind | None = Field(default=None, description="...of the ticket's grid, branch or company.")
+    user_id: int | None = Field(default=None, description="Or one named user.")
+
+
+class EscalationStepRead(EscalationStepBody):
+    level: int
+
+
+class EscalationChainBody(BaseModel):
+    steps: list[EscalationStepBody] = Field(min_length=1, max_length=10)
+
+
+class EscalationChainRead(BaseModel):
+    region_id: int
+    defined_at_region_id: int | None = Field(description="The region whose chain applies; null: the default chain.")
+    steps: list[EscalationStepRead]
+
+
+def surge_read(region_id: int, switch: SurgeSwitch | None, cfg: SlaSettings) -> SurgeRead:
+    """The region's own surge state (never switched: off, with the default factors)."""
+    if switch is None:
+        return SurgeRead(region_id=region_id, on=False, response_factor=cfg.surge_response_factor,
+                         resolution_factor=cfg.surge_resolution_factor)
+    return SurgeRead(region_id=region_id, on=switch.on, response_factor=switch.response_factor,
+                     resolution_factor=switch.resolution_factor, reason=switch.reason, switched_by=switch.actor,
+                     switched_at=switch.at, retimed=switch.retimed)
+
+
+def chain_read(region_id: int, defined_at: int | None, rungs: list[sla.Rung]) -> EscalationChainRead:
+    return EscalationChainRead(region_id=region_id, defined_at_region_id=defined_at, steps=[
+        EscalationStepRead(level=r.level, title=r.title, delay_min=r.delay_min, role=r.role, reach=r.reach,
+                           user_id=r.user_id) for r in rungs])

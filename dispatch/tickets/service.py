@@ -16,7 +16,7 @@ from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import load, offers, queries
+from dispatch.tickets import load, mirror, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -39,9 +39,10 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
+from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
-from technicians.service import get_technician, technician_of
+from technicians.service import get_technician, require_wechat_bound, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
 MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
@@ -56,6 +57,11 @@ class Intake:
     created: bool
     merged: bool = False
     offers: list[Candidate] = field(default_factory=list)
+
+
+def require_manager(actor: Actor, doing: str) -> None:
+    """Raises: Forbidden (not a dispatcher or admin)."""
+    _require(actor, MANAGERS, doing)
 
 
 def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
@@ -181,8 +187,9 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
                               body=body)
     if intake is None:
         ticket = _new_ticket(session, actor=actor, body=body, ticket_type=ticket_type, point=point,
-                             placement=placement, subscriber_id=subscriber_id, tz=settings.timezone)
+                             placement=placement, subscriber_id=subscriber_id, settings=settings)
         offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path)
+        mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=offered)
     if key_row is not None:
         key_row.ticket_id, key_row.merged = intake.ticket.id, intake.merged
@@ -205,11 +212,12 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
 
 
 def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TicketType, point: LatLng,
-                placement: regions.Placement, subscriber_id: int, tz: str) -> Ticket:
+                placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
     now = _now()
+    surge = sla.current_surge(session, placement.grid_path)
     ticket = Ticket(
         number=_next_number(session, branch_id=placement.branch_id, branch_code=placement.branch_code, now=now,
-                            tz=tz),
+                            tz=settings.timezone),
         type_code=ticket_type.code, state=TicketState.PENDING, version=1,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point),
@@ -218,8 +226,7 @@ def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_ty
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
         contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber_id,
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
-        response_due_at=now + timedelta(minutes=ticket_type.response_sla_min),
-        resolution_due_at=now + timedelta(minutes=ticket_type.resolution_sla_min),
+        **sla.timing(ticket_type, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
     session.add(ticket)
     session.flush()
@@ -255,26 +262,44 @@ def _active_count(session: Session, technician_id: int) -> int:
         Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
 
 
-def grab(session: Session, redis: Redis, *, ticket_id: int, technician: Technician, actor: Actor,
-         settings: Settings) -> Ticket:
-    """Claim a pooled ticket for the calling technician; exactly one caller wins.
+class StaleMirror(Exception):
+    """The pool claimed a ticket at a version PostgreSQL has moved past: claim again on a fresh mirror."""
+
+    def __init__(self, ticket: Ticket) -> None:
+        super().__init__(f"the pool mirrored an older version of ticket {ticket.number}")
+        self.ticket = ticket
+
+
+def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, actor: Actor,
+         settings: Settings, fence: int | None = None) -> Ticket:
+    """Commit a grab; exactly one caller wins.
+
+    `fence` is the ticket version the pool's claim was made on: the commit
+    only goes through if PostgreSQL still has that version and the ticket is
+    still grabbable. Without a fence (the pool is down or never saw the
+    ticket) PostgreSQL arbitrates alone, scope check included.
 
     Raises:
-        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition.
+        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition, NotATechnician,
+        StaleMirror (the fence is older than the ticket).
     """
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
-    if ticket.technician_id == technician.id and ticket.state is TicketState.ACCEPTED:
+    if ticket.technician_id == technician_id and ticket.state is TicketState.ACCEPTED:
         return ticket  # a resent grab of the winner: never tell the winner it lost
-    if not regions.covers_any(ticket.region_id, (technician.region_id,), session):
+    # Locked so that two grabs by one person cannot both pass the limit.
+    technician = session.get(Technician, technician_id, with_for_update=True)
+    if technician is None or not technician.active:
+        raise NotATechnician("this action is for technicians")
+    if fence is None and not regions.covers_any(ticket.region_id, (technician.region_id,), session):
         raise OutOfScope(f"ticket {ticket.number} is outside your grab scope")
     if ticket.state not in GRABBABLE:
         if ticket.state in {TicketState.ACCEPTED, TicketState.AWAITING_FOLLOWUP, TicketState.COMPLETED}:
             raise AlreadyTaken(f"ticket {ticket.number} is already taken", state=ticket.state)
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
-    # Lock the technician so that two grabs by one person cannot both pass the limit.
-    session.execute(select(Technician.id).where(Technician.id == technician.id).with_for_update())
+    if fence is not None and ticket.version != fence:
+        raise StaleMirror(ticket)
     if _active_count(session, technician.id) >= technician.max_active:
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
@@ -286,7 +311,8 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician: Technici
 
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
                     taken_by: int | None, also: int | None = None) -> None:
-    """The ticket changed hands: offers end (or rings resume) and both technicians' loads follow."""
+    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
+    mirror.mirror(session, redis, ticket)
     if ticket.state in GRABBABLE:
         ticket.next_ring_at = _now()  # back in the pool: the sweep offers the next ring at once
         session.flush()
@@ -309,6 +335,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise InvalidInput("technician_id", f"no technician {technician_id} in your regions") from exc
     if not technician.active:
         raise InvalidInput("technician_id", f"technician {technician.name} is deactivated")
+    require_wechat_bound(technician, account_configured=settings.wechat.enabled)
     reassign = ticket.state is TicketState.ACCEPTED
     if reassign and ticket.technician_id == technician.id:
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
@@ -372,6 +399,7 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
                       note=body.note, data={"materials": materials, "photos": body.photos},
                       changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
+    mirror.mirror(session, redis, ticket)
     load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
     return step
 
@@ -401,8 +429,9 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
     return step
 
 
-def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) -> Step:
-    """Change a ticket's type; its SLA due times follow the new type.
+def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type_code: str,
+           settings: Settings) -> Step:
+    """Change a ticket's type; its SLA due times follow the new type (under the surge profile it was taken in with).
 
     Raises: Forbidden, InvalidInput, InvalidTransition.
     """
@@ -410,13 +439,14 @@ def retype(session: Session, *, ticket: Ticket, actor: Actor, type_code: str) ->
     new_type = get_type(session, type_code)
     if new_type.code == ticket.type_code:
         raise InvalidInput("type_code", f"the ticket is a {type_code} already")
-    return transition(session, ticket, action=Action.RETYPE, actor=actor,
+    step = transition(session, ticket, action=Action.RETYPE, actor=actor,
                       data={"from": ticket.type_code, "to": new_type.code},
                       note=f"{ticket.type_code} → {new_type.code}",
                       changes={"type_code": new_type.code,
-                               "response_due_at": ticket.created_at + timedelta(minutes=new_type.response_sla_min),
-                               "resolution_due_at":
-                                   ticket.created_at + timedelta(minutes=new_type.resolution_sla_min)})
+                               **sla.retiming(ticket, new_type, surge=sla.surge_of(session, ticket),
+                                              warning_fraction=settings.sla.warning_fraction, now=_now())})
+    mirror.mirror(session, redis, ticket)  # a new version: a grab's fence must see it
+    return step
 
 
 

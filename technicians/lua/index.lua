@@ -27,8 +27,8 @@ elseif change == 'load' then
     end
     sync_open(id)
 elseif change == 'place' then
-    local at = tonumber(ARGV[5])
-    if tonumber(redis.call('ZSCORE', KEYS[2], id) or '0') < at then
+    local at, current = tonumber(ARGV[5]), redis.call('ZSCORE', KEYS[2], id)
+    if not current or tonumber(current) < at then
         redis.call('GEOADD', KEYS[1], ARGV[3], ARGV[4], id)
         redis.call('ZADD', KEYS[2], at, id)
         sync_open(id)

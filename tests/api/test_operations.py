@@ -9,6 +9,7 @@ from redis import Redis
 
 from dispatch.app import create_app
 from dispatch.kernel.settings import Settings
+from dispatch.tickets import jobs
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 
@@ -18,12 +19,19 @@ def test_healthz_is_200(client: TestClient) -> None:
     assert reply.status_code == 200 and reply.json() == {"status": "ok"}
 
 
-def test_readyz_reports_postgis_and_redis(client: TestClient) -> None:
+def test_readyz_reports_postgis_redis_and_the_pool(client: TestClient, redis: Redis, settings: Settings) -> None:
     reply = client.get("/readyz")
     assert reply.status_code == 200, reply.text
-    checks = reply.json()["checks"]
-    assert re.match(r"^\d+\.\d+", checks["postgis"])
-    assert checks["postgres"] == "ok" and checks["redis"] == "ok"
+    assert reply.json()["status"] == "degraded"  # the test Redis starts empty: no pool built yet
+    assert reply.json()["checks"]["pool"].startswith("degraded: rebuilding branches")
+
+    assert jobs.repair_pool()["rebuilt"] >= 2  # both demo branches
+    reply = client.get("/readyz")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["status"] == "ok"
+    assert re.match(r"^\d+\.\d+", body["checks"]["postgis"])
+    assert body["checks"] | {"postgis": "-"} == {"postgres": "ok", "postgis": "-", "redis": "ok", "pool": "ok"}
 
 
 @pytest.fixture
@@ -33,15 +41,15 @@ def client_without_redis(settings: Settings) -> Iterator[TestClient]:
         yield unready
 
 
-def test_readyz_is_503_naming_redis_when_redis_is_down(client_without_redis: TestClient) -> None:
+def test_readyz_stays_ready_but_degraded_when_redis_is_down(client_without_redis: TestClient) -> None:
+    # Grabs and intake go on through PostgreSQL: the instance must stay in the load balancer.
     reply = client_without_redis.get("/readyz")
-    assert reply.status_code == 503
-    assert reply.headers["content-type"].startswith("application/problem+json")
-    problem = reply.json()
-    assert problem["code"] == "service_unavailable"
-    assert "redis" in problem["detail"]
-    assert problem["checks"]["redis"].startswith("down")
-    assert problem["checks"]["postgres"] == "ok"
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["redis"].startswith("down")
+    assert body["checks"]["pool"].startswith("degraded: Redis is down")
+    assert body["checks"]["postgres"] == "ok"
     # Liveness does not depend on Redis: the process is still up.
     assert client_without_redis.get("/healthz").status_code == 200
 

@@ -21,9 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from grab_pool.pool import PoolKeys
 from tests.conftest import log_in
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
@@ -219,12 +221,17 @@ def test_two_concurrent_transitions_apply_exactly_one(world: World, pair: str) -
 
 # --- a storm of grabs --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("gated", [False, True], ids=["barrier", "every-grab-reaches-the-row"])
-def test_grab_storm_has_exactly_one_winner_and_the_rest_get_already_taken(world: World, gated: bool) -> None:
+@pytest.mark.parametrize("pool_gone", [False, True], ids=["through-the-pool", "pool-gone-every-grab-reaches-the-row"])
+def test_grab_storm_has_exactly_one_winner_and_the_rest_get_already_taken(world: World, redis: Redis,
+                                                                          pool_gone: bool) -> None:
     grabs = {username: world.headers(username) for username in STORM}
     for _round in range(5):
         ticket_id = world.report()
         calls = [post(f"/api/v1/tickets/{ticket_id}/grab", headers) for headers in grabs.values()]
+        gated = pool_gone
+        if pool_gone:  # as after a Redis flush: PostgreSQL alone decides, every racer queues on the row
+            branch_id = world.scalar("SELECT branch_id FROM ticket WHERE id = :id", id=ticket_id)
+            redis.delete(PoolKeys.of(branch_id).built)
 
         replies = race(world.base_url, calls, gate=RowGate(world.engine, ticket_id) if gated else None)
 

@@ -212,6 +212,24 @@ def test_a_message_that_keeps_failing_is_given_up_and_marked_not_retried_forever
     assert recorder.sent == []
 
 
+def test_an_undeliverable_message_is_given_up_at_once_and_the_rest_of_its_topic_still_goes(
+        outbox_db: Engine) -> None:
+    gone, fine = emit_committed(outbox_db, 1, 2, topic="wechat")
+    delivered = Recorder()
+
+    def deliver(topic: str, payload: dict[str, Any]) -> None:
+        if payload["n"] == 1:
+            raise notify.Undeliverable("43004 require subscribe")
+        delivered(topic, payload)
+
+    assert drain_committed(outbox_db, deliver) == 1
+    assert delivered.numbers == [2] and message(outbox_db, fine).sent_at is not None
+    row = message(outbox_db, gone)
+    assert (row.sent_at, row.attempts) == (None, outbox.MAX_ATTEMPTS)
+    assert row.last_error == f"{outbox.GAVE_UP}: undeliverable: 43004 require subscribe"
+    assert drain_committed(outbox_db, deliver, now=later(10_000)) == 0
+
+
 def test_after_a_channel_fails_its_other_messages_wait_and_other_topics_still_go(outbox_db: Engine) -> None:
     wechat_1, wechat_2 = emit_committed(outbox_db, 1, 2, topic="wechat")
     [feed_id] = emit_committed(outbox_db, 3, topic="feed")

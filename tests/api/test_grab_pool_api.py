@@ -1,0 +1,226 @@
+"""Grabs and the near-me pool over HTTP, against a live server committing for real so the pool mirrors it."""
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from redis import Redis
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+
+from dispatch.app import create_app
+from dispatch.kernel.db import session_scope
+from dispatch.kernel.settings import Settings
+from dispatch.tickets import mirror
+from geo.distance import EARTH_MEAN_RADIUS_M
+from geo.latlng import LatLng
+from grab_pool import pool
+from grab_pool.pool import PoolKeys
+from technicians import live
+from tests.conftest import log_in
+
+HERE = LatLng(43.935, 116.08)  # grid XL-G05
+DISPATCHER = "dispatcher.xl"
+_phones = iter(range(1, 10_000))
+
+
+def north_of(point: LatLng, metres: float) -> LatLng:
+    return LatLng(point.lat + math.degrees(metres / EARTH_MEAN_RADIUS_M), point.lng)
+
+
+class Desk:
+    def __init__(self, api: httpx.Client, engine: Engine, redis: Redis) -> None:
+        self.api, self.engine, self.redis = api, engine, redis
+
+    def headers(self, username: str) -> dict[str, str]:
+        return log_in(self.api, username)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar_one()
+
+    def report(self, at: LatLng = HERE) -> dict[str, Any]:
+        body = {"type_code": "broadband_fault", "description": "断网了", "location": {"lat": at.lat, "lng": at.lng},
+                "contact": {"name": "张三", "phone": f"1370000{next(_phones):04d}"}}
+        reply = self.api.post("/api/v1/tickets", json=body, headers=self.headers(DISPATCHER))
+        assert reply.status_code == 201, reply.text
+        return dict(reply.json())
+
+    def grab(self, ticket_id: int, username: str) -> httpx.Response:
+        return self.api.post(f"/api/v1/tickets/{ticket_id}/grab", headers=self.headers(username))
+
+    def events(self, ticket_id: int, action: str) -> list[dict[str, Any]]:
+        reply = self.api.get(f"/api/v1/tickets/{ticket_id}", headers=self.headers(DISPATCHER))
+        return [e for e in reply.json()["events"] if e["action"] == action]
+
+    def technician_id(self, username: str) -> int:
+        return int(self.scalar("SELECT t.id FROM technician t JOIN user_account u ON u.id = t.user_id "
+                               "WHERE u.username = :u", u=username))
+
+    def branch_id(self, code: str) -> int:
+        return int(self.scalar("SELECT id FROM region WHERE code = :c", c=code))
+
+    def place(self, username: str, at: LatLng) -> None:
+        live.place_at(self.redis, live.LiveKeys.of(self.branch_id("XL")), self.technician_id(username), point=at,
+                      seen_at=0)
+
+    def pool_check(self) -> list[str]:
+        with session_scope() as session:
+            return [str(d) for d in mirror.check(session, self.redis)]
+
+
+@pytest.fixture
+def desk(live_server: str, committed_db: Engine, redis: Redis) -> Iterator[Desk]:
+    with httpx.Client(base_url=live_server, timeout=30) as api:
+        desk = Desk(api, committed_db, redis)
+        with session_scope() as session:
+            mirror.rebuild(session, redis)
+        yield desk
+
+
+def test_the_first_grab_wins_the_next_is_already_taken_and_the_pool_agrees(desk: Desk) -> None:
+    ticket = desk.report()
+    first = desk.grab(ticket["id"], "tech01")
+    assert first.status_code == 200, first.text
+    assert first.json()["state"] == "accepted" and first.json()["technician_id"] == desk.technician_id("tech01")
+    second = desk.grab(ticket["id"], "tech02")
+    assert second.status_code == 409 and second.json()["code"] == "already_taken"
+    assert len(desk.events(ticket["id"], "grab")) == 1
+    assert desk.pool_check() == []
+
+
+def test_a_double_tap_answers_200_twice_with_one_event(desk: Desk) -> None:
+    ticket = desk.report()
+    assert [desk.grab(ticket["id"], "tech03").status_code for _ in range(2)] == [200, 200]
+    assert len(desk.events(ticket["id"], "grab")) == 1
+
+
+def test_grabs_the_pool_turns_away_cost_no_postgresql_statement(desk: Desk) -> None:
+    ticket = desk.report()
+    assert desk.grab(ticket["id"], "tech01").status_code == 200
+    headers = desk.headers("tech02")
+    desk.grab(ticket["id"], "tech02")  # warm the caches (token, technician) like any phone in use
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        replies = [desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers) for _ in range(20)]
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert {r.status_code for r in replies} == {409}
+    assert statements == []
+
+
+def test_refusals_say_why(desk: Desk) -> None:
+    ticket = desk.report()
+    assert desk.grab(987654321, "tech01").status_code == 404
+    not_a_technician = desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=desk.headers(DISPATCHER))
+    assert not_a_technician.status_code == 403
+    other_branch = desk.grab(ticket["id"], "tech33")  # an Erenhot technician
+    assert other_branch.status_code == 403 and other_branch.json()["code"] == "out_of_scope"
+    reply = desk.api.post(f"/api/v1/tickets/{ticket['id']}/invalidate", json={"reason": "虚假报修"},
+                          headers=desk.headers(DISPATCHER))
+    assert reply.status_code == 200
+    invalid = desk.grab(ticket["id"], "tech01")
+    assert invalid.status_code == 409 and invalid.json()["state"] == "invalid"
+    assert desk.pool_check() == []
+
+
+def test_a_retyped_ticket_is_still_grabbed_although_the_pool_mirrored_an_older_version(desk: Desk) -> None:
+    ticket = desk.report()
+    # A version bump the pool never saw (as if its mirror had been lost).
+    with desk.engine.begin() as conn:
+        conn.execute(text("UPDATE ticket SET version = version + 1 WHERE id = :id"), {"id": ticket["id"]})
+    reply = desk.grab(ticket["id"], "tech04")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["version"] == ticket["version"] + 2
+    assert desk.pool_check() == []
+
+
+def test_grabs_go_on_through_postgresql_when_the_pool_is_gone_and_it_comes_back(desk: Desk) -> None:
+    ticket = desk.report()
+    branch = desk.branch_id("XL")
+    desk.redis.delete(PoolKeys.of(branch).built)  # as after FLUSHALL or a restart
+    assert desk.grab(ticket["id"], "tech05").status_code == 200
+    assert desk.grab(ticket["id"], "tech06").json()["code"] == "already_taken"
+    assert pool.is_built(desk.redis, branch)  # the first grab that found it gone rebuilt it
+    assert desk.pool_check() == []
+
+
+def test_force_assign_goes_through_the_pool_and_a_grab_then_loses(desk: Desk) -> None:
+    ticket = desk.report()
+    reply = desk.api.post(f"/api/v1/tickets/{ticket['id']}/assign",
+                          json={"technician_id": desk.technician_id("tech07")}, headers=desk.headers(DISPATCHER))
+    assert reply.status_code == 200, reply.text
+    assert desk.grab(ticket["id"], "tech08").json()["code"] == "already_taken"
+    assert desk.pool_check() == []
+
+
+def test_release_puts_the_ticket_back_in_the_pool(desk: Desk) -> None:
+    ticket = desk.report()
+    assert desk.grab(ticket["id"], "tech09").status_code == 200
+    reply = desk.api.post(f"/api/v1/tickets/{ticket['id']}/release", json={"reason": "用户改约"},
+                          headers=desk.headers("tech09"))
+    assert reply.status_code == 200, reply.text
+    assert desk.pool_check() == []
+    assert desk.grab(ticket["id"], "tech10").status_code == 200
+
+
+def test_my_pool_lists_grabbable_tickets_in_scope_nearest_first(desk: Desk) -> None:
+    far, near, taken = desk.report(north_of(HERE, 2000)), desk.report(north_of(HERE, 300)), desk.report(HERE)
+    outside = desk.report(north_of(HERE, 9000))
+    assert desk.grab(taken["id"], "tech02").status_code == 200
+    desk.place("tech01", HERE)
+
+    for pool_gone in (False, True):  # from the pool's geo set, then from PostGIS alone
+        if pool_gone:
+            desk.redis.delete(PoolKeys.of(desk.branch_id("XL")).built)
+        reply = desk.api.get("/api/v1/me/pool", params={"radius_m": 5000}, headers=desk.headers("tech01"))
+        assert reply.status_code == 200, reply.text
+        listed = [(t["id"], t["distance_m"]) for t in reply.json()]
+        assert [tid for tid, _ in listed] == [near["id"], far["id"]], listed
+        assert [round(d, -1) for _, d in listed] == [300, 2000]
+        assert outside["id"] not in {tid for tid, _ in listed}
+
+
+def test_my_pool_needs_a_position_and_a_technician(desk: Desk) -> None:
+    reply = desk.api.get("/api/v1/me/pool", headers=desk.headers("tech11"))
+    assert reply.status_code == 409 and reply.json()["code"] == "location_unknown"
+    assert desk.api.get("/api/v1/me/pool", headers=desk.headers(DISPATCHER)).status_code == 403
+    bad = desk.api.get("/api/v1/me/pool", params={"radius_m": 10}, headers=desk.headers("tech11"))
+    assert bad.status_code == 422
+
+
+def test_with_redis_down_reports_grabs_and_assigns_still_work_exactly_once(settings: Settings,
+                                                                           committed_db: Engine) -> None:
+    app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = {"type_code": "broadband_fault", "description": "断网了", "location": {"lat": HERE.lat, "lng": HERE.lng},
+                "contact": {"name": "张三", "phone": "13911112222"}}
+        tickets = [client.post("/api/v1/tickets", json={**body, "contact": {"name": "张三", "phone": f"1391111222{i}"}},
+                               headers=log_in(client, DISPATCHER)).json()["id"] for i in range(2)]
+        assert client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech01")).status_code == 200
+        late = client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech02"))
+        assert late.status_code == 409 and late.json()["code"] == "already_taken"
+        with committed_db.connect() as conn:
+            tech03 = conn.execute(text("SELECT t.id FROM technician t JOIN user_account u ON u.id = t.user_id "
+                                       "WHERE u.username = 'tech03'")).scalar_one()
+        assigned = client.post(f"/api/v1/tickets/{tickets[1]}/assign", json={"technician_id": tech03},
+                               headers=log_in(client, DISPATCHER))
+        assert assigned.status_code == 200, assigned.text
+        assert assigned.json()["technician_id"] == tech03
+
+
+def test_a_type_change_reaches_the_pool_before_anyone_grabs(desk: Desk) -> None:
+    ticket = desk.report()
+    reply = desk.api.patch(f"/api/v1/tickets/{ticket['id']}", json={"type_code": "slow_network"},
+                           headers=desk.headers(DISPATCHER))
+    assert reply.status_code == 200, reply.text
+    assert desk.pool_check() == []
+    assert desk.grab(ticket["id"], "tech12").json()["version"] == ticket["version"] + 2

@@ -1,0 +1,132 @@
+"""The official account's server URL, the sign-in for pages inside WeChat, binding and the JS-SDK config."""
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+import structlog
+from fastapi import APIRouter, Cookie, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+
+from dispatch.kernel.auth import Actor, Role, require_role
+from dispatch.kernel.db import SessionDep
+from dispatch.kernel.errors import DomainError
+from dispatch.kernel.problems import problem_docs
+from dispatch.kernel.redis import RedisDep
+from dispatch.kernel.settings import Settings
+from wechat import jssdk, oauth
+from wechat.deps import ClientDep, WechatOn
+from wechat.errors import AlreadyBound, BadOAuthState, BadSignature, BodyTooLarge, MalformedDelivery, StaleDelivery
+from wechat.guard import Signed, check_signature
+from wechat.schemas import BindingCreate, BindingRead, JssdkConfig
+from wechat.service import Context, receive
+
+log = structlog.get_logger()
+router = APIRouter(tags=["wechat"])
+XML = "application/xml"
+
+
+def _signed(signature: str = "", timestamp: str = "", nonce: str = "", msg_signature: str | None = None,
+            encrypt_type: str | None = None) -> Signed:
+    return Signed(signature=signature, timestamp=timestamp, nonce=nonce, msg_signature=msg_signature,
+                  encrypt_type=encrypt_type)
+
+
+SignedDep = Annotated[Signed, Depends(_signed)]
+
+
+def _checked(settings: WechatOn, signed: SignedDep, request: Request) -> Signed:
+    """The query's signature and timestamp, checked before the body is even read."""
+    try:
+        check_signature(settings.wechat.token, signed, window_s=settings.wechat.timestamp_window_s)
+    except DomainError as exc:
+        log.warning("wechat_delivery_refused", code=exc.code, detail=exc.detail,
+                    client=request.client.host if request.client else None)
+        raise
+    return signed
+
+
+CheckedDep = Annotated[Signed, Depends(_checked)]
+
+
+@router.get("/wechat/callback", response_class=PlainTextResponse,
+            responses=problem_docs(BadSignature, StaleDelivery))
+def verify_server(signed: CheckedDep, echostr: str = "") -> str:
+    """WeChat's server URL verification: echo `echostr` when the signature is ours."""
+    return echostr
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:  # a lying or absent Content-Length: stop reading at the limit
+            raise BodyTooLarge(f"at most {limit} bytes")
+    return bytes(body)
+
+
+@router.post("/wechat/callback", response_class=Response,
+             responses=problem_docs(BadSignature, StaleDelivery, BodyTooLarge, MalformedDelivery))
+async def receive_message(request: Request, signed: CheckedDep, settings: WechatOn, session: SessionDep,
+                          redis: RedisDep) -> Response:
+    """A message or event from a subscriber (plain or safe mode); the reply is WeChat's passive reply XML."""
+    # async only to read the body as a stream, stopping at the cap; the handling itself runs in a thread.
+    try:
+        body = await _body(request, settings.wechat.max_body_bytes)
+        reply = await run_in_threadpool(receive, Context(session=session, redis=redis, settings=settings),
+                                        body, signed)
+    except (BodyTooLarge, MalformedDelivery, BadSignature) as exc:
+        log.warning("wechat_delivery_refused", code=exc.code, detail=exc.detail)
+        raise
+    return Response(reply, media_type=XML if reply.startswith("<") else "text/plain")
+
+
+@router.get("/wechat/oauth/start", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
+def start_sign_in(settings: WechatOn, redis: RedisDep, next: str = "/m/report") -> RedirectResponse:
+    """Sign in inside WeChat (snsapi_base), then land on `next` (a path on this site)."""
+    return _to_wechat(settings, *oauth.begin(redis, settings, next_path=next))
+
+
+def _to_wechat(settings: Settings, authorize_url: str, nonce: str) -> RedirectResponse:
+    reply = RedirectResponse(authorize_url, status_code=302)
+    # Lax: the cookie must come back on WeChat's top-level redirect to the callback.
+    reply.set_cookie(oauth.COOKIE, nonce, max_age=oauth.STATE_TTL_S, httponly=True, samesite="lax",
+                     path="/wechat/oauth", secure=settings.wechat.public_base_url.startswith("https://"))
+    return reply
+
+
+@router.get("/wechat/oauth/callback", status_code=302, responses=problem_docs(BadOAuthState, AlreadyBound))
+def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: str, state: str,
+                   cookie: Annotated[str | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
+    """WeChat's redirect back: the page `next` receives the bearer token in the URL fragment."""
+    signed_in = oauth.finish(session, redis, settings, code=code, state=state, cookie=cookie)
+    # In the fragment, not the query: it never reaches a server log or a Referer header.
+    fragment = urlencode({"access_token": signed_in.access_token, "token_type": "bearer",
+                          "role": str(signed_in.role)})
+    reply = RedirectResponse(f"{signed_in.next}#{fragment}", status_code=302)
+    reply.delete_cookie(oauth.COOKIE, path="/wechat/oauth")
+    return reply
+
+
+@router.get("/wechat/bind/{code}", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
+def open_binding(code: str, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
+    """A technician opens their binding link inside WeChat: sign in, bind, land on the technician page."""
+    return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.TECH_HOME,
+                                   binding_code=oauth.check_binding(redis, code)))
+
+
+@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead)
+def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, redis: RedisDep,
+                  actor: Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]) -> oauth.Binding:
+    """A one-time link (valid a day) binding a technician's WeChat to the account, for force-assignment and pushes."""
+    return oauth.issue_binding(session, redis, settings, actor=actor, technician_id=body.technician_id)
+
+
+@router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig)
+def jssdk_config(url: Annotated[str, Query(max_length=2000)], settings: WechatOn,
+                 client: ClientDep) -> dict[str, object]:
+    """The signed `wx.config` for a page of this deployment, so it may call getLocation (type gcj02)."""
+    return jssdk.config(client, settings.wechat, url=url)
