@@ -9,17 +9,17 @@ script call (lua/offerable.lua), and `expire` takes out those gone stale.
 """
 
 from dataclasses import dataclass
-from importlib.resources import files
 from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.commands.core import AsyncScript, Script
 
+from dispatch.kernel.lua import ScriptBook
+from dispatch.kernel.redis import as_text
 from geo.latlng import LatLng
 
-_scripts: dict[str, Script] = {}
-_async_scripts: dict[str, AsyncScript] = {}
+# Each script starts with the shared rules of who is offerable (lua/offerable.lua).
+_scripts = ScriptBook("technicians", prelude="offerable")
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,8 @@ class Hit:
     hours: float
 
 
-def _source(name: str) -> str:
-    # Each script starts with the shared rules of who is offerable: Redis has no includes.
-    lua = files("technicians").joinpath("lua")
-    return lua.joinpath("offerable.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-
-
 def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> Any:
-    # Script objects call EVALSHA and load the source again on NOSCRIPT (after a
-    # Redis restart or failover), so a script is read from disk once per process.
-    # `redis` may be a pipeline (the bench loads its fleet so): the reply comes with its execute().
-    if name not in _scripts:
-        _scripts[name] = redis.register_script(_source(name))
-    return _scripts[name](keys=keys, args=args, client=redis)
+    return _scripts.run(redis, name, keys, args)
 
 
 def _change(redis: Redis, keys: LiveKeys, *args: str | int | float) -> Any:
@@ -129,19 +118,14 @@ class Ping:
 def ping(redis: Redis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """(status, detail): ok, rate_limited (seconds to wait), off_duty or off_shift."""
     status, detail = _run(redis, "ping", *ping.call(keys))
-    return _text(status), _text(detail)
+    return as_text(status), as_text(detail)
 
 
 async def ping_async(redis: AsyncRedis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """`ping` for the event loop: the phones' hot path needs no worker thread."""
-    if "ping" not in _async_scripts:
-        _async_scripts["ping"] = redis.register_script(_source("ping"))
-    status, detail = await _async_scripts["ping"](*ping.call(keys), client=redis)
-    return _text(status), _text(detail)
+    status, detail = await _scripts.run_async(redis, "ping", *ping.call(keys))
+    return as_text(status), as_text(detail)
 
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def place_at(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng, seen_at: int) -> None:
@@ -168,8 +152,8 @@ def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, k: int, max_radius_m
         redis, "nearest", [*keys.offerable, keys.reach],
         [point.lng, point.lat, k, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
          "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m, tie_band_m])
-    return [Hit(technician_id=int(_text(flat[i])), distance_m=float(_text(flat[i + 1])),
-                active=int(_text(flat[i + 2])), hours=float(_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
+    return [Hit(technician_id=int(as_text(flat[i])), distance_m=float(as_text(flat[i + 1])),
+                active=int(as_text(flat[i + 2])), hours=float(as_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
 
 
 def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:
@@ -177,7 +161,7 @@ def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int,
     (technician_id, epoch s, lng, lat, accuracy)."""
     points = []
     for item in redis.lrange(keys.track, 0, limit - 1):
-        tid, at, lng, lat, acc = _text(item).split("|")
+        tid, at, lng, lat, acc = as_text(item).split("|")
         points.append((int(tid), int(at), float(lng), float(lat), float(acc) if acc else None))
     return points
 
