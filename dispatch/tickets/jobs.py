@@ -11,13 +11,15 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import mirror, offers, sla
+from dispatch.tickets import load, mirror, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
 FLUSH_EVERY_S = 5.0
 # Also run at worker start: after a Redis restart on-duty technicians come back within this time.
 REBUILD_EVERY_S = 300.0
+# Stale technicians leave the searched sets within this time (the search skips them meanwhile).
+EXPIRE_EVERY_S = 30.0
 
 
 def sweep_rings() -> int:
@@ -58,8 +60,21 @@ def rebuild_live_index() -> int:
     redis = connect(settings.redis_url)
     with session_scope() as session:
         restored = presence.rebuild_live(session, redis, cfg=settings.presence)
+        # Loads too: a technician at their limit must not come back into the searched sets.
+        load.refresh(session, redis, restored, now=datetime.now(UTC), tz=settings.timezone)
     redis.close()
-    return restored
+    return len(restored)
+
+
+def expire_live_index() -> int:
+    """Take technicians whose position went stale out of the searched sets."""
+    settings = get_settings()
+    redis = connect(settings.redis_url)
+    with session_scope() as session:
+        branches = presence.branch_ids(session)
+    gone = presence.expire_stale(redis, branch_ids=branches, now=datetime.now(UTC), cfg=settings.presence)
+    redis.close()
+    return gone
 
 
 def repair_pool() -> dict[str, int]:
@@ -84,10 +99,12 @@ def rebuild_pool() -> dict[int, int]:
 
 def periodic(settings: Settings) -> list[Periodic]:
     """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
-    restoring the live index, and keeping the grab pool true to PostgreSQL."""
+    restoring the live index and expiring stale positions from it, and keeping the grab pool true to
+    PostgreSQL."""
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
             Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
+            Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S),
             Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),
             Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s)]

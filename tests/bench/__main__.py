@@ -1,11 +1,15 @@
-"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor."""
+"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor.
+
+`python -m tests.bench nearest` runs only the nearest-technician table.
+"""
 
 import os
 import socket
+import sys
 
 import httpx
 from redis import Redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
@@ -17,7 +21,8 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
 PASSWORD = "bench"
 COUNT = int(os.environ.get("BENCH_REQUESTS", "2000"))
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# Both are dropped or flushed: on a shared machine give each bench run its own (see README).
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PRESENCE_TARGET = 0.60  # issue 3: location pings at >= 60% of the no-op floor's rate
 TRACK_POINTS = 20_000
 
@@ -25,8 +30,9 @@ TRACK_POINTS = 20_000
 def _prepare_database() -> None:
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS fieldpool_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE fieldpool_bench"))
+        name = make_url(BENCH_URL).database
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     runner.upgrade(BENCH_URL)
     engine = create_engine(BENCH_URL)
@@ -57,6 +63,16 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
+def nearest_only() -> None:
+    """The nearest-technician table alone: it needs a PostGIS database, not the HTTP server."""
+    _prepare_database()
+    print(nearest.main(_libpq(BENCH_URL)))
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
 def main() -> None:
     _prepare_database()
     Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
@@ -80,7 +96,7 @@ def main() -> None:
                         thread_headers=technicians)
         figures += [floor_again, pings]
     points, seconds = presence.write_through(BENCH_URL, REDIS_URL, points=TRACK_POINTS)
-    nearby = nearest.main(BENCH_URL.replace("postgresql+psycopg://", "postgresql://"))
+    nearby = nearest.main(_libpq(BENCH_URL))
 
     ratio = pings.rate / floor_again.rate
     print(f"\nFieldpool bench: {COUNT} requests each, 2 client processes x 8 threads, one uvicorn worker; "
@@ -95,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    nearest_only() if sys.argv[1:] == ["nearest"] else main()
