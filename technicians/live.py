@@ -140,7 +140,7 @@ def positions(redis: Redis, keys: LiveKeys, technician_ids: list[int]) -> list[t
     pipe.geopos(keys.geo, *members)
     pipe.hmget(keys.load, members)
     points, loads = pipe.execute()
-    return [(LatLng(lat=p[1], lng=p[0]) if p else None, int(_text(load).split("|")[0]) if load else 0)
+    return [(LatLng(lat=p[1], lng=p[0]) if p else None, int(as_text(load).split("|")[0]) if load else 0)
             for p, load in zip(points, loads, strict=True)]
 
 
