@@ -107,8 +107,16 @@ def open_page(browser: Browser, server: str, request: pytest.FixtureRequest) -> 
         return page
 
     yield open_page
-    for context in contexts:
+    # Every page as the test left it, also when it failed: the first thing to look at.
+    SHOTS.mkdir(exist_ok=True)
+    for number, context in enumerate(contexts, 1):
+        for page in context.pages:
+            page.screenshot(path=str(SHOTS / f"{_safe(request.node.name)}-end-{number}.png"), full_page=True)
         context.close()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name)
 
 
 @pytest.fixture
@@ -117,7 +125,7 @@ def shot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
     SHOTS.mkdir(exist_ok=True)
 
     def shot(page: Page, label: str) -> Path:
-        path = SHOTS / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', request.node.name)}-{label}.png"
+        path = SHOTS / f"{_safe(request.node.name)}-{label}.png"
         page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -148,3 +148,14 @@ def test_a_ticket_past_its_response_time_turns_red_live(open_page: Callable[...,
     console.locator(f'#timed-out tr[data-ticket="{ticket["id"]}"]').click()
     expect(console.get_by_role("dialog", name="工单详情")).to_contain_text("已超时")
     shot(console, "timed-out")
+
+
+def test_hq_switches_the_map_between_branches_far_apart(open_page: Callable[..., Page], shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "admin")
+    switch = console.get_by_label("地图显示的分公司")
+    expect(switch.locator("option")).to_have_text(["锡林浩特分公司", "二连浩特分公司"])
+    xilinhot = console.locator("svg.gridmap").get_attribute("viewBox")
+    switch.select_option(label="二连浩特分公司")
+    expect(console.locator("svg.gridmap")).not_to_have_attribute("viewBox", xilinhot or "")
+    shot(console, "erenhot")

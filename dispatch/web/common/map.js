@@ -42,28 +42,35 @@ export class GridMap {
     this.layerGroups = {};
   }
 
-  // Grids of the caller's regions; the view fits them unless told not to.
+  // Grids of the caller's regions, grouped by their branch (branches can be hundreds of kilometres
+  // apart, so the view fits one branch at a time); the view fits the first unless told not to.
   setGrids(regions, { fit = true } = {}) {
     this.grids.replaceChildren();
-    let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+    this.areas = new Map(); // branch id -> [x0, y0, x1, y1]
     for (const region of regions) {
       if (region.kind !== 'grid' || !region.boundary) continue;
       const g = node('g', { class: 'grid', 'data-grid': region.id });
+      let box = this.areas.get(region.parent_id) || [Infinity, Infinity, -Infinity, -Infinity];
       let [sx, sy, n] = [0, 0, 0];
       for (const ring of rings(region.boundary)) {
         const points = ring.map(([lng, lat]) => project(lat, lng));
         for (const [x, y] of points) {
-          x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+          box = [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x), Math.max(box[3], y)];
           sx += x; sy += y; n += 1;
         }
         g.append(node('polygon', { points: points.map((p) => p.join(',')).join(' ') }));
       }
+      this.areas.set(region.parent_id, box);
       const label = node('text', { x: sx / n, y: sy / n, class: 'grid-label' });
       label.textContent = region.name;
       g.append(label);
       this.grids.append(g);
     }
-    if (fit && x0 < Infinity) this.fit([x0, y0, x1, y1]);
+    if (fit && this.areas.size) this.fit(this.areas.values().next().value);
+  }
+
+  showArea(id) {
+    if (this.areas?.has(id)) this.fit(this.areas.get(id));
   }
 
   // A view of about `metres` around a point: for callers who see no grids (a subscriber).

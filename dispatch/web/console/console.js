@@ -418,6 +418,17 @@ function tipsPanel() {
     el('h3', { text: '用户看到的样子' }), preview];
 }
 
+// HQ and payroll see several branches, far apart: the map shows one at a time.
+function branchSwitch(regions) {
+  const branches = regions.filter((r) => r.kind === 'branch' && state.map.areas.has(r.id));
+  if (branches.length < 2) return;
+  const select = el('select.branch-switch', { 'aria-label': '地图显示的分公司' },
+    branches.map((b) => el('option', { value: b.id, text: b.name })));
+  select.value = String(state.map.areas.keys().next().value);
+  select.addEventListener('change', () => { state.map.showArea(Number(select.value)); drawTickets(); drawTechnicians(); });
+  $('.mapbox').append(select);
+}
+
 // --- shell ---------------------------------------------------------------------------------
 
 const PANELS = {
@@ -476,7 +487,8 @@ async function start() {
   shell();
   renderPanel();
   try {
-    await loadGrids(client, state.map);
+    const regions = await loadGrids(client, state.map);
+    branchSwitch(regions);
     await loadTickets();
   } catch (error) { toast(error.message, 'error'); }
   drawTickets();
