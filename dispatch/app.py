@@ -19,6 +19,7 @@ from dispatch.tickets import feed, stream
 from dispatch.tickets import router as tickets
 from geo import router as geo
 from technicians import router as technicians
+from workload import router as workload
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,6 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
-                   technicians.me_router, stream.router):
+                   technicians.me_router, stream.router, workload.router):
         app.include_router(router)
     return app

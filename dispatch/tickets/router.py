@@ -135,9 +135,11 @@ def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session
 
 
 @router.post("/tickets/{ticket_id}/followup", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep,
+             settings: SettingsDep) -> TicketRead:
     """Record the rating and close the ticket (its subscriber, clerk, dispatcher)."""
-    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment)
+    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment,
+                     settings=settings)
     return ticket_read(ticket)
 
 
