@@ -121,7 +121,7 @@ def build_sheet(session: Session, *, scope: queries.Scope, tz: str, detail: bool
 
 def _stream(connection: Connection, statement: Any) -> Iterable[Sequence[Any]]:
     # A server-side cursor: PostgreSQL hands the rows over in batches, never all at once.
-    result = connection.execution_options(stream_results=True, max_row_buffer=STREAM_ROWS).execute(statement)
+    result = connection.execute(statement, execution_options={"stream_results": True, "max_row_buffer": STREAM_ROWS})
     for partition in result.partitions(STREAM_ROWS):
         yield from partition
 

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, case, cast, false, func, literal, null, select, union_all
+from sqlalchemy import Numeric, Select, String, case, cast, false, func, literal, null, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.kernel.errors import InvalidInput
 from geo.models import Region
 from geo.regions import within
-from workload.models import Adjustment, WorkRecord
+from workload.models import MONEY, Adjustment, WorkRecord
 
-ZERO = literal(0)
+# Typed, so that a technician without adjustments sums to 0.00 like any money.
+ZERO = cast(literal(0), MONEY)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def detail(scope: Scope, tz: str, *, flags_as_text: bool) -> Select[Any]:
         local(WorkRecord.arrived_at).label("arrived_at"), local(WorkRecord.completed_at).label("completed_at"),
         WorkRecord.standard_hours.label("standard_hours"), WorkRecord.onsite_hours.label("onsite_hours"),
         WorkRecord.total_hours.label("total_hours"),
-        func.round(WorkRecord.distance_m / 1000.0, 2).label("distance_km"),
+        func.round(cast(WorkRecord.distance_m, Numeric) / 1000, 2).label("distance_km"),
         flag(WorkRecord.night).label("night"), flag(WorkRecord.holiday).label("holiday"),
         WorkRecord.satisfaction.label("satisfaction"), WorkRecord.piece_rate.label("piece_rate"),
         func.round(factor, 4).label("factor"), WorkRecord.points.label("points"), WorkRecord.pay.label("pay"),

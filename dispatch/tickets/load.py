@@ -35,7 +35,7 @@ def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None]
     ids = {t for t in technician_ids if t is not None}
     if not ids:
         return
-    active: dict[int, int] = {technician_id: count for technician_id, count in session.execute(
+    active: dict[int | None, int] = {technician_id: count for technician_id, count in session.execute(
         select(Ticket.technician_id, func.count())
         .where(Ticket.technician_id.in_(ids), Ticket.state == TicketState.ACCEPTED).group_by(Ticket.technician_id))}
     # The period's labor hours are what its work records credit: a reassigned ticket counts for
