@@ -217,6 +217,18 @@ def check_region(session: Session, *, actor: Actor, region_id: int) -> Region:
     return region
 
 
+def region_id_of(session: Session, ref: str) -> int:
+    """A region by its code (XL) or id, as an operator types it.
+
+    Raises: InvalidInput (no such region).
+    """
+    found = session.scalar(select(Region.id).where(
+        (Region.code == ref) | (Region.id == int(ref) if ref.isdigit() else Region.code == ref)))
+    if found is None:
+        raise InvalidInput("region", f"no region {ref!r}")
+    return found
+
+
 def branch_of(session: Session, region_id: int) -> int:
     """Raises: InvalidInput (the whole company is no branch)."""
     steps = path_steps(session.execute(select(Region.path).where(Region.id == region_id)).scalar_one())
