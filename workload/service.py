@@ -10,12 +10,12 @@ from sqlalchemy import column, func, select, table
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import Actor
-from dispatch.kernel.errors import InvalidInput, NotFound
+from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.settings import WorkloadSettings
 from geo.distance import haversine_m
 from geo.latlng import LatLng
 from geo.models import Region, RegionKind
-from geo.regions import path_steps, within
+from geo.regions import path_steps, region_in_scope, within
 from technicians.service import get_technician
 from workload import export, pay, queries
 from workload.errors import PeriodClosed, PeriodNotOver
@@ -81,7 +81,7 @@ def add_rate(session: Session, *, actor: Actor, type_code: str, region_id: int |
     if session.scalar(select(TICKET_TYPE.c.code).where(TICKET_TYPE.c.code == type_code)) is None:
         raise InvalidInput("type_code", f"unknown ticket type {type_code!r}")
     if region_id is not None:
-        check_region(session, actor=actor, region_id=region_id)
+        region_in_scope(session, region_id, actor.scope)
     elif actor.scope is not None:
         raise InvalidInput("region_id", "a rate for every region needs HQ; give one of your regions")
     if find_rate(session, type_code=type_code, region_id=region_id, valid_from=valid_from) is not None:
@@ -207,16 +207,6 @@ def open_period_from(session: Session, *, branch_id: int, month: date) -> date:
     return month
 
 
-def check_region(session: Session, *, actor: Actor, region_id: int) -> Region:
-    """Raises: InvalidInput (no such region), NotFound (outside the caller's regions: existence must not leak)."""
-    region = session.get(Region, region_id)
-    if region is None:
-        raise InvalidInput("region_id", f"no region {region_id}")
-    if actor.scope is not None and not set(path_steps(region.path)) & set(actor.scope):
-        raise NotFound(f"region {region_id} does not exist")
-    return region
-
-
 def region_id_of(session: Session, ref: str) -> int:
     """A region by its code (XL) or id, as an operator types it.
 
@@ -276,7 +266,7 @@ def close_period(session: Session, *, actor: Actor, branch_id: int, month: date,
         InvalidInput: not a branch. NotFound: outside the caller's regions.
         PeriodNotOver: the month has not ended yet. PeriodClosed: closed already.
     """
-    region = check_region(session, actor=actor, region_id=branch_id)
+    region = region_in_scope(session, branch_id, actor.scope)
     if region.kind is not RegionKind.BRANCH:
         raise InvalidInput("branch_id", f"region {branch_id} is not a branch")
     month = month_of(month)
@@ -307,7 +297,7 @@ def report_scope(session: Session, *, actor: Actor, start: date, end: date, regi
     """
     span = queries.Span.of(start, end, max_days=cfg.max_range_days)
     if region_id is not None:
-        check_region(session, actor=actor, region_id=region_id)
+        region_in_scope(session, region_id, actor.scope)
     return queries.Scope(span=span, regions=actor.scope, region_id=region_id)
 
 

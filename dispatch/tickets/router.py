@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Response, UploadFile
@@ -11,7 +11,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, offers, service
+from dispatch.tickets import attachments, offers, service, stats
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -35,6 +35,7 @@ from dispatch.tickets.schemas import (
     NearestRead,
     OfferRead,
     ReasonBody,
+    StatsRead,
     TicketCreate,
     TicketDetail,
     TicketPatch,
@@ -48,6 +49,7 @@ from dispatch.tickets.schemas import (
 from geo import crs
 from geo.latlng import LatLng
 from technicians.deps import CurrentTechnician
+from workload.queries import Span
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
@@ -227,3 +229,20 @@ def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
 def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
     """My accepted tickets and those waiting for follow-up, oldest first."""
     return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]
+
+
+Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
+
+
+@router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def ticket_stats(start: Annotated[date, Query(alias="from", description="first local date, included")],
+                 end: Annotated[date, Query(alias="to", description="last local date, included")],
+                 session: SessionDep, actor: Analyst, settings: SettingsDep,
+                 region_id: int | None = None) -> dict[str, Any]:
+    """Tickets reported in the period (local dates) in the caller's regions: counts by state, type, grid and
+    technician, time to accept and to complete (median, p90, minutes), SLA attainment, timeout, invalid and
+    satisfaction."""
+    span = Span.of(start, end, max_days=settings.workload.max_range_days)
+    return stats.ticket_stats(session, actor=actor,
+                              period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))

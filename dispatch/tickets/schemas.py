@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -205,3 +205,44 @@ class MyOfferRead(BaseModel):
     distance_m: float
     ring: int
     offered_at: datetime
+
+
+class StatsMetrics(BaseModel):
+    """Minutes for times; shares in [0, 1]; null where nothing qualifies."""
+
+    tickets: int
+    accept_median_min: float | None
+    accept_p90_min: float | None
+    complete_median_min: float | None
+    complete_p90_min: float | None
+    response_sla_attainment: float | None
+    resolution_sla_attainment: float | None
+    timeout_rate: float | None
+    invalid_rate: float | None
+    satisfaction_avg: float | None
+    satisfaction_count: int
+
+
+class TypeStats(StatsMetrics):
+    type_code: str
+
+
+class RegionStats(StatsMetrics):
+    region_id: int
+    name: str
+
+
+class TechnicianStats(StatsMetrics):
+    technician_id: int
+    name: str
+
+
+class StatsRead(StatsMetrics):
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    region_id: int | None
+    timezone: str
+    by_state: dict[str, int]
+    by_type: list[TypeStats]
+    by_region: list[RegionStats]
+    by_technician: list[TechnicianStats]
