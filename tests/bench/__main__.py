@@ -2,15 +2,16 @@
 
 import os
 import socket
+import sys
 
 import httpx
 from redis import Redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from tests.bench import nearest, presence
+from tests.bench import nearest, presence, workload
 from tests.bench.harness import measure, server, table
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -23,10 +24,11 @@ TRACK_POINTS = 20_000
 
 
 def _prepare_database() -> None:
+    name = make_url(BENCH_URL).database  # BENCH_DATABASE_URL may name another, e.g. to bench alongside someone
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS fieldpool_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE fieldpool_bench"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     runner.upgrade(BENCH_URL)
     engine = create_engine(BENCH_URL)
@@ -57,8 +59,13 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Every benchmark, or only those named (`python -m tests.bench workload`)."""
     _prepare_database()
+    if only:
+        for name in only:
+            print(SELECTABLE[name]())
+        return
     Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
     port = _free_port()
     env = {"DATABASE_URL": BENCH_URL, "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
@@ -92,7 +99,11 @@ def main() -> None:
     print(f"write-through (the worker's flush_track, COPY batches of {presence.batch_size()}): {points} sampled "
           f"points in {seconds:.2f} s = {points / seconds:,.0f} points/s\n")
     print(nearby)
+    print(workload.main(BENCH_URL))
+
+
+SELECTABLE = {"workload": lambda: workload.main(BENCH_URL)}
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
