@@ -7,11 +7,13 @@ Erenhot; night x1.50 (22:00-06:00), holiday x2.00, 5 km+ x1.10, 15 km+ x1.20, sa
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from redis import Redis
 from sqlalchemy import select
 
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.tickets.models import TicketEvent
 from geo.latlng import LatLng
+from technicians import live
 from tests.workload.conftest import EH_POINT, Books, local
 from workload import service
 from workload.models import Adjustment, AdjustmentKind, WorkRecord
@@ -100,7 +102,7 @@ def test_a_rating_after_the_period_closed_is_paid_next_month_and_the_record_stay
     assert (late.kind, late.period, late.amount) == (AdjustmentKind.SATISFACTION, date(2026, 11, 1), Decimal("1.60"))
 
 
-def test_the_completing_technician_is_credited_after_a_reassignment(books: Books) -> None:
+def test_the_completing_technician_is_credited_after_a_reassignment(books: Books, redis: Redis) -> None:
     ticket = books.report()
     grabbed = books.client.post(f"/api/v1/tickets/{ticket.id}/grab", headers=books.as_user("tech04"))
     assert grabbed.status_code == 200, grabbed.text
@@ -117,6 +119,10 @@ def test_the_completing_technician_is_credited_after_a_reassignment(books: Books
     holders = books.db.scalars(select(TicketEvent.technician_id).where(
         TicketEvent.ticket_id == ticket.id, TicketEvent.action.in_(["grab", "reassign"])).order_by(TicketEvent.id))
     assert list(holders) == [books.technician("tech04").id, tech05.id]
+    # The nearest search's fairness tie-break reads the period's hours from the work records.
+    loads = redis.hgetall(live.LiveKeys.of(ticket.branch_id).load)
+    assert loads[str(tech05.id).encode()] == b"0|1.5"
+    assert loads[str(books.technician("tech04").id).encode()] == b"0|0"
 
 
 def test_a_followup_through_the_api_applies_the_rating_to_the_record(books: Books) -> None:
