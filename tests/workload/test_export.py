@@ -184,3 +184,21 @@ def test_an_adjustment_needs_a_reason_and_an_amount(books: Books) -> None:
                                   json={"technician_id": technician.id, **body})
         assert reply.status_code == 422, reply.text
         assert field in [e["field"] for e in reply.json()["errors"]]
+
+
+def test_an_admin_adds_a_rate_that_later_records_are_paid_at(books: Books) -> None:
+    body = {"type_code": "removal", "region_id": books.region("XL"), "valid_from": "2026-12-01",
+            "piece_rate": "22.50", "standard_hours": "1.20"}
+    added = books.client.post("/api/v1/workload/rates", json=body, headers=books.as_user("admin"))
+    assert added.status_code == 201, added.text
+    again = books.client.post("/api/v1/workload/rates", json=body, headers=books.as_user("admin"))
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "valid_from"
+    unknown = books.client.post("/api/v1/workload/rates", json={**body, "type_code": "teleport"},
+                                headers=books.as_user("admin"))
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "type_code"
+    assert books.client.post("/api/v1/workload/rates", json=body, headers=books.as_user("payroll")).status_code == 403
+    listed = books.get("/api/v1/workload/rates").json()
+    assert {"type_code": "removal", "valid_from": "2026-12-01", "piece_rate": "22.50"}.items() <= next(
+        r for r in listed if r["type_code"] == "removal" and r["valid_from"] == "2026-12-01").items()
+    assert books.record(type_code="removal", completed="2026-12-02 10:00").pay == Decimal("22.50")
+    assert books.record(type_code="removal", completed="2026-11-30 10:00").pay == Decimal("20.00")
