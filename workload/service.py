@@ -310,7 +310,8 @@ def export_workload(session: Session, *, scope: queries.Scope, fmt: export.Expor
                     tz: str, progress: export.Progress | None = None) -> None:
     """Write the workload sheet of a scope to `path`, streaming its lines."""
     sheet = export.build_sheet(session, scope=scope, tz=tz, detail=detail,
-                               flags_as_text=fmt is not export.ExportFormat.JSON)
+                               flags_as_text=fmt is not export.ExportFormat.JSON,
+                               summary=fmt is export.ExportFormat.XLSX or not detail)
     span = scope.span
     export.write(sheet, fmt=fmt, path=path, title=f"工作量 {span.start}..{span.end}",
                  created=datetime.combine(span.end, datetime.min.time()), progress=progress)
