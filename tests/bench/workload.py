@@ -76,7 +76,9 @@ def generate(url: str) -> float:
         conn.execute("ALTER TABLE work_record DROP CONSTRAINT IF EXISTS fk_work_record_ticket_id_ticket")
         conn.execute("TRUNCATE work_record CASCADE")
         conn.execute(GENERATE, {"rows": ROWS})  # type: ignore[arg-type]
-        conn.execute("ANALYZE work_record")
+        # Freshly inserted rows get their hint bits written by the first read: a VACUUM does that now,
+        # so that whichever row reads first does not pay for it.
+        conn.execute("VACUUM (ANALYZE) work_record")
     return time.perf_counter() - began
 
 
@@ -145,12 +147,12 @@ def main(url: str) -> str:
     seconds = generate(url)
     with tempfile.TemporaryDirectory(prefix="bench-workload-") as folder:
         runs = [_measure(name, kind, url, Path(folder)) for name, kind in (
-            ("(a) project CSV export", "project-csv"), ("(b) raw csv module", "raw-csv"),
-            ("(a) project XLSX export", "project-xlsx"), ("(b) raw xlsxwriter, constant memory", "raw-xlsx"))]
+            ("(b) raw csv module", "raw-csv"), ("(a) project CSV export", "project-csv"),
+            ("(b) raw xlsxwriter, constant memory", "raw-xlsx"), ("(a) project XLSX export", "project-xlsx"))]
     lines = [f"\nWorkload export: {ROWS:,} detail lines generated in {seconds:.1f} s; each row in its own process "
              f"(peak = its VmHWM)\n",
              f"{'benchmark':<38} {'lines':>9} {'seconds':>8} {'lines/s':>9} {'peak MB':>8} {'vs raw':>7}"]
-    for project, raw in (runs[0:2], runs[2:4]):
+    for raw, project in (runs[0:2], runs[2:4]):
         for run in (project, raw):
             lines.append(f"{run.name:<38} {run.rows:>9,} {run.seconds:>8.1f} {run.rows / run.seconds:>9,.0f} "
                          f"{run.peak_mb:>8.0f} {run.seconds / raw.seconds:>7.2f}")
