@@ -95,7 +95,8 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Sheet:
-    """What one export holds: totals per technician, and every line when `detail`."""
+    """What one export holds: the per-technician summary and its totals (when the format shows them), and
+    every line when `detail`."""
 
     summary: list[Sequence[Any]]
     totals: Sequence[Any]
