@@ -16,7 +16,7 @@ from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import load, mirror, offers, queries, sla
+from dispatch.tickets import labor, load, mirror, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -400,19 +400,24 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
                       changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
     mirror.mirror(session, redis, ticket)
+    labor.record_completion(session, ticket, technician, settings=settings)  # same transaction: paid iff done
     load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
     return step
 
 
-def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None) -> Step:
-    """Record the subscriber's rating (by the subscriber or from a clerk's call); closes the ticket.
+def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None,
+             settings: Settings) -> Step:
+    """Record the subscriber's rating (by the subscriber or from a clerk's call); closes the ticket
+    and applies the rating to the visit's pay.
 
     Raises: Forbidden, InvalidTransition.
     """
     _require(actor, FOLLOWUP_ROLES, "record a follow-up")
-    return transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
+    step = transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
                       data={"satisfaction": satisfaction},
                       changes={"satisfaction": satisfaction, "followup_comment": comment, "closed_at": _now()})
+    labor.record_followup(session, ticket, satisfaction=satisfaction, actor=actor, settings=settings, now=step.at)
+    return step
 
 
 def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,
