@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
+from technicians import live
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
@@ -304,9 +306,18 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
+               location=_whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
+
+
+def _whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | None:
+    """Where the technician taking the ticket is now, kept on the event: travel is paid from there."""
+    try:
+        return live.position(redis, live.LiveKeys.of(ticket.branch_id), technician_id)
+    except RedisError:
+        return None
 
 
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
@@ -341,7 +352,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
     previous = ticket.technician_id
     step = transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
-                      note=note, technician_id=technician.id,
+                      note=note, technician_id=technician.id, location=_whereabouts(redis, ticket, technician.id),
                       changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
                       data={"previous_technician_id": previous} if reassign else None)
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
