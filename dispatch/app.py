@@ -26,6 +26,7 @@ from geo import router as geo
 from technicians import router as technicians
 from wechat import channel as wechat_channel
 from wechat import router as wechat
+from workload import router as workload
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
-                   technicians.me_router, stream.router, wechat.router):
+                   technicians.me_router, stream.router, wechat.router, workload.router):
         app.include_router(router)
     _mount_pages(app, tile_url=settings.map_tile_url)
     return app

@@ -12,7 +12,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, offers, service, sla, tips
+from dispatch.tickets import attachments, grabs, offers, service, sla, stats, tips
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -42,6 +42,7 @@ from dispatch.tickets.schemas import (
     OfferRead,
     PoolTicketRead,
     ReasonBody,
+    StatsRead,
     SurgeBody,
     SurgeRead,
     TicketCreate,
@@ -66,6 +67,7 @@ from geo import crs
 from geo.latlng import LatLng
 from grab_pool import pool
 from technicians.deps import CallingTechnician, CurrentTechnician
+from workload.queries import Span
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
@@ -168,9 +170,11 @@ def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session
 
 
 @router.post("/tickets/{ticket_id}/followup", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep,
+             settings: SettingsDep) -> TicketRead:
     """Record the rating and close the ticket (its subscriber, clerk, dispatcher)."""
-    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment)
+    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment,
+                     settings=settings)
     return ticket_read(ticket)
 
 
@@ -358,3 +362,18 @@ def set_escalation_chain(region_id: int, body: EscalationChainBody, actor: Actor
     rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
         sla.Rung(level=i + 1, **step.model_dump()) for i, step in enumerate(body.steps)])
     return chain_read(region_id, region_id, rungs)
+Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
+
+
+@router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def ticket_stats(start: Annotated[date, Query(alias="from", description="first local date, included")],
+                 end: Annotated[date, Query(alias="to", description="last local date, included")],
+                 session: SessionDep, actor: Analyst, settings: SettingsDep,
+                 region_id: int | None = None) -> dict[str, Any]:
+    """Tickets reported in the period (local dates) in the caller's regions: counts by state, type, grid and
+    technician, time to accept and to complete (median, p90, minutes), SLA attainment, timeout, invalid and
+    satisfaction."""
+    span = Span.of(start, end, max_days=settings.workload.max_range_days)
+    return stats.ticket_stats(session, actor=actor,
+                              period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))

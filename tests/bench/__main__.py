@@ -1,6 +1,6 @@
 """`make bench`: intake and reads over HTTP against a real server, with the no-op floor.
 
-`python -m tests.bench nearest` runs only the nearest-technician table.
+`python -m tests.bench nearest workload` runs only the tables named.
 """
 
 import os
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from tests.bench import nearest, presence
+from tests.bench import nearest, presence, workload
 from tests.bench.harness import measure, server, table
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -28,9 +28,9 @@ TRACK_POINTS = 20_000
 
 
 def _prepare_database() -> None:
+    name = make_url(BENCH_URL).database  # BENCH_DATABASE_URL may name another, e.g. to bench alongside someone
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        name = make_url(BENCH_URL).database
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
@@ -63,18 +63,17 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
-def nearest_only() -> None:
-    """The nearest-technician table alone: it needs a PostGIS database, not the HTTP server."""
-    _prepare_database()
-    print(nearest.main(_libpq(BENCH_URL)))
-
-
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Every benchmark, or only those named (`python -m tests.bench nearest workload`)."""
     _prepare_database()
+    if only:
+        for name in only:
+            print(SELECTABLE[name]())
+        return
     Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
     port = _free_port()
     env = {"DATABASE_URL": BENCH_URL, "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
@@ -108,7 +107,12 @@ def main() -> None:
     print(f"write-through (the worker's flush_track, COPY batches of {presence.batch_size()}): {points} sampled "
           f"points in {seconds:.2f} s = {points / seconds:,.0f} points/s\n")
     print(nearby)
+    print(workload.main(BENCH_URL))
+
+
+# The tables that need no HTTP server, runnable alone.
+SELECTABLE = {"nearest": lambda: nearest.main(_libpq(BENCH_URL)), "workload": lambda: workload.main(BENCH_URL)}
 
 
 if __name__ == "__main__":
-    nearest_only() if sys.argv[1:] == ["nearest"] else main()
+    main(sys.argv[1:])

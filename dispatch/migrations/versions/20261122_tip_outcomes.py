@@ -1,7 +1,7 @@
 """self-help tip outcomes: whether a ticket type's tips solved the problem (visits saved)
 
 Revision ID: 7e3a41c0d2b9
-Revises: a57ff424efd0
+Revises: 4b2b28196763
 Create Date: 2026-11-22 04:45:00.000000
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '7e3a41c0d2b9'
-down_revision: str | None = 'a57ff424efd0'
+down_revision: str | None = '4b2b28196763'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
