@@ -22,7 +22,7 @@ from dispatch.kernel.lua import ScriptBook
 from dispatch.kernel.redis import as_text
 from geo.latlng import LatLng
 
-_scripts = ScriptBook("grab_pool")
+_scripts = ScriptBook("grab_pool", prelude="claim")
 # Pool states: what PostgreSQL says, plus the claim in flight between the two.
 GRABBABLE = ("pending", "timed_out")
 ACCEPTED = "accepted"

@@ -5,7 +5,12 @@ per ticket and technician; track points are popped once) and is enqueued
 with a fixed job id by the worker's ticker, so a slow run never piles up.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+from redis import Redis
+from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
@@ -22,79 +27,66 @@ REBUILD_EVERY_S = 300.0
 EXPIRE_EVERY_S = 30.0
 
 
-def sweep_rings() -> int:
-    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
+@contextmanager
+def _job() -> Iterator[tuple[Settings, Redis, Session]]:
+    """What every job opens: the process settings, a Redis connection and one unit of work."""
     settings = get_settings()
     redis = connect(settings.redis_url)
-    with session_scope() as session:
-        swept = offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
-    redis.close()
-    return swept
+    try:
+        with session_scope() as session:
+            yield settings, redis, session
+    finally:
+        redis.close()
+
+
+def sweep_rings() -> int:
+    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
+    with _job() as (settings, redis, session):
+        return offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
 
 
 def sweep_sla() -> int:
     """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
-        result = sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC), limit=settings.sla.sweep_batch)
-    redis.close()
-    return result.total
+    with _job() as (settings, redis, session):
+        return sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC),
+                         limit=settings.sla.sweep_batch).total
 
 
 def flush_track() -> int:
     """Write the sampled positions through to PostGIS."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
+    with _job() as (settings, redis, session):
         flushed = presence.flush_track(session, redis, branch_ids=presence.branch_ids(session),
                                        batch=settings.presence.flush_batch)
-    written = presence.confirm_flushed(redis, flushed)  # only once the rows are committed
-    redis.close()
-    return written
+        session.commit()
+        return presence.confirm_flushed(redis, flushed)  # only once the rows are committed
 
 
 def rebuild_live_index() -> int:
     """Restore on-duty technicians into the live index (after a Redis restart, nothing is lost for long)."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
+    with _job() as (settings, redis, session):
         restored = presence.rebuild_live(session, redis, cfg=settings.presence)
         # Loads too: a technician at their limit must not come back into the searched sets.
         load.refresh(session, redis, restored, now=datetime.now(UTC), tz=settings.timezone)
-    redis.close()
-    return len(restored)
+        return len(restored)
 
 
 def expire_live_index() -> int:
     """Take technicians whose position went stale out of the searched sets."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
-        branches = presence.branch_ids(session)
-    gone = presence.expire_stale(redis, branch_ids=branches, now=datetime.now(UTC), cfg=settings.presence)
-    redis.close()
-    return gone
+    with _job() as (settings, redis, session):
+        return presence.expire_stale(redis, branch_ids=presence.branch_ids(session), now=datetime.now(UTC),
+                                     cfg=settings.presence)
 
 
 def repair_pool() -> dict[str, int]:
     """Return dead claims to the grab pool and rebuild branches whose pool vanished (Redis flushed or restarted)."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
-        repaired = mirror.repair(session, redis)
-    redis.close()
-    return repaired
+    with _job() as (_, redis, session):
+        return mirror.repair(session, redis)
 
 
 def rebuild_pool() -> dict[int, int]:
     """Rebuild the whole grab pool from PostgreSQL: whatever a mirror missed is put right."""
-    settings = get_settings()
-    redis = connect(settings.redis_url)
-    with session_scope() as session:
-        rebuilt = mirror.rebuild(session, redis)
-    redis.close()
-    return rebuilt
+    with _job() as (_, redis, session):
+        return mirror.rebuild(session, redis)
 
 
 def periodic(settings: Settings) -> list[Periodic]:
