@@ -12,7 +12,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 export FIELDPOOL_DEMO_PASSWORD ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install services migrate seed run worker test bench bench-grabs lint
+.PHONY: help install services browser migrate seed run worker test bench bench-grabs lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ services: ## make sure PostgreSQL+PostGIS and Redis run (installs them as root w
 .env:
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
 	@echo "wrote .env with a fresh SECRET_KEY"
+
+browser: ## make sure Chromium and a CJK font are there for the browser tests (installs as root)
+	@bash scripts/ensure-browser.sh
 
 migrate: install services .env ## apply the database migrations
 	$(BIN)/fieldpool db upgrade
@@ -52,7 +55,7 @@ run: seed ## install, migrate, seed, start the API and a worker
 	@$(BIN)/fieldpool worker & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 	  $(BIN)/fieldpool serve --port $(PORT)
 
-test: install services ## run the whole suite on real PostgreSQL+PostGIS and Redis
+test: install services browser ## run the whole suite on real PostgreSQL+PostGIS and Redis
 	$(BIN)/pytest -q
 
 bench: install services ## run the benchmarks and print one table

@@ -1,10 +1,15 @@
 """The composition root: the one place routers, handlers and seams are wired."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import html
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from dispatch import ops
 from dispatch.accounts import router as accounts
@@ -21,6 +26,7 @@ from geo import router as geo
 from technicians import router as technicians
 from wechat import channel as wechat_channel
 from wechat import router as wechat
+from workload import router as workload
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,6 +60,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
-                   technicians.me_router, stream.router, wechat.router):
+                   technicians.me_router, stream.router, wechat.router, workload.router):
         app.include_router(router)
+    _mount_pages(app, tile_url=settings.map_tile_url)
     return app
+
+
+# The pages people use: plain HTML, CSS and ES modules (no build step), each
+# kept by the domain whose users see it; they call the same /api/v1 as anyone.
+PAGES = {
+    "/m/tech": ("tech", Path(str(files("technicians") / "web"))),
+    "/m/report": ("report", Path(str(files("wechat") / "web"))),
+    "/console": ("console", Path(str(files("dispatch") / "web" / "console"))),
+}
+COMMON_ASSETS = Path(str(files("dispatch") / "web" / "common"))
+
+
+def _mount_pages(app: FastAPI, *, tile_url: str | None) -> None:
+    app.mount("/static/common", StaticFiles(directory=COMMON_ASSETS), name="static-common")
+    for path, (name, folder) in PAGES.items():
+        app.mount(f"/static/{name}", StaticFiles(directory=folder), name=f"static-{name}")
+        # Read once: the page is the same for everyone but for the optional tile URL setting.
+        page = (folder / "index.html").read_text(encoding="utf-8").replace(
+            "{{tile_url}}", html.escape(tile_url or "", quote=True))
+        app.add_api_route(path, _page_route(page), methods=["GET"], response_class=HTMLResponse,
+                          include_in_schema=False)
+
+
+def _page_route(page: str) -> Callable[[], HTMLResponse]:
+    def serve_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    return serve_page

@@ -1,17 +1,19 @@
-"""The `fieldpool` command: serve, worker, db, seed, users, pool, wechat."""
+"""The `fieldpool` command: serve, worker, db, seed, users, pool, wechat, export."""
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 from redis import Redis
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rq import Queue, Worker
 
 from dispatch.accounts.service import create_user
-from dispatch.kernel.auth import Role
+from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
-from dispatch.kernel.errors import InvalidInput
+from dispatch.kernel.errors import DomainError, InvalidInput
 from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
@@ -21,6 +23,8 @@ from dispatch.tickets import feed, jobs, mirror, outbox
 from wechat import channel as wechat_channel
 from wechat import menu
 from wechat.client import AccountClient
+from workload import service as workload
+from workload.export import ExportFormat
 
 app = typer.Typer(help="Fieldpool: field dispatch and order grabbing.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -28,11 +32,15 @@ seed = typer.Typer(help="Demo data.", no_args_is_help=True)
 users = typer.Typer(help="Log-ins.", no_args_is_help=True)
 pool_cli = typer.Typer(help="The grab pool in Redis.", no_args_is_help=True)
 wechat = typer.Typer(help="The WeChat official account.", no_args_is_help=True)
+export = typer.Typer(help="Reports to files.", no_args_is_help=True)
 app.add_typer(db, name="db")
 app.add_typer(seed, name="seed")
 app.add_typer(users, name="users")
 app.add_typer(pool_cli, name="pool")
 app.add_typer(wechat, name="wechat")
+app.add_typer(export, name="export")
+# Whoever runs the CLI on the server already has the database: they read as HQ.
+OPERATOR = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="cli")
 
 
 @app.command()
@@ -148,6 +156,32 @@ def wechat_menu(file: Annotated[Path, typer.Option(help="the menu, WeChat's JSON
         raise typer.Exit(2) from None
     menu.publish(AccountClient(settings.wechat, connect(settings.redis_url)), loaded)
     typer.echo(f"menu published from {file}")
+
+@export.command("workload")
+def export_workload(
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first local date")],
+    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last local date, included")],
+    out: Annotated[Path, typer.Option(help="the file to write")],
+    region: Annotated[str | None, typer.Option(help="region code (XL) or id; all when left out")] = None,
+    format: Annotated[ExportFormat, typer.Option(help="csv (UTF-8 with BOM), xlsx or json")] = ExportFormat.CSV,
+    detail: Annotated[bool, typer.Option(help="one line per work record, not only the per-technician totals")] = True,
+) -> None:
+    """Write the workload sheet (piece-rate pay) of a period to a file, with a progress bar."""
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            region_id = workload.region_id_of(session, region) if region else None
+            scope = workload.report_scope(session, actor=OPERATOR, start=start.date(), end=end.date(),
+                                          region_id=region_id, cfg=settings.workload)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn()) as bar:
+                task = bar.add_task("workload lines", total=workload.export_size(session, scope=scope) if detail else 0)
+                workload.export_workload(session, scope=scope, fmt=format, detail=detail, path=out,
+                                         tz=settings.timezone, progress=lambda n: bar.advance(task, n))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":

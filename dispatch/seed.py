@@ -20,6 +20,7 @@ from geo import gazetteer, regions
 from geo.latlng import LatLng
 from geo.models import Region, RegionKind
 from technicians.service import create_technician
+from workload import service as workload
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEEDER = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="seed")
@@ -115,6 +116,24 @@ def _load_places(session: Session, fixtures: Path) -> int:
     return added
 
 
+def _load_rates(session: Session, fixtures: Path, by_code: dict[str, Region]) -> int:
+    added = 0
+    for raw in yaml.safe_load((fixtures / "rates.yaml").read_text(encoding="utf-8")):
+        region_id = by_code[raw["region"]].id if "region" in raw else None
+        if workload.find_rate(session, type_code=raw["type_code"], region_id=region_id,
+                              valid_from=raw["valid_from"]) is None:
+            workload.add_rate(session, actor=SEEDER, type_code=raw["type_code"], region_id=region_id,
+                              valid_from=raw["valid_from"], piece_rate=Decimal(raw["piece_rate"]),
+                              standard_hours=Decimal(str(raw["standard_hours"])))
+            added += 1
+    return added
+
+
+def _load_holidays(session: Session, fixtures: Path) -> int:
+    days = yaml.safe_load((fixtures / "holidays.yaml").read_text(encoding="utf-8"))
+    return sum(workload.add_holiday(session, day=raw["day"], name=raw["name"]) for raw in days)
+
+
 def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> dict[str, int]:
     """Load the demo city; running it again adds only what is missing."""
     by_code = _load_regions(session, fixtures)
@@ -125,4 +144,6 @@ def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> 
         "technicians_added": _load_technicians(session, fixtures, by_code, password),
         "escalation_chains_added": _load_escalation(session, fixtures, by_code),
         "places_added": _load_places(session, fixtures),
+        "rates_added": _load_rates(session, fixtures, by_code),
+        "holidays_added": _load_holidays(session, fixtures),
     }

@@ -143,6 +143,19 @@ def within(column: ColumnElement[int] | Any, region_ids: tuple[int, ...] | None)
     return column.in_(subtree_ids(region_ids))
 
 
+def region_in_scope(session: Session, region_id: int, scope: tuple[int, ...] | None) -> Region:
+    """A region a caller names as a filter.
+
+    Raises: InvalidInput (no such region), NotFound (outside the caller's regions: existence must not leak).
+    """
+    region = session.get(Region, region_id)
+    if region is None:
+        raise InvalidInput("region_id", f"no region {region_id}")
+    if scope is not None and not path_ids(region.path) & set(scope):
+        raise NotFound(f"region {region_id} does not exist")
+    return region
+
+
 def covers_any(region_id: int, region_ids: tuple[int, ...], session: Session) -> bool:
     """True when `region_id` lies inside one of `region_ids`."""
     path = session.scalar(select(Region.path).where(Region.id == region_id)) or ""

@@ -40,8 +40,11 @@ def create_region(body: RegionCreate, session: SessionDep, admin: Admin) -> Regi
 
 @router.get("/regions", response_model=list[RegionRead], tags=["set-up"])
 def list_regions(session: SessionDep, actor: ActorDep) -> list[RegionRead]:
-    """The caller's regions with their boundaries as GeoJSON."""
-    return [_read(r) for r in regions.list_regions(session, scope=actor.scope)]
+    """The caller's regions with their boundaries as GeoJSON; a subscriber sees the whole service area."""
+    # A subscriber is bound to no region, yet places a pin on the report page's map: the grids'
+    # names and outlines are the operator's published service area, not a secret.
+    scope = None if actor.role is Role.SUBSCRIBER else actor.scope
+    return [_read(r) for r in regions.list_regions(session, scope=scope)]
 
 
 def _reverse_read(found: Geocoded) -> ReverseRead:

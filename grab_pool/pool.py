@@ -19,9 +19,10 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from dispatch.kernel.lua import ScriptBook
+from dispatch.kernel.redis import as_text
 from geo.latlng import LatLng
 
-_scripts = ScriptBook("grab_pool")
+_scripts = ScriptBook("grab_pool", prelude="claim")
 # Pool states: what PostgreSQL says, plus the claim in flight between the two.
 GRABBABLE = ("pending", "timed_out")
 ACCEPTED = "accepted"
@@ -107,17 +108,14 @@ def new_request_id() -> str:
 
 
 def _claim(result: list[object], request_id: str) -> Claim:
-    outcome = Outcome(_text(result[0]))
-    detail = _text(result[1])
+    outcome = Outcome(as_text(result[0]))
+    detail = as_text(result[1])
     if outcome is Outcome.WON:
         return Claim(outcome, version=int(detail), request_id=request_id)
     if outcome is Outcome.TAKEN:
         return Claim(outcome, holder=int(detail))
     return Claim(outcome)
 
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _grab_call(grabber: Grabber, ticket_id: int, request_id: str,
@@ -186,7 +184,7 @@ def expire_leases(redis: Redis, branch_id: int) -> list[int]:
     """
     keys = PoolKeys.of(branch_id)
     back = _scripts.run(redis, "expire", [keys.leases, keys.geo, keys.held, keys.ticket_prefix], [])
-    return [int(_text(t)) for t in back]
+    return [int(as_text(t)) for t in back]
 
 
 def near(redis: Redis, branch_id: int, point: LatLng, *, radius_m: float, count: int) -> list[tuple[int, float]]:
@@ -196,7 +194,7 @@ def near(redis: Redis, branch_id: int, point: LatLng, *, radius_m: float, count:
     """
     found = redis.geosearch(PoolKeys.of(branch_id).geo, longitude=point.lng, latitude=point.lat, radius=radius_m,
                             unit="m", sort="ASC", count=count, withdist=True)
-    return [(int(_text(member)), float(distance)) for member, distance in found]  # type: ignore[str-unpack, arg-type]
+    return [(int(as_text(member)), float(distance)) for member, distance in found]  # type: ignore[str-unpack, arg-type]
 
 
 def is_built(redis: Redis, branch_id: int) -> bool:
@@ -229,7 +227,7 @@ def rebuild(redis: Redis, branch_id: int, entries: Sequence[Entry], held: dict[i
         args.extend([technician_id, count])
     built = _scripts.run(redis, "rebuild", [keys.built, keys.geo, keys.held, keys.leases, keys.index,
                                             keys.ticket_prefix], args)
-    return int(_text(built))
+    return int(as_text(built))
 
 
 @dataclass(frozen=True)
@@ -245,7 +243,7 @@ class Mirror:
 def snapshot(redis: Redis, branch_id: int) -> Mirror:
     """Raises: RedisError."""
     keys = PoolKeys.of(branch_id)
-    ids = sorted(int(_text(t)) for t in redis.smembers(keys.index))  # type: ignore[union-attr]
+    ids = sorted(int(as_text(t)) for t in redis.smembers(keys.index))  # type: ignore[union-attr]
     pipe = redis.pipeline(transaction=False)
     for ticket_id in ids:
         pipe.hgetall(keys.ticket(ticket_id))
@@ -253,7 +251,7 @@ def snapshot(redis: Redis, branch_id: int) -> Mirror:
     pipe.zrange(keys.geo, 0, -1)
     pipe.exists(keys.built)
     *hashes, held, geo, built = pipe.execute()
-    tickets = {tid: {_text(k): _text(v) for k, v in h.items()} for tid, h in zip(ids, hashes, strict=True) if h}
+    tickets = {tid: {as_text(k): as_text(v) for k, v in h.items()} for tid, h in zip(ids, hashes, strict=True) if h}
     return Mirror(built=bool(built), tickets=tickets,
-                  held={int(_text(k)): int(_text(v)) for k, v in held.items() if int(_text(v)) != 0},
-                  grabbable={int(_text(m)) for m in geo})
+                  held={int(as_text(k)): int(as_text(v)) for k, v in held.items() if int(as_text(v)) != 0},
+                  grabbable={int(as_text(m)) for m in geo})

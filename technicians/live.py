@@ -1,42 +1,58 @@
 """The live index in Redis: on-duty technicians' positions and what eligibility needs, per branch.
 
 Keys carry the branch as a hash tag, so every script touches one slot and
-runs unchanged on Redis Cluster. Only technicians who could be offered are
-in a branch's geo set (on duty, located), since a radius search slows with
-every member inside it.
+runs unchanged on Redis Cluster. The nearest search reads a branch's open
+sets, one per skill, holding only technicians who could be offered (on duty,
+located, fresh, on shift, below their limit), since a radius search slows
+with every member inside it: every change below keeps them true in the same
+script call (lua/offerable.lua), and `expire` takes out those gone stale.
 """
 
 from dataclasses import dataclass
-from importlib.resources import files
+from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.commands.core import AsyncScript, Script
 
+from dispatch.kernel.lua import ScriptBook
+from dispatch.kernel.redis import as_text
 from geo.latlng import LatLng
 
-_scripts: dict[str, Script] = {}
-_async_scripts: dict[str, AsyncScript] = {}
+# Each script starts with the shared rules of who is offerable (lua/offerable.lua).
+_scripts = ScriptBook("technicians", prelude="offerable")
 
 
 @dataclass(frozen=True)
 class LiveKeys:
     tag: str
     geo: str
-    seen: str
+    fresh: str
     meta: str
     load: str
     track: str
     sampled: str
+    reach: str
+    members: str
 
     @classmethod
     def of(cls, branch_id: int) -> "LiveKeys":
         tag = f"fp:{{b{branch_id}}}"
-        return cls(tag=tag, geo=f"{tag}:geo", seen=f"{tag}:seen", meta=f"{tag}:meta", load=f"{tag}:load",
-                   track=f"{tag}:track", sampled=f"{tag}:sampled")
+        return cls(tag=tag, geo=f"{tag}:geo", fresh=f"{tag}:fresh", meta=f"{tag}:meta", load=f"{tag}:load",
+                   track=f"{tag}:track", sampled=f"{tag}:sampled", reach=f"{tag}:reach",
+                   members=f"{tag}:members")
 
     def rate(self, technician_id: int) -> str:
         return f"{self.tag}:rate:{technician_id}"
+
+    def open(self, skill: str) -> str:
+        """The geo set of technicians who could be offered a ticket needing `skill` (any: "*"), named in
+        offerable.lua; members are "id|seen|active|hours|scope|roster|skills"."""
+        return f"{self.tag}:open:{skill}"
+
+    @property
+    def offerable(self) -> list[str]:
+        """The keys every script that keeps or reads the open sets takes first."""
+        return [self.geo, self.fresh, self.meta, self.load, self.members]
 
 
 @dataclass(frozen=True)
@@ -47,22 +63,18 @@ class Hit:
     hours: float
 
 
-def _source(name: str) -> str:
-    return files("technicians").joinpath(f"lua/{name}.lua").read_text()
+def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> Any:
+    return _scripts.run(redis, name, keys, args)
 
 
-def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> list[object]:
-    # Script objects call EVALSHA and load the source again on NOSCRIPT (after a
-    # Redis restart or failover), so a script is read from disk once per process.
-    if name not in _scripts:
-        _scripts[name] = redis.register_script(_source(name))
-    result: list[object] = _scripts[name](keys=keys, args=args, client=redis)
-    return result
+def _change(redis: Redis, keys: LiveKeys, *args: str | int | float) -> Any:
+    return _run(redis, "index", [*keys.offerable, keys.sampled], list(args))
 
 
 def put_on_duty(redis: Redis, keys: LiveKeys, technician_id: int, *, skills: list[str], scope_path: str,
                 max_active: int, roster: str) -> None:
-    redis.hset(keys.meta, str(technician_id), f"{','.join(skills)}|{scope_path}|{max_active}|{roster}")
+    """On duty, or what eligibility reads of the technician changed: skills, scope, limit or roster."""
+    _change(redis, keys, "duty", technician_id, f"{','.join(skills)}|{scope_path}|{max_active}|{roster}")
 
 
 def is_located(redis: Redis, keys: LiveKeys, technician_id: int) -> bool:
@@ -79,13 +91,7 @@ def position(redis: Redis, keys: LiveKeys, technician_id: int) -> LatLng | None:
 
 
 def take_off_duty(redis: Redis, keys: LiveKeys, technician_id: int) -> None:
-    member = str(technician_id)
-    pipe = redis.pipeline(transaction=True)
-    pipe.zrem(keys.geo, member)
-    pipe.hdel(keys.meta, member)
-    pipe.hdel(keys.seen, member)
-    pipe.hdel(keys.sampled, member)
-    pipe.execute()
+    _change(redis, keys, "off", technician_id)
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ class Ping:
     sample_interval_s: int
 
     def call(self, keys: LiveKeys) -> tuple[list[str], list[str | int | float]]:
-        return ([keys.geo, keys.seen, keys.meta, keys.track, keys.sampled, keys.rate(self.technician_id)],
+        return ([*keys.offerable, keys.track, keys.sampled, keys.rate(self.technician_id)],
                 [self.technician_id, self.point.lng, self.point.lat,
                  "" if self.accuracy_m is None else self.accuracy_m, self.now, self.weekday, self.minute,
                  self.limit, self.window_s, self.sample_interval_s])
@@ -112,31 +118,41 @@ class Ping:
 def ping(redis: Redis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """(status, detail): ok, rate_limited (seconds to wait), off_duty or off_shift."""
     status, detail = _run(redis, "ping", *ping.call(keys))
-    return _text(status), _text(detail)
+    return as_text(status), as_text(detail)
 
 
 async def ping_async(redis: AsyncRedis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """`ping` for the event loop: the phones' hot path needs no worker thread."""
-    if "ping" not in _async_scripts:
-        _async_scripts["ping"] = redis.register_script(_source("ping"))
-    status, detail = await _async_scripts["ping"](*ping.call(keys), client=redis)
-    return _text(status), _text(detail)
+    status, detail = await _scripts.run_async(redis, "ping", *ping.call(keys))
+    return as_text(status), as_text(detail)
 
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def place_at(redis: Redis, keys: LiveKeys, technician_id: int, *, point: LatLng, seen_at: int) -> None:
-    """Put a known recent position back into the index (rebuild)."""
-    pipe = redis.pipeline(transaction=True)
-    pipe.geoadd(keys.geo, (point.lng, point.lat, str(technician_id)))
-    pipe.hset(keys.seen, str(technician_id), seen_at)
-    pipe.execute()
+    """Put a known recent position back into the index (rebuild), unless a later ping is there already."""
+    _change(redis, keys, "place", technician_id, point.lng, point.lat, seen_at)
+
+
+def positions(redis: Redis, keys: LiveKeys, technician_ids: list[int]) -> list[tuple[LatLng | None, int]]:
+    """Where these technicians are in the index (None: not located) and how many tickets they hold."""
+    members = [str(t) for t in technician_ids]
+    pipe = redis.pipeline(transaction=False)
+    pipe.geopos(keys.geo, *members)
+    pipe.hmget(keys.load, members)
+    points, loads = pipe.execute()
+    return [(LatLng(lat=p[1], lng=p[0]) if p else None, int(as_text(load).split("|")[0]) if load else 0)
+            for p, load in zip(points, loads, strict=True)]
 
 
 def set_load(redis: Redis, keys: LiveKeys, technician_id: int, *, active: int, hours: float) -> None:
-    redis.hset(keys.load, str(technician_id), f"{active}|{hours:g}")
+    """The technician's active tickets and hours this period; at max_active they leave the open sets."""
+    _change(redis, keys, "load", technician_id, f"{active}|{hours:g}")
+
+
+def expire(redis: Redis, keys: LiveKeys, *, cutoff: int, batch: int) -> int:
+    """Take technicians whose last ping is older than `cutoff` (epoch s) out of the open sets, at most
+    `batch` per call (one script call blocks Redis); returns how many left."""
+    return int(_change(redis, keys, "expire", cutoff, batch))
 
 
 def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, k: int, max_radius_m: int, start_radius_m: int,
@@ -144,11 +160,11 @@ def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, k: int, max_radius_m
             minute: int, tie_band_m: int) -> list[Hit]:
     """The K eligible technicians within `max_radius_m` to offer first: nearest, fairest among near-equals."""
     flat = _run(
-        redis, "nearest", [keys.geo, keys.seen, keys.meta, keys.load],
+        redis, "nearest", [*keys.offerable, keys.reach],
         [point.lng, point.lat, k, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
          "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m, tie_band_m])
-    return [Hit(technician_id=int(_text(flat[i])), distance_m=float(_text(flat[i + 1])),
-                active=int(_text(flat[i + 2])), hours=float(_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
+    return [Hit(technician_id=int(as_text(flat[i])), distance_m=float(as_text(flat[i + 1])),
+                active=int(as_text(flat[i + 2])), hours=float(as_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
 
 
 def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:
@@ -156,7 +172,7 @@ def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int,
     (technician_id, epoch s, lng, lat, accuracy)."""
     points = []
     for item in redis.lrange(keys.track, 0, limit - 1):
-        tid, at, lng, lat, acc = _text(item).split("|")
+        tid, at, lng, lat, acc = as_text(item).split("|")
         points.append((int(tid), int(at), float(lng), float(lat), float(acc) if acc else None))
     return points
 

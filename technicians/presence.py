@@ -17,7 +17,7 @@ from dispatch.kernel.settings import PresenceSettings
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
-from geo.regions import path_steps
+from geo.regions import path_steps, within
 from technicians import live
 from technicians.errors import NoBranch, OffDuty, OffShift, RateLimited
 from technicians.models import RosterShift, Technician
@@ -25,6 +25,8 @@ from technicians.models import RosterShift, Technician
 log = structlog.get_logger()
 NULL_IN_COPY = "\\N"
 FLUSH_LOCK_S = 60
+# Stale technicians taken out of the open sets per script call: each call blocks Redis for its length.
+EXPIRE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -231,11 +233,13 @@ def _copy_track(session: Session, points: list[tuple[int, int, float, float, flo
     session.execute(text("TRUNCATE track_in"))
 
 
-def rebuild_live(session: Session, redis: Redis, *, cfg: PresenceSettings, now: datetime | None = None) -> int:
+def rebuild_live(session: Session, redis: Redis, *, cfg: PresenceSettings,
+                 now: datetime | None = None) -> list[int]:
     """Restore the live index from PostgreSQL (after a Redis restart): on-duty technicians,
-    with their last written-through position when it is still fresh."""
+    with their last written-through position when it is still fresh; returns their ids.
+    Their loads are the caller's to restore (they come from tickets)."""
     now = now or datetime.now(UTC)
-    restored = 0
+    restored = []
     for technician in session.scalars(select(Technician).where(Technician.on_duty, Technician.active)):
         ref = ref_of(session, technician)
         if ref.branch_id is None:
@@ -245,10 +249,54 @@ def rebuild_live(session: Session, redis: Redis, *, cfg: PresenceSettings, now: 
         if technician.last_location is not None and seen and (now - seen).total_seconds() <= cfg.freshness_s:
             live.place_at(redis, ref.keys, technician.id, point=from_wkb(technician.last_location),
                           seen_at=int(seen.timestamp()))
-        restored += 1
+        restored.append(technician.id)
     return restored
+
+
+def expire_stale(redis: Redis, *, branch_ids: list[int], now: datetime, cfg: PresenceSettings) -> int:
+    """Take technicians whose position went stale out of the searched sets; the next ping brings them back.
+    The search checks freshness itself: this only keeps the sets small."""
+    cutoff = int(now.timestamp()) - cfg.freshness_s
+    gone = 0
+    for branch_id in branch_ids:
+        keys = live.LiveKeys.of(branch_id)
+        while (batch := live.expire(redis, keys, cutoff=cutoff, batch=EXPIRE_BATCH)) > 0:
+            gone += batch
+            if batch < EXPIRE_BATCH:
+                break
+    return gone
 
 
 def branch_ids(session: Session) -> list[int]:
     return list(session.scalars(select(Region.id).where(Region.kind == "branch")))
 
+
+
+@dataclass(frozen=True)
+class OnDuty:
+    technician_id: int
+    name: str
+    point: LatLng
+    active: int
+
+
+def on_duty(session: Session, redis: Redis, *, scope: tuple[int, ...] | None) -> list[OnDuty]:
+    """On-duty technicians in scope where the live index has them (the console's map).
+
+    Those on duty whose phone has not sent a position yet are left out: there is
+    nowhere to draw them.
+    """
+    rows = session.execute(
+        select(Technician.id, Technician.name, Region.path).join(Region, Region.id == Technician.region_id)
+        .where(Technician.on_duty, Technician.active, within(Technician.region_id, scope)).order_by(Technician.id))
+    by_branch: dict[int, list[tuple[int, str]]] = {}
+    for technician_id, name, path in rows:
+        steps = path_steps(path)
+        if len(steps) > 1:  # company-wide technicians are in no branch's index
+            by_branch.setdefault(steps[1], []).append((technician_id, name))
+    found = []
+    for branch_id, people in by_branch.items():
+        where = live.positions(redis, live.LiveKeys.of(branch_id), [t for t, _ in people])
+        found += [OnDuty(technician_id=t, name=name, point=point, active=active)
+                  for (t, name), (point, active) in zip(people, where, strict=True) if point is not None]
+    return found

@@ -20,6 +20,7 @@ from technicians.schemas import (
     DutyRead,
     DutyUpdate,
     LocationPing,
+    OnDutyRead,
     RosterRead,
     ShiftIn,
     TechnicianCreate,
@@ -50,6 +51,13 @@ def list_technicians(session: SessionDep, actor: Staff, page: PageDep) -> dict[s
     """Technicians of the caller's regions, by id."""
     rows = service.list_technicians(session, scope=actor.scope, limit=page.limit + 1, after_id=page.after_id)
     return page_of([_read(t) for t in rows], page)
+
+
+@router.get("/on-duty", response_model=list[OnDutyRead], responses=problem_docs(Forbidden))
+def on_duty_technicians(session: SessionDep, redis: RedisDep, actor: Staff) -> list[OnDutyRead]:
+    """On-duty technicians of the caller's regions with their live position and load (the console's map)."""
+    return [OnDutyRead(technician_id=t.technician_id, name=t.name, lat=t.point.lat, lng=t.point.lng,
+                       active_count=t.active) for t in presence.on_duty(session, redis, scope=actor.scope)]
 
 
 @router.get("/{technician_id}", response_model=TechnicianRead, responses=problem_docs(NotFound))

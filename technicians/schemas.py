@@ -65,3 +65,11 @@ class ShiftIn(BaseModel):
 class RosterRead(BaseModel):
     technician_id: int
     shifts: list[ShiftIn]
+
+
+class OnDutyRead(BaseModel):
+    technician_id: int
+    name: str
+    lat: float
+    lng: float
+    active_count: int

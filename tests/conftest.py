@@ -41,8 +41,8 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
-TRANSIENT_TABLES = ("ticket_event, attachment, idempotency_key, ticket_counter, ticket_offer, outbox, track_point, "
-                    "ticket, subscriber, api_key")
+TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
+                    "ticket_counter, ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome")
 
 
 @pytest.fixture(scope="session")

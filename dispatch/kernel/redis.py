@@ -27,3 +27,8 @@ def get_redis(request: Request) -> Redis:
 
 
 RedisDep = Annotated[Redis, Depends(get_redis)]
+
+
+def as_text(value: object) -> str:
+    """A Redis reply item as text (clients without decode_responses return bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

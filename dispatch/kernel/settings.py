@@ -1,5 +1,7 @@
 """Process-wide settings, read from the environment (and `.env`) once, never at import."""
 
+from datetime import time
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -110,6 +112,26 @@ class WechatSettings(BaseModel):
     def enabled(self) -> bool:
         return bool(self.app_id)
 
+class WorkloadSettings(BaseModel):
+    """Piece-rate multipliers and report limits (env: WORKLOAD__NIGHT_FACTOR=1.5, ...).
+
+    A work record snapshots the factors it was paid with, so changing these
+    never alters a record already written.
+    """
+
+    night_start: time = time(22, 0)
+    night_end: time = time(6, 0)  # before night_start: the window runs past midnight
+    night_factor: Decimal = Decimal("1.50")
+    holiday_factor: Decimal = Decimal("2.00")
+    # (from metres, factor): the straight-line distance from where the technician accepted.
+    distance_bands: list[tuple[int, Decimal]] = [(0, Decimal("1.00")), (5000, Decimal("1.10")),
+                                                 (15000, Decimal("1.20")), (30000, Decimal("1.30"))]
+    # The follow-up's rating (1..5) scales the pay of the visit it rates.
+    satisfaction_factors: dict[int, Decimal] = {1: Decimal("0.80"), 2: Decimal("0.90"), 3: Decimal("1.00"),
+                                                4: Decimal("1.00"), 5: Decimal("1.05")}
+    # The longest from..to a workload report or statistics query may span.
+    max_range_days: int = 93
+
 
 class Settings(BaseSettings):
     """Everything a private deployment configures, as environment variables."""
@@ -122,6 +144,7 @@ class Settings(BaseSettings):
     geocoder: GeocoderSettings = GeocoderSettings()
     sla: SlaSettings = SlaSettings()
     wechat: WechatSettings = WechatSettings()
+    workload: WorkloadSettings = WorkloadSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -138,6 +161,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     log_level: str = "INFO"
     sql_echo: bool = False
+    # Background map tiles for the pages, an XYZ template such as
+    # http://tiles.intranet/{z}/{x}/{y}.png; unset, the grids alone are the map (works offline).
+    map_tile_url: str | None = None
     db_pool_size: int = 10
 
     @property

@@ -4,7 +4,9 @@ import dispatch.accounts.models
 import dispatch.tickets.models
 import geo.models
 import technicians.models
+import workload.models
 from dispatch.kernel.db import Base
 
-MODEL_MODULES = (dispatch.accounts.models, dispatch.tickets.models, geo.models, technicians.models)
+MODEL_MODULES = (dispatch.accounts.models, dispatch.tickets.models, geo.models, technicians.models,
+                 workload.models)
 target_metadata = Base.metadata

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, ServiceUnavailable
+from dispatch.kernel.redis import as_text
 from dispatch.tickets import notify
 from geo import regions
 from geo.models import Region, RegionKind
@@ -106,7 +107,7 @@ def publish(redis: Redis, event: Mapping[str, Any]) -> dict[str, str]:
             pipe.xtrim(key, minid=oldest, approximate=True)
             pipe.expire(key, KEY_TTL_S)
         replies = pipe.execute()
-    return {key: _text(replies[i * 3]) for i, key in enumerate(keys)}
+    return {key: as_text(replies[i * 3]) for i, key in enumerate(keys)}
 
 
 def channel(redis: Redis) -> notify.Channel:
@@ -213,7 +214,7 @@ async def start_positions(redis: AsyncRedis, subscription: Subscription,
         except RedisError as exc:
             raise ServiceUnavailable("the live feed is unavailable, retry shortly") from exc
         for label, last in zip(fresh, lasts, strict=True):
-            positions[label] = _text(last[0][0]) if last else "0-0"
+            positions[label] = as_text(last[0][0]) if last else "0-0"
     return positions
 
 
@@ -233,17 +234,14 @@ async def read(redis: AsyncRedis, subscription: Subscription, positions: Mapping
                               count=count, block=block_ms)
     entries: list[Entry] = []
     for key, items in reply or []:  # [[key, [(id, fields), ...]], ...] (redis-py keeps it under RESP3)
-        label = label_of[_text(key)]
+        label = label_of[as_text(key)]
         for entry_id, fields in items:
-            decoded = {_text(k): _text(v) for k, v in fields.items()}
+            decoded = {as_text(k): as_text(v) for k, v in fields.items()}
             try:
                 event = json.loads(decoded.get("data", ""))
             except ValueError:
                 event = None
-            entries.append(Entry(label=label, position=_text(entry_id), type=decoded.get("type", "message"),
+            entries.append(Entry(label=label, position=as_text(entry_id), type=decoded.get("type", "message"),
                                  event=event if isinstance(event, dict) else {}))
     return entries
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

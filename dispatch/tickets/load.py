@@ -11,13 +11,14 @@ from zoneinfo import ZoneInfo
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dispatch.tickets.models import Ticket, TicketState, TicketType
+from dispatch.tickets.models import Ticket, TicketState
 from technicians import live
 from technicians.models import Technician
 from technicians.presence import ref_of
+from workload.service import hours_by_technician
 
 log = structlog.get_logger()
 
@@ -34,20 +35,17 @@ def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None]
     ids = {t for t in technician_ids if t is not None}
     if not ids:
         return
-    since = period_start(now, tz)
-    done = Ticket.completed_at >= since
-    rows = session.execute(
-        select(Ticket.technician_id,
-               func.count().filter(Ticket.state == TicketState.ACCEPTED),
-               func.coalesce(func.sum(case((done, TicketType.standard_hours), else_=0)), 0))
-        .join(TicketType, TicketType.code == Ticket.type_code)
-        .where(Ticket.technician_id.in_(ids)).group_by(Ticket.technician_id))
-    loads = {tid: (active, float(hours)) for tid, active, hours in rows}
+    active: dict[int | None, int] = {technician_id: count for technician_id, count in session.execute(
+        select(Ticket.technician_id, func.count())
+        .where(Ticket.technician_id.in_(ids), Ticket.state == TicketState.ACCEPTED).group_by(Ticket.technician_id))}
+    # The period's labor hours are what its work records credit: a reassigned ticket counts for
+    # whoever completed it, at the standard hours of the rate it was paid at.
+    hours = hours_by_technician(session, ids, since=period_start(now, tz).date())
     try:
         for technician in session.scalars(select(Technician).where(Technician.id.in_(ids))):
             ref = ref_of(session, technician)
             if ref.branch_id is not None:
-                active, hours = loads.get(technician.id, (0, 0.0))
-                live.set_load(redis, ref.keys, technician.id, active=active, hours=hours)
+                live.set_load(redis, ref.keys, technician.id, active=active.get(technician.id, 0),
+                              hours=float(hours.get(technician.id, 0)))
     except RedisError as exc:
         log.warning("load_refresh_skipped", technician_ids=sorted(ids), error=str(exc))

@@ -247,6 +247,22 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TipOutcome(Base):
+    """Someone read a ticket type's self-help tips (知识库) and said whether they solved the problem.
+
+    A solved one is a visit saved: no report was filed. Kept per answer, not
+    as counters, so statistics can read any period.
+    """
+
+    __tablename__ = "tip_outcome"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type_code: Mapped[str] = mapped_column(ForeignKey("ticket_type.code"))
+    solved: Mapped[bool] = mapped_column(Boolean)
+    reported_by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
 class EscalationStep(Base):
     """One step of a region's escalation chain: who is notified how long after a breach.
 

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
@@ -12,7 +12,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, offers, service, sla
+from dispatch.tickets import attachments, grabs, offers, service, sla, stats, tips
 from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -26,7 +26,7 @@ from dispatch.tickets.errors import (
     TooLarge,
     UnsupportedMedia,
 )
-from dispatch.tickets.models import Attachment, TicketState, TicketType
+from dispatch.tickets.models import Attachment, TicketState, TicketType, TipOutcome
 from dispatch.tickets.queries import SlaStatus
 from dispatch.tickets.schemas import (
     AcknowledgeBody,
@@ -42,6 +42,7 @@ from dispatch.tickets.schemas import (
     OfferRead,
     PoolTicketRead,
     ReasonBody,
+    StatsRead,
     SurgeBody,
     SurgeRead,
     TicketCreate,
@@ -51,6 +52,12 @@ from dispatch.tickets.schemas import (
     TicketTypeCreate,
     TicketTypeRead,
     TicketTypeUpdate,
+    TipOutcomeCountRead,
+    TipOutcomeCreate,
+    TipOutcomeRead,
+    TipOutcomeSummary,
+    TipsRead,
+    TipsUpdate,
     chain_read,
     event_read,
     surge_read,
@@ -60,9 +67,11 @@ from geo import crs
 from geo.latlng import LatLng
 from grab_pool import pool
 from technicians.deps import CallingTechnician, CurrentTechnician
+from workload.queries import Span
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+Staff = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL))]
 TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentChange, Forbidden)
 
 
@@ -161,9 +170,11 @@ def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session
 
 
 @router.post("/tickets/{ticket_id}/followup", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep,
+             settings: SettingsDep) -> TicketRead:
     """Record the rating and close the ticket (its subscriber, clerk, dispatcher)."""
-    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment)
+    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment,
+                     settings=settings)
     return ticket_read(ticket)
 
 
@@ -273,6 +284,43 @@ def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
     return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]
 
 
+def _tips_read(ticket_type: TicketType) -> TipsRead:
+    return TipsRead(type_code=ticket_type.code, name=ticket_type.name, markdown=ticket_type.tips,
+                    html=tips.render(ticket_type.tips), updated_at=ticket_type.updated_at)
+
+
+@router.get("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"], responses=problem_docs(NotFound))
+def get_tips(code: str, session: SessionDep) -> TipsRead:
+    """The self-help tips (知识库) of a ticket type, as markdown and as safe HTML (public)."""
+    return _tips_read(tips.get_tips(session, code))
+
+
+@router.put("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"],
+            responses=problem_docs(NotFound, Forbidden, InvalidInput))
+def put_tips(code: str, body: TipsUpdate, session: SessionDep, admin: Admin) -> TipsRead:
+    """Replace a ticket type's self-help tips (admin); the report page shows them at once."""
+    return _tips_read(tips.set_tips(session, code=code, markdown=body.markdown))
+
+
+@router.post("/ticket-types/{code}/tips/outcome", response_model=TipOutcomeRead, status_code=201, tags=["tips"],
+             responses=problem_docs(NotFound, Forbidden))
+def post_tip_outcome(code: str, body: TipOutcomeCreate, session: SessionDep, actor: ActorDep) -> TipOutcome:
+    """Record whether the tips solved the problem; solved means no report and a visit saved
+    (subscriber, clerk, dispatcher, admin, API)."""
+    return tips.record_outcome(session, code=code, solved=body.solved, actor=actor)
+
+
+@router.get("/tips/outcomes", response_model=TipOutcomeSummary, tags=["tips"],
+            responses=problem_docs(Forbidden, InvalidInput))
+def tip_outcomes(session: SessionDep, staff: Staff, settings: SettingsDep,
+                 start: Annotated[date, Query(alias="from", description="first local day")],
+                 end: Annotated[date, Query(alias="to", description="last local day, included")]) -> TipOutcomeSummary:
+    """How often the tips solved the problem per ticket type in a period: visits saved (staff)."""
+    counts = tips.count_outcomes(session, start=start, end=end, tz=settings.timezone)
+    return TipOutcomeSummary(solved=sum(c.solved for c in counts), not_solved=sum(c.not_solved for c in counts),
+                             items=[TipOutcomeCountRead(**vars(c)) for c in counts])
+
+
 @router.get("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
             responses=problem_docs(sla.RegionNotFound))
 def get_surge(region_id: int, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> SurgeRead:
@@ -314,3 +362,18 @@ def set_escalation_chain(region_id: int, body: EscalationChainBody, actor: Actor
     rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
         sla.Rung(level=i + 1, **step.model_dump()) for i, step in enumerate(body.steps)])
     return chain_read(region_id, region_id, rungs)
+Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
+
+
+@router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def ticket_stats(start: Annotated[date, Query(alias="from", description="first local date, included")],
+                 end: Annotated[date, Query(alias="to", description="last local date, included")],
+                 session: SessionDep, actor: Analyst, settings: SettingsDep,
+                 region_id: int | None = None) -> dict[str, Any]:
+    """Tickets reported in the period (local dates) in the caller's regions: counts by state, type, grid and
+    technician, time to accept and to complete (median, p90, minutes), SLA attainment, timeout, invalid and
+    satisfaction."""
+    span = Span.of(start, end, max_days=settings.workload.max_range_days)
+    return stats.ticket_stats(session, actor=actor,
+                              period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))

@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -243,6 +243,44 @@ class MyOfferRead(BaseModel):
     offered_at: datetime
 
 
+class TipsRead(BaseModel):
+    type_code: str
+    name: str
+    markdown: str
+    html: str = Field(description="The markdown rendered to HTML; raw HTML in it is shown as text.")
+    updated_at: datetime
+
+
+class TipsUpdate(BaseModel):
+    markdown: str = Field(max_length=20000)
+
+
+class TipOutcomeCreate(BaseModel):
+    solved: bool = Field(description="True: the tips solved it and no report is filed (a visit saved).")
+
+
+class TipOutcomeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type_code: str
+    solved: bool
+    at: datetime
+
+
+class TipOutcomeCountRead(BaseModel):
+    type_code: str
+    name: str
+    solved: int
+    not_solved: int
+
+
+class TipOutcomeSummary(BaseModel):
+    solved: int = Field(description="Visits saved in the period.")
+    not_solved: int
+    items: list[TipOutcomeCountRead]
+
+
 class SurgeBody(BaseModel):
     on: bool
     reason: Reason | None = None
@@ -299,3 +337,43 @@ def chain_read(region_id: int, defined_at: int | None, rungs: list[sla.Rung]) ->
     return EscalationChainRead(region_id=region_id, defined_at_region_id=defined_at, steps=[
         EscalationStepRead(level=r.level, title=r.title, delay_min=r.delay_min, role=r.role, reach=r.reach,
                            user_id=r.user_id) for r in rungs])
+
+class StatsMetrics(BaseModel):
+    """Minutes for times; shares in [0, 1]; null where nothing qualifies."""
+
+    tickets: int
+    accept_median_min: float | None
+    accept_p90_min: float | None
+    complete_median_min: float | None
+    complete_p90_min: float | None
+    response_sla_attainment: float | None
+    resolution_sla_attainment: float | None
+    timeout_rate: float | None
+    invalid_rate: float | None
+    satisfaction_avg: float | None
+    satisfaction_count: int
+
+
+class TypeStats(StatsMetrics):
+    type_code: str
+
+
+class RegionStats(StatsMetrics):
+    region_id: int
+    name: str
+
+
+class TechnicianStats(StatsMetrics):
+    technician_id: int
+    name: str
+
+
+class StatsRead(StatsMetrics):
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    region_id: int | None
+    timezone: str
+    by_state: dict[str, int]
+    by_type: list[TypeStats]
+    by_region: list[RegionStats]
+    by_technician: list[TechnicianStats]

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import load, mirror, offers, queries, sla
+from dispatch.tickets import labor, load, mirror, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     IdempotencyKeyReused,
@@ -39,6 +40,7 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
 from geo.points import to_wkb
+from technicians import live
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
@@ -305,9 +307,18 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
+               location=_whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
+
+
+def _whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | None:
+    """Where the technician taking the ticket is now, kept on the event: travel is paid from there."""
+    try:
+        return live.position(redis, live.LiveKeys.of(ticket.branch_id), technician_id)
+    except RedisError:
+        return None
 
 
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
@@ -342,7 +353,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
     previous = ticket.technician_id
     step = transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
-                      note=note, technician_id=technician.id,
+                      note=note, technician_id=technician.id, location=_whereabouts(redis, ticket, technician.id),
                       changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
                       data={"previous_technician_id": previous} if reassign else None)
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
@@ -401,19 +412,24 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
                       changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
     mirror.mirror(session, redis, ticket)
+    labor.record_completion(session, ticket, technician, settings=settings)  # same transaction: paid iff done
     load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
     return step
 
 
-def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None) -> Step:
-    """Record the subscriber's rating (by the subscriber or from a clerk's call); closes the ticket.
+def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: int, comment: str | None,
+             settings: Settings) -> Step:
+    """Record the subscriber's rating (by the subscriber or from a clerk's call); closes the ticket
+    and applies the rating to the visit's pay.
 
     Raises: Forbidden, InvalidTransition.
     """
     _require(actor, FOLLOWUP_ROLES, "record a follow-up")
-    return transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
+    step = transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
                       data={"satisfaction": satisfaction},
                       changes={"satisfaction": satisfaction, "followup_comment": comment, "closed_at": _now()})
+    labor.record_followup(session, ticket, satisfaction=satisfaction, actor=actor, settings=settings, now=step.at)
+    return step
 
 
 def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,

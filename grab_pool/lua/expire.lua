@@ -1,8 +1,7 @@
 -- Return tickets whose claim lease ran out (the claimer died before committing) to the pool.
 -- KEYS[1] leases  KEYS[2] geo set  KEYS[3] held hash  KEYS[4] the key prefix of ticket hashes
 -- Returns the ids returned to the pool.
-local now_s = redis.call('TIME')
-local now = tonumber(now_s[1]) * 1000 + math.floor(tonumber(now_s[2]) / 1000)
+local now = now_ms()
 local due = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE')
 local back = {}
 for _, id in ipairs(due) do

@@ -5,31 +5,14 @@
 -- Returns {outcome, detail}:
 --   won (mirrored version) | taken (holder) | out_of_scope | limit (held) | missing | unbuilt
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unbuilt', ''} end
-local t = redis.call('HMGET', KEYS[2], 'state', 'v', 'grid', 'by', 'until', 'pstate')
-local state = t[1]
-if not state then return {'missing', ''} end
-local now_s = redis.call('TIME')
-local now = tonumber(now_s[1]) * 1000 + math.floor(tonumber(now_s[2]) / 1000)
-local tech = ARGV[2]
-
-if state == 'claimed' or state == 'accepted' then
-    -- A resent script or a double tap: the winner must never be told it lost.
-    if t[4] == tech then return {'won', t[2]} end
-    if state == 'accepted' or tonumber(t[5]) > now then return {'taken', t[4]} end
-    -- The claimer's lease ran out before it committed (its process died):
-    -- the ticket is grabbable again and the dead claim no longer counts.
-    redis.call('HINCRBY', KEYS[4], t[4], -1)
-    state = t[6]
-end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing', ''} end
+local tech, now = ARGV[2], now_ms()
+local decided, state, version = claimable(KEYS[2], KEYS[4], tech, now)
+if decided then return decided end
 
 local scope = ARGV[3]
-if string.sub(t[3], 1, #scope) ~= scope then return {'out_of_scope', ''} end
+if string.sub(redis.call('HGET', KEYS[2], 'grid'), 1, #scope) ~= scope then return {'out_of_scope', ''} end
 local held = tonumber(redis.call('HGET', KEYS[4], tech) or '0')
 if held >= tonumber(ARGV[4]) then return {'limit', tostring(held)} end
-
-local lease_end = now + tonumber(ARGV[6])
-redis.call('HSET', KEYS[2], 'state', 'claimed', 'pstate', state, 'by', tech, 'req', ARGV[5], 'until', lease_end)
-redis.call('HINCRBY', KEYS[4], tech, 1)
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[5], lease_end, ARGV[1])
-return {'won', t[2]}
+return claim({ticket = KEYS[2], geo = KEYS[3], held = KEYS[4], leases = KEYS[5]}, ARGV[1], tech, ARGV[5], now,
+             tonumber(ARGV[6]), state, version)

@@ -1,6 +1,5 @@
--- The nearest eligible technicians of one branch, fairest first among near-equals.
--- KEYS[1] geo set    KEYS[2] hash id -> last ping    KEYS[3] hash id -> meta (on duty)
--- KEYS[4] hash id -> load ("active|hours")
+-- The nearest eligible technicians of one branch, fairest first among near-equals (after offerable.lua).
+-- KEYS[1..5] as offerable.lua    KEYS[6] hash (searched set, cell) -> the radius that settled the last search there
 -- ARGV: lng, lat, k, max_radius_m, now, freshness_s, skills required ("a,b"; "" = none), ticket grid path,
 --       excluded ids (",1,2,"), weekday, minute, start_radius_m, tie_band_m
 -- Returns a flat list of the K chosen: id, distance_m, active, hours, ...
@@ -8,67 +7,81 @@
 -- Why widen instead of one big radius: GEOSEARCH gathers every member inside
 -- the radius, so a 5 km search in a dense town touches thousands; a small
 -- first radius, doubled only while too few qualify, keeps the work near the
--- K wanted. Everything happens in one call: the tie band around the K-th
--- (fairness) is completed here, and nobody is judged twice.
+-- K wanted. The search runs on the open set of the ticket's rarest skill, which
+-- holds only technicians who could be offered, each member carrying what is
+-- judged here (see offerable.lua): no other key is read per technician. What
+-- lapses with time (freshness, rosters) and what the ticket asks (other skills,
+-- scope, exclusions) is still judged for each. Everything happens in one call:
+-- the tie band around the K-th (fairness) is completed here, and nobody is
+-- judged twice.
 local lng, lat = ARGV[1], ARGV[2]
 local k, max_radius = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, freshness = tonumber(ARGV[5]), tonumber(ARGV[6])
 local required, ticket_path, excluded = ARGV[7], ARGV[8], ARGV[9]
 local weekday, minute = tonumber(ARGV[10]), tonumber(ARGV[11])
-local radius = math.min(tonumber(ARGV[12]), max_radius)
 local band = tonumber(ARGV[13])
+local excluding = excluded ~= ',,'
 
 local skills_needed = {}
-for skill in string.gmatch(required, '[^,]+') do skills_needed[#skills_needed + 1] = ',' .. skill .. ',' end
-
-local function on_shift(roster)
-    if roster == '' then return true end
-    for wd, from, to in string.gmatch(roster, '(%d+):(%d+)-(%d+)') do
-        wd, from, to = tonumber(wd), tonumber(from), tonumber(to)
-        if from < to then
-            if wd == weekday and minute >= from and minute < to then return true end
-        elseif (wd == weekday and minute >= from) or ((wd + 1) % 7 == weekday and minute < to) then
-            return true
-        end
-    end
-    return false
+local searched, fewest = OPEN_PREFIX .. ANY_SKILL, nil
+for skill in string.gmatch(required, '[^,]+') do
+    skills_needed[#skills_needed + 1] = ',' .. skill .. ','
+    local size = redis.call('ZCARD', OPEN_PREFIX .. skill)
+    if fewest == nil or size < fewest then searched, fewest = OPEN_PREFIX .. skill, size end
 end
 
--- {active, hours} when the technician could take the ticket, false otherwise.
-local function judge(id)
-    if string.find(excluded, ',' .. id .. ',', 1, true) then return false end
-    local seen = tonumber(redis.call('HGET', KEYS[2], id) or '0')
-    if now - seen > freshness then return false end
-    local meta = redis.call('HGET', KEYS[3], id)
-    if not meta then return false end
-    local skills, scope, max_active, roster = string.match(meta, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    local have = ',' .. skills .. ','
-    for _, need in ipairs(skills_needed) do
-        if not string.find(have, need, 1, true) then return false end
+-- The first radius: a quarter doubling over the one that settled the last search of this set
+-- around here, else the caller's. Density varies a hundredfold between the old town and the
+-- steppe, so a fixed start either scans too much in town or doubles five times outside it, and a
+-- second search costs more than a first one a little wider. Cells of 1/400 degree (about 280 by
+-- 200 m here) scanned less in `make bench` than 1/100 or 1/200, since in town density changes
+-- within a km; a cell nobody searched yet takes its 1/100 degree cell's radius.
+local function cell(per_degree)
+    return searched .. '@' .. math.floor(tonumber(lat) * per_degree) .. ',' .. math.floor(tonumber(lng) * per_degree)
+end
+local near, around = cell(400), cell(100)
+local hints = redis.call('HMGET', KEYS[6], near, around)
+local hint = tonumber(hints[1] or hints[2] or ARGV[12])
+local radius = math.min(hint * 1.19, max_radius)
+
+-- {id, active, hours} when the member could take the ticket, false otherwise.
+local function judge(member)
+    local id, seen, active, hours, scope, roster, skills = parse_member(member)
+    -- Plain finds rather than substrings: every string made here is a Lua allocation, per member.
+    if now - tonumber(seen) > freshness or string.find(ticket_path, scope, 1, true) ~= 1
+            or (excluding and string.find(excluded, ',' .. id .. ',', 1, true)) then
+        return false
     end
-    if string.sub(ticket_path, 1, #scope) ~= scope then return false end
-    if not on_shift(roster) then return false end
-    local active, hours = string.match(redis.call('HGET', KEYS[4], id) or '0|0', '^([^|]*)|(.*)$')
-    active = tonumber(active)
-    if active >= tonumber(max_active) then return false end
-    return {active, tonumber(hours)}
+    if #skills_needed > 1 then
+        local have = ',' .. skills .. ','
+        for _, need in ipairs(skills_needed) do
+            if not string.find(have, need, 1, true) then return false end
+        end
+    end
+    if not on_shift(roster, weekday, minute) then return false end
+    return {id, tonumber(active), tonumber(hours)}
 end
 
 local window = 4 * k  -- the fairness window: the nearest 4K who qualify
-local count = 2 * window  -- members fetched per search; doubled while a circle holds more
+-- Members fetched per search, doubled while a circle holds more: the open sets hold few who
+-- fail, so the window and a little more usually settle it in one search.
+local count = window + k
 local judged = {}
-local eligible
+local eligible, reach
 while true do
-    eligible = {}
-    local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
+    eligible, reach = {}, nil  -- reach: the distance up to which the answer is settled
+    local hits = redis.call('GEOSEARCH', searched, 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
                             'ASC', 'COUNT', count, 'WITHDIST')
-    local reach = nil  -- the distance up to which the answer is settled
     for _, hit in ipairs(hits) do
-        local id, distance = hit[1], tonumber(hit[2])
+        local member, distance = hit[1], tonumber(hit[2])
         if reach and distance > reach then break end
-        if judged[id] == nil then judged[id] = judge(id) end
-        if judged[id] then
-            eligible[#eligible + 1] = {id, distance, judged[id][1], judged[id][2]}
+        local verdict = judged[member]
+        if verdict == nil then
+            verdict = judge(member)
+            judged[member] = verdict
+        end
+        if verdict then
+            eligible[#eligible + 1] = {verdict[1], distance, verdict[2], verdict[3]}
             -- Settled once everyone within the K-th's distance plus the tie band is
             -- seen, or the fairness window is full: in a dense town a whole band can
             -- hold hundreds, and judging them all costs milliseconds.
@@ -86,6 +99,22 @@ while true do
         break
     else
         radius = math.min(math.max(radius * 2, reach or 0), max_radius)
+    end
+end
+
+-- Next time around here, start where this search would have settled at once: its reach, rounded
+-- up to a step of a quarter doubling so that the hint rarely changes (and is rarely written). A
+-- search that skipped those offered already (a later ring) or found fewer than K tells nothing
+-- about a fresh one, and would send the next search in town out to the maximum radius.
+if reach and not excluding then
+    local quarters = math.ceil(math.log(math.max(reach, 1)) / math.log(2) * 4)
+    local settled = math.ceil(2 ^ (quarters / 4))
+    -- The wider cell only seeds cells nobody searched yet: kept from its first search, not
+    -- rewritten by every search in it.
+    if not hints[2] then
+        redis.call('HSET', KEYS[6], near, settled, around, settled)
+    elseif settled ~= tonumber(hints[1]) then
+        redis.call('HSET', KEYS[6], near, settled)
     end
 end
 

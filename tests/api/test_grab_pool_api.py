@@ -224,3 +224,13 @@ def test_a_type_change_reaches_the_pool_before_anyone_grabs(desk: Desk) -> None:
     assert reply.status_code == 200, reply.text
     assert desk.pool_check() == []
     assert desk.grab(ticket["id"], "tech12").json()["version"] == ticket["version"] + 2
+
+
+def test_the_grab_event_keeps_where_the_technician_was_for_the_travel_pay(desk: Desk) -> None:
+    ticket = desk.report()
+    there = north_of(HERE, 1200)
+    desk.place("tech13", there)
+    assert desk.grab(ticket["id"], "tech13").status_code == 200
+    [grab] = desk.events(ticket["id"], "grab")
+    assert grab["location"]["lat"] == pytest.approx(there.lat, abs=1e-5)
+    assert grab["location"]["lng"] == pytest.approx(there.lng, abs=1e-5)

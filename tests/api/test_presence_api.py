@@ -66,7 +66,7 @@ def assert_problem(reply, status: int, code: str) -> dict:
 def assert_nothing_stored(redis: Redis, db: Session) -> None:
     keys = xl_keys(db)
     assert redis.zcard(keys.geo) == 0
-    assert redis.hlen(keys.seen) == 0
+    assert redis.zcard(keys.fresh) == 0
     assert redis.llen(keys.track) == 0
 
 
@@ -147,7 +147,7 @@ def test_location_ping_lands_in_the_live_index(client: TestClient, as_user: Head
     assert reply.content == b""
     tid = technician_id(db, "tech01")
     assert haversine_m(geopos(redis, db, tid), where) < 1
-    assert before <= int(redis.hget(xl_keys(db).seen, str(tid))) <= before + 5
+    assert before <= int(redis.zscore(xl_keys(db).fresh, str(tid))) <= before + 5
     # The accuracy is kept with the sampled track point.
     [sample] = redis.lrange(xl_keys(db).track, 0, -1)
     assert sample.decode().split("|")[0] == str(tid)

@@ -1,8 +1,6 @@
-"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor; then grabs.
+"""`make bench`: intake and reads over HTTP against a real server, with the no-op floor; then the rest.
 
-`python -m tests.bench grabs` runs only the grab section. BENCH_DATABASE_URL
-and BENCH_REDIS_URL say where (several people bench on one machine); the
-database named there, and only it, is dropped and made anew.
+`python -m tests.bench nearest workload grabs` runs only the tables named.
 """
 
 import os
@@ -11,26 +9,26 @@ import sys
 
 import httpx
 from redis import Redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from tests.bench import grabs, nearest, presence
+from tests.bench import grabs, nearest, presence, workload
 from tests.bench.harness import measure, server, table
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
 PASSWORD = "bench"
 COUNT = int(os.environ.get("BENCH_REQUESTS", "2000"))
+# Both are dropped or flushed: on a shared machine give each bench run its own (see README).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PRESENCE_TARGET = 0.60  # issue 3: location pings at >= 60% of the no-op floor's rate
 TRACK_POINTS = 20_000
 
 
 def _prepare_database() -> None:
-    name = make_url(BENCH_URL).database
+    name = make_url(BENCH_URL).database  # BENCH_DATABASE_URL may name another, e.g. to bench alongside someone
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -65,12 +63,18 @@ def read_ticket(client: httpx.Client, i: int) -> int:
     return client.get(f"/api/v1/tickets/{i % 500 + 1}").status_code
 
 
-def main(sections: list[str]) -> None:
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def main(only: list[str]) -> None:
+    """Every benchmark, or only those named (`python -m tests.bench nearest workload`)."""
     _prepare_database()
-    Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
-    if sections == ["grabs"]:
-        print(grabs.main(BENCH_URL, REDIS_URL))
+    if only:
+        for name in only:
+            print(SELECTABLE[name]())
         return
+    Redis.from_url(REDIS_URL).flushdb()  # the bench server's live index: nobody left on duty from a past run
     port = _free_port()
     env = {"DATABASE_URL": BENCH_URL, "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
            "DB_POOL_SIZE": "20", **presence.SERVER_ENV}
@@ -91,7 +95,7 @@ def main(sections: list[str]) -> None:
                         thread_headers=technicians)
         figures += [floor_again, pings]
     points, seconds = presence.write_through(BENCH_URL, REDIS_URL, points=TRACK_POINTS)
-    nearby = nearest.main(BENCH_URL.replace("postgresql+psycopg://", "postgresql://"))
+    nearby = nearest.main(_libpq(BENCH_URL))
 
     ratio = pings.rate / floor_again.rate
     print(f"\nFieldpool bench: {COUNT} requests each, 2 client processes x 8 threads, one uvicorn worker; "
@@ -103,8 +107,18 @@ def main(sections: list[str]) -> None:
     print(f"write-through (the worker's flush_track, COPY batches of {presence.batch_size()}): {points} sampled "
           f"points in {seconds:.2f} s = {points / seconds:,.0f} points/s\n")
     print(nearby)
+    print(workload.main(BENCH_URL))
+    print(_grabs())
+
+
+def _grabs() -> str:
     Redis.from_url(REDIS_URL).flushdb()  # the grab rows start from an empty pool and live index
-    print(grabs.main(BENCH_URL, REDIS_URL))
+    return grabs.main(BENCH_URL, REDIS_URL)
+
+
+# The tables runnable alone (the grab table starts a server of its own).
+SELECTABLE = {"nearest": lambda: nearest.main(_libpq(BENCH_URL)), "workload": lambda: workload.main(BENCH_URL),
+              "grabs": _grabs}
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from dispatch.tickets.errors import AlreadyTaken, LimitReached, TicketNotFound
 from dispatch.tickets.lifecycle import GRABBABLE, Action, transition
 from dispatch.tickets.models import Ticket, TicketState
 from grab_pool import pool
+from technicians import live
 from technicians.deps import CallingTechnician
 from technicians.models import Technician
 from tests.bench.harness import server
@@ -81,8 +82,8 @@ def naive_grab(database: Database, redis: Redis, ticket_id: int, technician_id: 
     """抢单 the PostgreSQL-only way: lock the row, check, update; every loser queues on the lock.
 
     The winner does the project's winner's work but for the pool: state
-    change, event row and outbox row in one transaction, offers closed, load
-    pushed to the live index.
+    change, event row (with the technician's live position) and outbox row in
+    one transaction, offers closed, load pushed to the live index.
     """
     with database.session_scope() as session:
         ticket = session.get(Ticket, ticket_id, with_for_update=True)
@@ -98,6 +99,7 @@ def naive_grab(database: Database, redis: Redis, ticket_id: int, technician_id: 
             raise LimitReached(f"you hold {technician.max_active} active tickets already",
                                max_active=technician.max_active)
         transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician_id,
+                   location=live.position(redis, live.LiveKeys.of(ticket.branch_id), technician_id),
                    changes={"technician_id": technician_id, "accepted_at": datetime.now(UTC)})
         offers.close_offers(session, ticket, taken_by=technician_id)
         load.refresh(session, redis, [technician_id], now=datetime.now(UTC), tz=tz)

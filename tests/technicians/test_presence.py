@@ -58,7 +58,7 @@ def geopos(redis: Redis, db: Session, technician_id: int) -> LatLng | None:
 
 
 def seen(redis: Redis, db: Session, technician_id: int) -> int | None:
-    value = redis.hget(keys(db).seen, str(technician_id))
+    value = redis.zscore(keys(db).fresh, str(technician_id))
     return None if value is None else int(value)
 
 
@@ -388,7 +388,7 @@ def test_rebuild_restores_on_duty_technicians_with_fresh_positions_only(db: Sess
     on_duty_count = db.scalar(select(func.count()).select_from(Technician)
                               .where(Technician.on_duty, Technician.active))
     assert on_duty_count >= 2
-    assert restored == on_duty_count
+    assert len(restored) == on_duty_count
     assert metres_apart(geopos(redis, db, fresh.id), north_of(TICKET, 100)) < 1
     assert seen(redis, db, fresh.id) == epoch(T0)
     assert redis.hexists(keys(db).meta, str(fresh.id))

@@ -1,0 +1,119 @@
+"""Ticket statistics over a period of local dates, computed in SQL: counts, speed, SLA, timeouts, satisfaction.
+
+A ticket belongs to the period it was reported in. Time to accept runs from
+the report to the first grab or assignment (a later hand-back does not reset
+it); time to complete from the report to the technician's completion. A
+ticket counts towards an SLA once it was met or missed: taken or completed,
+or still open past its due time.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import Float, Select, and_, cast, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from dispatch.kernel.auth import Actor
+from dispatch.tickets import queries
+from dispatch.tickets.lifecycle import Action
+from dispatch.tickets.models import Ticket, TicketEvent, TicketState
+from geo import regions
+from geo.models import Region
+from technicians.models import Technician
+from workload.queries import Span
+
+TAKING = (Action.GRAB, Action.ASSIGN)
+SECONDS_PER_MINUTE = 60.0
+
+
+@dataclass(frozen=True)
+class Period:
+    span: Span
+    tz: str
+    region_id: int | None
+
+
+def _local_midnight(day: Any, tz: str) -> ColumnElement[datetime]:
+    # timezone(zone, timestamp without time zone) reads the wall clock in that zone: the period's
+    # edges are local midnights, whatever the server's zone.
+    return func.timezone(tz, literal(datetime.combine(day, time.min)))
+
+
+def _base(actor: Actor, period: Period) -> Any:
+    """One row per ticket of the period in the caller's scope, with its first acceptance and timeout flag."""
+    # Correlated on the ticket_event.ticket_id index: only the period's tickets' events are read.
+    accepted_at = (select(func.min(TicketEvent.at))
+                   .where(TicketEvent.ticket_id == Ticket.id, TicketEvent.action.in_(TAKING)).scalar_subquery())
+    timed_out = exists().where(TicketEvent.ticket_id == Ticket.id, or_(
+        TicketEvent.action == Action.TIME_OUT, TicketEvent.to_state == TicketState.TIMED_OUT))
+    query = (select(Ticket.id, Ticket.state, Ticket.type_code, Ticket.region_id, Ticket.technician_id,
+                    Ticket.created_at, Ticket.completed_at, Ticket.response_due_at, Ticket.resolution_due_at,
+                    Ticket.satisfaction, accepted_at.label("accepted_at"), timed_out.label("timed_out"))
+             .where(queries.visible_to(actor),
+                    Ticket.created_at >= _local_midnight(period.span.start, period.tz),
+                    Ticket.created_at < _local_midnight(period.span.end_exclusive, period.tz)))
+    if period.region_id is not None:
+        query = query.where(regions.within(Ticket.region_id, (period.region_id,)))
+    return query.cte("period_ticket")
+
+
+def _minutes(later: Any, earlier: Any) -> ColumnElement[Any]:
+    return func.extract("epoch", later - earlier) / SECONDS_PER_MINUTE
+
+
+def _share(hit: ColumnElement[bool], among: ColumnElement[bool]) -> ColumnElement[Any]:
+    """The share of `among` rows where `hit` holds; NULL when none qualify."""
+    counted = func.count().filter(among)
+    return cast(func.count().filter(and_(among, hit)), Float) / func.nullif(counted, 0)
+
+
+def _metrics(t: Any) -> list[ColumnElement[Any]]:
+    accept = _minutes(t.c.accepted_at, t.c.created_at)
+    complete = _minutes(t.c.completed_at, t.c.created_at)
+    now = func.now()
+    return [
+        func.count().label("tickets"),
+        func.percentile_cont(0.5).within_group(accept).label("accept_median_min"),
+        func.percentile_cont(0.9).within_group(accept).label("accept_p90_min"),
+        func.percentile_cont(0.5).within_group(complete).label("complete_median_min"),
+        func.percentile_cont(0.9).within_group(complete).label("complete_p90_min"),
+        _share(t.c.accepted_at <= t.c.response_due_at,
+               or_(t.c.accepted_at.isnot(None),
+                   and_(t.c.response_due_at < now, t.c.state != TicketState.INVALID))
+               ).label("response_sla_attainment"),
+        _share(t.c.completed_at <= t.c.resolution_due_at,
+               or_(t.c.completed_at.isnot(None),
+                   and_(t.c.resolution_due_at < now, t.c.state != TicketState.INVALID))
+               ).label("resolution_sla_attainment"),
+        _share(t.c.timed_out, literal(True)).label("timeout_rate"),
+        _share(t.c.state == TicketState.INVALID, literal(True)).label("invalid_rate"),
+        cast(func.avg(t.c.satisfaction), Float).label("satisfaction_avg"),
+        func.count(t.c.satisfaction).label("satisfaction_count"),
+    ]
+
+
+def _grouped(t: Any, *keys: Any) -> Select[Any]:
+    return select(*keys, *_metrics(t)).group_by(*keys).order_by(*keys)
+
+
+def ticket_stats(session: Session, *, actor: Actor, period: Period) -> dict[str, Any]:
+    """Everything the console's statistics page shows for a period, overall and per type, grid and technician."""
+    if period.region_id is not None:
+        regions.region_in_scope(session, period.region_id, actor.scope)
+    t = _base(actor, period)
+    totals = session.execute(select(*_metrics(t))).one()._asdict()
+    by_state: dict[str, int] = {str(state): count for state, count in
+                                session.execute(select(t.c.state, func.count()).group_by(t.c.state))}
+    by_type = session.execute(_grouped(t, t.c.type_code))
+    by_region = session.execute(
+        _grouped(t, t.c.region_id, Region.name).join_from(t, Region, Region.id == t.c.region_id))
+    by_technician = session.execute(
+        _grouped(t, t.c.technician_id, Technician.name).join_from(t, Technician, Technician.id == t.c.technician_id))
+    return {
+        "start": period.span.start, "end": period.span.end, "region_id": period.region_id, "timezone": period.tz,
+        **totals, "by_state": by_state,
+        "by_type": [row._asdict() for row in by_type], "by_region": [row._asdict() for row in by_region],
+        "by_technician": [row._asdict() for row in by_technician],
+    }

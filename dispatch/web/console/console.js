@@ -1,0 +1,499 @@
+// /console: dispatcher, clerk, payroll and admin. A map of the grids with tickets coloured by state,
+// the pool and timed-out lists, a ticket drawer (events, force-assign, reassign, release, type
+// change, invalidate, follow-up), phone-in reports, statistics, the workload export and the
+// self-help tips. Region-scoped by the server: every list is what the caller may see.
+import { Client, query } from '/static/common/api.js';
+import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
+import { follow } from '/static/common/stream.js';
+import {
+  $, ACTION_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast, when,
+} from '/static/common/ui.js';
+
+const client = new Client('console');
+const app = $('#app');
+const OPEN_STATES = ['pending', 'timed_out', 'accepted', 'awaiting_followup'];
+const MANAGERS = ['admin', 'dispatcher'];
+const INTAKE = ['admin', 'dispatcher', 'clerk'];
+const FOLLOWUP = ['admin', 'dispatcher', 'clerk'];
+
+const state = { me: null, types: [], typeNames: {}, technicians: {}, tickets: {}, map: null, tab: 'pool', drawer: null };
+
+const can = (roles) => roles.includes(state.me.role);
+const typeName = (code) => state.typeNames[code] || code;
+const techName = (id) => (id ? state.technicians[id]?.name || `#${id}` : '');
+
+// --- tickets on the map and in the lists ---------------------------------------------------
+
+async function loadTickets() {
+  const pages = await Promise.all(OPEN_STATES.map((s) => client.get(`/api/v1/tickets?${query({ state: s, limit: 500 })}`)));
+  state.tickets = {};
+  for (const page of pages) for (const t of page.items) state.tickets[t.id] = t;
+}
+
+function drawTickets() {
+  const points = Object.values(state.tickets).map((t) => ({
+    id: t.id, lat: t.location.lat, lng: t.location.lng,
+    cls: `${t.state}${t.sla?.breached ? ' breached' : ''}${state.drawer === t.id ? ' selected' : ''}`,
+    size: 1.1, title: `${t.number} ${STATE_NAMES[t.state]} ${typeName(t.type_code)}`, onclick: () => openDrawer(t.id),
+  }));
+  state.map.setPoints('tickets', points);
+}
+
+// Positions change with every ping and pings are not on the feed: read them on a clock.
+const TECHNICIANS_EVERY_MS = 20000;
+
+async function drawTechnicians() {
+  try {
+    const found = await client.get('/api/v1/technicians/on-duty');
+    state.map.setPoints('technicians', found.map((t) => ({ id: `t${t.technician_id}`, lat: t.lat, lng: t.lng,
+      cls: 'technician', size: 0.9, title: `${t.name}（在班，在手 ${t.active_count} 单）` })));
+  } catch (error) {
+    if (error.status !== 403) toast(error.message, 'error');
+  }
+}
+
+function ticketTable(tickets, empty) {
+  if (!tickets.length) return el('p.muted', { text: empty });
+  return el('table', {}, el('tbody', {}, tickets.map((t) => el('tr.row', { dataset: { ticket: t.id }, onclick: () => openDrawer(t.id) },
+    el('td', {}, stateBadge(t.state)),
+    el('td', {}, el('div', { text: `${typeName(t.type_code)} · ${t.number}` }), el('div.muted', { text: t.address || '' })),
+    el('td.muted', { text: when(t.created_at) })))));
+}
+
+// Red: timed out while pending, or accepted past the resolution time limit (the SLA sweep decides).
+const breached = (t) => t.state === 'timed_out' || Boolean(t.sla?.breached);
+const warned = (t) => !breached(t) && Boolean(t.sla?.response_warned_at || t.sla?.resolution_warned_at);
+
+function poolPanel() {
+  const all = Object.values(state.tickets).sort((a, b) => b.id - a.id);
+  const pick = (s) => all.filter((t) => t.state === s);
+  const late = all.filter(breached);
+  const soon = all.filter(warned);
+  return [
+    el('h2', {}, '超时', el('span.badge.state-timed_out', { text: String(late.length) })),
+    el('section#timed-out', {}, ticketTable(late, '没有超时的工单')),
+    soon.length ? el('h2', {}, '即将超时', el('span.badge.state-awaiting_followup', { text: String(soon.length) })) : null,
+    soon.length ? el('section#due-soon', {}, ticketTable(soon, '')) : null,
+    el('h2', {}, '待接单池', el('span.badge.state-pending', { text: String(pick('pending').length) })),
+    el('section#pool', {}, ticketTable(pick('pending'), '池子里没有工单')),
+    el('h2', {}, '进行中'),
+    el('section#working', {}, ticketTable([...pick('accepted'), ...pick('awaiting_followup')], '没有进行中的工单')),
+  ];
+}
+
+const refresh = debounce(async () => {
+  try {
+    await loadTickets();
+  } catch (error) { toast(error.message, 'error'); return; }
+  drawTickets();
+  drawTechnicians(); // loads change with assignments
+  if (state.tab === 'pool') renderPanel();
+  if (state.drawer) openDrawer(state.drawer, { keepForms: true });
+}, 250);
+
+// --- the drawer: one ticket ----------------------------------------------------------------
+
+function field(label, value) { return [el('dt', { text: label }), el('dd', { text: value || '—' })]; }
+
+async function openDrawer(id, { keepForms = false } = {}) {
+  const drawer = $('#drawer');
+  if (keepForms && drawer.querySelector('form')) return; // do not wipe what the person is typing
+  state.drawer = id;
+  let ticket;
+  try {
+    ticket = await client.get(`/api/v1/tickets/${id}`);
+  } catch (error) {
+    drawer.replaceChildren(el('button.close', { type: 'button', text: '关闭', onclick: closeDrawer }), el('p.error', { text: error.message }));
+    drawer.classList.add('open');
+    return;
+  }
+  const error = el('p.error', { role: 'alert' });
+  const extra = el('div.extra');
+  drawer.replaceChildren(
+    el('button.close', { type: 'button', text: '关闭', onclick: closeDrawer }),
+    el('h2', {}, stateBadge(ticket.state), ` ${ticket.number}`),
+    el('dl', {}, field('类型', typeName(ticket.type_code)), field('地址', ticket.address), field('描述', ticket.description),
+      field('联系人', `${ticket.contact.name} ${ticket.contact.phone}`), field('维护人员', techName(ticket.technician_id)),
+      field('报修时间', when(ticket.created_at)), field('响应时限', when(ticket.response_due_at)),
+      field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
+      field('时限', slaText(ticket))),
+    el('div.actions', {}, actionsFor(ticket, extra, error)),
+    error, extra,
+    el('h3', { text: '处理经过' }),
+    el('ol.events', {}, ticket.events.map((e) => el('li', {},
+      el('div', {}, `${when(e.at)} ${ACTION_NAMES[e.action] || e.action} `, stateBadge(e.to_state)),
+      el('div.muted', { text: [e.actor, e.technician_id ? `→ ${techName(e.technician_id)}` : '', e.note || ''].filter(Boolean).join(' · ') })))),
+  );
+  drawer.classList.add('open');
+  drawTickets();
+}
+
+function slaText(ticket) {
+  if (!ticket.sla) return '';
+  if (breached(ticket)) {
+    const level = ticket.sla.escalation_level ? `，已逐级通知 ${ticket.sla.escalation_level} 级` : '';
+    return `已超时${level}${ticket.sla.next_escalation_at ? `，下一级 ${when(ticket.sla.next_escalation_at)}` : ''}`;
+  }
+  if (warned(ticket)) return '即将超时';
+  return ticket.sla.surge ? '正常（高峰时限）' : '正常';
+}
+
+function closeDrawer() {
+  state.drawer = null;
+  $('#drawer').classList.remove('open');
+  drawTickets();
+}
+
+function actionsFor(ticket, extra, error) {
+  const buttons = [];
+  const act = (label, handler, cls = '') => {
+    const b = el(`button${cls}`, { type: 'button', text: label });
+    b.addEventListener('click', () => handler(b));
+    buttons.push(b);
+  };
+  const done = async (message) => { toast(message, 'ok'); refresh(); await openDrawer(ticket.id); };
+  const managing = can(MANAGERS);
+  if (managing && ['pending', 'timed_out'].includes(ticket.state)) act('指派', () => showCandidates(ticket, extra, error), '.primary');
+  if (managing && ticket.state === 'accepted') act('改派', () => showCandidates(ticket, extra, error), '.primary');
+  if (managing && ticket.state === 'accepted') {
+    act('退回池', () => reasonForm(extra, '退回原因', (reason) => client.post(`/api/v1/tickets/${ticket.id}/release`, { reason })
+      .then(() => done('已退回工单池')), error));
+  }
+  if (managing && OPEN_STATES.includes(ticket.state)) {
+    act('改类型', () => retypeForm(ticket, extra, error, done));
+    act('作废', () => reasonForm(extra, '作废原因（虚假或重复报修）', (reason) => client.post(`/api/v1/tickets/${ticket.id}/invalidate`, { reason })
+      .then(() => done('已作废')), error), '.danger');
+  }
+  if (managing && ticket.sla?.next_escalation_at) {
+    act('确认处理', () => reasonForm(extra, '处理说明（停止逐级上报）', (note) => client.post(`/api/v1/tickets/${ticket.id}/acknowledge`, { note })
+      .then(() => done('已确认，停止上报')), error));
+  }
+  if (can(FOLLOWUP) && ticket.state === 'awaiting_followup') act('回访', () => followupForm(ticket, extra, error, done));
+  return buttons;
+}
+
+async function showCandidates(ticket, extra, error) {
+  extra.replaceChildren(el('p.muted', { text: '正在查找附近可派的维护人员…' }));
+  let found;
+  try {
+    found = await client.get(`/api/v1/technicians/nearest?${query({ lat: ticket.location.lat, lng: ticket.location.lng,
+      k: 8, type_code: ticket.type_code })}`);
+  } catch (e) { extra.replaceChildren(); error.textContent = e.message; return; }
+  if (!found.length) { extra.replaceChildren(el('p.muted', { text: '附近没有在班、有空的维护人员' })); return; }
+  extra.replaceChildren(el('h3', { text: '附近的维护人员' }), el('table.candidates', {}, el('tbody', {}, found.map((c) => {
+    const assign = el('button.primary', { type: 'button', text: '派给他' });
+    assign.addEventListener('click', () => busy(assign, async () => {
+      await client.post(`/api/v1/tickets/${ticket.id}/assign`, { technician_id: c.technician_id });
+      toast(`已派给 ${c.name}`, 'ok');
+      extra.replaceChildren();
+      refresh();
+      await openDrawer(ticket.id);
+    }, error));
+    return el('tr', { dataset: { technician: c.technician_id } }, el('td', { text: c.name }), el('td', { text: distance(c.distance_m) }),
+      el('td', { text: `在手 ${c.active_count} 单` }), el('td', {}, assign));
+  }))));
+}
+
+function reasonForm(extra, label, send, error) {
+  const input = el('input', { name: 'reason', required: true });
+  const submit = el('button.primary', { type: 'submit', text: '确定' });
+  const form = el('form', {}, el('label', {}, label, input), submit);
+  form.addEventListener('submit', (e) => { e.preventDefault(); busy(submit, () => send(input.value.trim()).then(() => form.remove()), error); });
+  extra.replaceChildren(form);
+  input.focus();
+}
+
+function typeSelect(selected) {
+  return el('select', { name: 'type_code' }, state.types.map((t) => el('option', { value: t.code, selected: t.code === selected, text: t.name })));
+}
+
+function retypeForm(ticket, extra, error, done) {
+  const select = typeSelect(ticket.type_code);
+  const submit = el('button.primary', { type: 'submit', text: '保存' });
+  const form = el('form.row-form', {}, el('label', {}, '新类型', select), submit);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(submit, async () => { await client.patch(`/api/v1/tickets/${ticket.id}`, { type_code: select.value }); form.remove(); await done('已改类型'); }, error);
+  });
+  extra.replaceChildren(form);
+}
+
+function followupForm(ticket, extra, error, done) {
+  const score = el('select', { name: 'satisfaction' }, [5, 4, 3, 2, 1].map((n) => el('option', { value: n, text: `${n} 星` })));
+  const comment = el('input', { name: 'comment' });
+  const submit = el('button.primary', { type: 'submit', text: '记录回访' });
+  const form = el('form', {}, el('label', {}, '满意度', score), el('label', {}, '用户意见', comment), submit);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(submit, async () => {
+      await client.post(`/api/v1/tickets/${ticket.id}/followup`, { satisfaction: Number(score.value), comment: comment.value.trim() || null });
+      form.remove();
+      await done('已记录回访');
+    }, error);
+  });
+  extra.replaceChildren(form);
+}
+
+// --- phone-in reports and new installations (远端派单) -------------------------------------
+
+function intakePanel() {
+  const error = el('p.error', { role: 'alert' });
+  const type = typeSelect(state.types[0]?.code);
+  const description = el('textarea', { name: 'description', required: true, rows: 3 });
+  const name = el('input', { name: 'name', required: true });
+  const phone = el('input', { name: 'phone', required: true, inputmode: 'tel' });
+  const source = el('select', { name: 'source' }, el('option', { value: 'phone', text: '电话报修' }), el('option', { value: 'counter', text: '营业厅' }));
+  const search = el('input', { name: 'q', placeholder: '输入小区、街道或单位名称', autocomplete: 'off' });
+  const hits = el('ul.hits');
+  const chosen = el('p.muted', { text: '还没有选定位置：搜索地址，或在左边地图上点一下' });
+  let where = null;
+  let address = '';
+  const choose = (point, label) => {
+    where = point;
+    address = label;
+    chosen.textContent = `位置：${label || `${point.lat.toFixed(5)}, ${point.lng.toFixed(5)}`}`;
+    state.map.setPoints('pin', [{ id: 'pin', ...point, cls: 'pin', size: 1.4 }]);
+  };
+  state.pickOnMap = (point) => choose(point, '');
+  search.addEventListener('input', debounce(async () => {
+    const q = search.value.trim();
+    if (!q) { hits.replaceChildren(); return; }
+    try {
+      const found = await client.get(`/api/v1/geo/search?${query({ q, limit: 8 })}`);
+      hits.replaceChildren(...found.items.map((h) => el('li', { text: `${h.name}${h.address ? ` · ${h.address}` : ''}`,
+        onclick: () => { choose({ lat: h.lat, lng: h.lng }, h.address || h.name); hits.replaceChildren(); search.value = h.name; } })));
+      if (!found.items.length) hits.replaceChildren(el('li.muted', { text: '没有找到这个地方' }));
+    } catch (e) { error.textContent = e.message; }
+  }, 300));
+  const submit = el('button.primary', { type: 'submit', text: '提交到工单池' });
+  const form = el('form.intake', {}, el('label', {}, '类型', type), el('label', {}, '故障或需求描述', description),
+    el('label', {}, '联系人', name), el('label', {}, '电话', phone), el('label', {}, '来源', source),
+    el('label', {}, '地址搜索', search), hits, chosen, submit, error);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(submit, async () => {
+      if (!where) throw new Error('请先选定位置');
+      const ticket = await client.post('/api/v1/tickets', { type_code: type.value, description: description.value.trim(),
+        location: { ...where, crs: 'wgs84' }, address: address || null, source: source.value,
+        contact: { name: name.value.trim(), phone: phone.value.trim() } });
+      toast(`已录入 ${ticket.number}`, 'ok');
+      form.reset();
+      where = null;
+      state.map.setPoints('pin', []);
+      refresh();
+      openDrawer(ticket.id);
+    }, error);
+  });
+  return [el('h2', { text: '电话报修 / 新装（远端派单）' }), form];
+}
+
+// --- statistics and the workload export --------------------------------------------------
+
+function monthRange(month) {
+  const [y, m] = month.split('-').map(Number);
+  const last = new Date(y, m, 0).getDate();
+  return { from: `${month}-01`, to: `${month}-${String(last).padStart(2, '0')}` };
+}
+
+function thisMonth() {
+  const now = new Date();
+  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
+}
+
+function bars(title, counts, names = {}) {
+  const entries = Object.entries(counts || {});
+  if (!entries.length) return null;
+  const max = Math.max(1, ...entries.map(([, v]) => Number(v) || 0));
+  return [el('h3', { text: title }), el('div.bars', {}, entries.flatMap(([k, v]) => [
+    el('span', { text: names[k] || k }), el('div.bar', { style: `width:${(100 * (Number(v) || 0)) / max}%` }), el('span', { text: String(v) })]))];
+}
+
+// GET /api/v1/stats: totals for the period, then by state, type, grid and technician.
+const STAT_TILES = [
+  ['tickets', '工单数', (v) => String(v)],
+  ['accept_median_min', '接单用时中位数', (v) => minutes(v)], ['accept_p90_min', '接单用时 P90', (v) => minutes(v)],
+  ['complete_median_min', '完工用时中位数', (v) => minutes(v)], ['complete_p90_min', '完工用时 P90', (v) => minutes(v)],
+  ['response_sla_attainment', '响应时限达成率', (v) => percent(v)], ['resolution_sla_attainment', '解决时限达成率', (v) => percent(v)],
+  ['timeout_rate', '超时率', (v) => percent(v)], ['invalid_rate', '无效率', (v) => percent(v)],
+  ['satisfaction_avg', '满意度（5 分制）', (v) => v.toFixed(2)],
+];
+
+function minutes(v) { return v < 60 ? `${Math.round(v)} 分钟` : `${(v / 60).toFixed(1)} 小时`; }
+function percent(v) { return `${(v * 100).toFixed(1)}%`; }
+
+function statTiles(stats) {
+  return el('div.tiles', {}, STAT_TILES.filter(([key]) => stats[key] !== undefined).map(([key, label, format]) =>
+    el('div', {}, el('span.muted', { text: label }), el('b', { text: stats[key] === null ? '—' : format(stats[key]) }))));
+}
+
+function statsPanel() {
+  const month = el('input', { type: 'month', name: 'month', value: thisMonth() });
+  const out = el('div.stats');
+  const error = el('p.error', { role: 'alert' });
+  const load = async () => {
+    error.textContent = '';
+    const range = monthRange(month.value);
+    const [stats, tips] = await Promise.allSettled([client.get(`/api/v1/stats?${query(range)}`),
+      client.get(`/api/v1/tips/outcomes?${query(range)}`)]);
+    out.replaceChildren();
+    if (stats.status === 'fulfilled') {
+      const s = stats.value;
+      const counted = (rows, key, names = {}) => Object.fromEntries((rows || []).map((r) => [names[r[key]] || r.name || r[key], r.tickets]));
+      out.append(statTiles(s), ...(bars('按状态', s.by_state, STATE_NAMES) || []),
+        ...(bars('按类型', counted(s.by_type, 'type_code', state.typeNames)) || []),
+        ...(bars('按网格', counted(s.by_region, 'region_id')) || []),
+        ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []));
+    } else {
+      error.textContent = stats.reason.missingEndpoint
+        ? '统计暂不可用：服务器还没有 /api/v1/stats 接口' : stats.reason.message;
+    }
+    if (tips.status === 'fulfilled') {
+      const saved = Object.fromEntries(tips.value.items.map((r) => [r.type_code, r.solved]));
+      out.append(...(bars(`知识库自助解决，省去上门 ${tips.value.solved} 次`, saved, state.typeNames)
+        || [el('p.muted', { text: '这个月没有自助解决的记录' })]));
+    }
+  };
+  month.addEventListener('change', load);
+  load();
+  return [el('h2', { text: '统计' }), el('label', {}, '月份', month), error, out];
+}
+
+function exportPanel() {
+  const month = el('input', { type: 'month', name: 'month', value: thisMonth() });
+  const error = el('p.error', { role: 'alert' });
+  const table = el('div');
+  const download = el('button.primary', { type: 'button', text: '下载 XLSX' });
+  download.addEventListener('click', () => busy(download, async () => {
+    const range = monthRange(month.value);
+    const response = await client.raw(`/api/v1/workload/export?${query({ ...range, format: 'xlsx' })}`).catch((e) => {
+      throw e.missingEndpoint ? new Error('导出暂不可用：服务器还没有 /api/v1/workload/export 接口') : e;
+    });
+    const disposition = response.headers.get('Content-Disposition') || '';
+    const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+    const link = el('a', { href: URL.createObjectURL(await response.blob()),
+      download: named ? decodeURIComponent(named[1]) : `workload-${month.value}.xlsx` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  }, error));
+  const preview = async () => {
+    error.textContent = '';
+    try {
+      const rows = await client.get(`/api/v1/workload?${query(monthRange(month.value))}`);
+      const items = Array.isArray(rows) ? rows : rows.items || [];
+      table.replaceChildren(items.length ? el('table', {}, el('thead', {}, el('tr', {}, ['维护人员', '工单', '定额工时', '实际工时', '积分', '计件工资'].map((h) => el('th', { text: h })))),
+        el('tbody', {}, items.map((r) => el('tr', {}, [r.name, r.tickets, r.standard_hours, r.actual_hours, r.points, r.pay].map((v) => el('td', { text: v ?? '' })))))) : el('p.muted', { text: '这个月没有工作记录' }));
+    } catch (e) {
+      error.textContent = e.missingEndpoint ? '工作量暂不可用：服务器还没有 /api/v1/workload 接口' : e.message;
+    }
+  };
+  month.addEventListener('change', preview);
+  preview();
+  return [el('h2', { text: '工作量与计件工资' }), el('div.row-form', {}, el('label', {}, '月份', month), download), error, table];
+}
+
+// --- self-help tips (知识库), admin ---------------------------------------------------------
+
+function tipsPanel() {
+  const select = typeSelect(state.types[0]?.code);
+  const editor = el('textarea.tips-editor', { name: 'tips', 'aria-label': '自助排障提示（Markdown）' });
+  const preview = el('div.tips');
+  const error = el('p.error', { role: 'alert' });
+  const show = (tips) => { editor.value = tips.markdown; preview.innerHTML = tips.html; }; // html: rendered safely by the server
+  const load = async () => {
+    const code = select.value;
+    try {
+      const tips = await client.get(`/api/v1/ticket-types/${code}/tips`);
+      if (select.value === code) show(tips); // a slower answer for the type chosen before must not win
+    } catch (e) { error.textContent = e.message; }
+  };
+  const save = el('button.primary', { type: 'button', text: '保存' });
+  save.addEventListener('click', () => busy(save, async () => {
+    show(await client.put(`/api/v1/ticket-types/${select.value}/tips`, { markdown: editor.value }));
+    toast('已保存，报修页面立即生效', 'ok');
+  }, error));
+  select.addEventListener('change', load);
+  load();
+  return [el('h2', { text: '知识库：报修前的自助排障提示' }), el('label', {}, '类型', select), editor, save, error,
+    el('h3', { text: '用户看到的样子' }), preview];
+}
+
+// HQ and payroll see several branches, far apart: the map shows one at a time.
+function branchSwitch(regions) {
+  const branches = regions.filter((r) => r.kind === 'branch' && state.map.areas.has(r.id));
+  if (branches.length < 2) return;
+  const select = el('select.branch-switch', { 'aria-label': '地图显示的分公司' },
+    branches.map((b) => el('option', { value: b.id, text: b.name })));
+  select.value = String(state.map.areas.keys().next().value);
+  select.addEventListener('change', () => { state.map.showArea(Number(select.value)); drawTickets(); drawTechnicians(); });
+  $('.mapbox').append(select);
+}
+
+// --- shell ---------------------------------------------------------------------------------
+
+const PANELS = {
+  pool: ['工单池', () => true, poolPanel],
+  intake: ['录入', () => can(INTAKE), intakePanel],
+  stats: ['统计', () => true, statsPanel],
+  export: ['导出', () => can(['admin', 'payroll']), exportPanel],
+  tips: ['知识库', () => can(['admin']), tipsPanel],
+};
+
+function renderPanel() {
+  state.pickOnMap = null;
+  $('#panel').replaceChildren(...PANELS[state.tab][2]().flat().filter(Boolean));
+  for (const b of document.querySelectorAll('nav.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === state.tab));
+}
+
+function shell() {
+  const live = el('span.live', { text: '实时' });
+  const tabs = Object.entries(PANELS).filter(([, [, allowed]]) => allowed()).map(([name, [label]]) =>
+    el('button', { type: 'button', role: 'tab', dataset: { tab: name }, text: label, onclick: () => { state.tab = name; renderPanel(); } }));
+  const mapbox = el('div.mapbox', {}, el('div.legend', {}, Object.entries(STATE_NAMES).map(([s, n]) => el('span', { style: `--c:var(--${s})`, text: n })),
+    el('span.technician', { text: '在班维护人员' })));
+  app.replaceChildren(
+    el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), live,
+      el('span', { text: `${state.me.label}（${ROLE_NAMES[state.me.role] || state.me.role}）` }),
+      el('button', { type: 'button', text: '退出', onclick: () => { client.signOut(); location.reload(); } })),
+    el('div.layout', {}, mapbox, el('aside.side', {}, el('nav.tabs', { role: 'tablist' }, tabs), el('div#panel.panel'))),
+    el('div#drawer.drawer', { role: 'dialog', 'aria-label': '工单详情' }),
+  );
+  state.map = new GridMap(mapbox, { tileUrl: tileUrl() });
+  state.map.setPoints('technicians', []); // first layer: tickets are drawn over technicians
+  setInterval(() => { if (!document.hidden) drawTechnicians(); }, TECHNICIANS_EVERY_MS);
+  state.map.svg.addEventListener('click', (e) => { if (state.pickOnMap && e.target.tagName !== 'circle') state.pickOnMap(state.map.pointAt(e)); });
+  follow(client, {
+    onEvent: () => refresh(),
+    onStatus: (status, message) => { live.className = `live ${status === 'live' ? 'on' : 'off'}`; live.title = message || ''; },
+  });
+}
+
+async function start() {
+  client.onSignedOut = () => { client.signOut(); location.reload(); };
+  if (!client.token) await signInForm(client, { title: '调度台登录', roles: ['admin', 'dispatcher', 'clerk', 'payroll'], into: app });
+  try {
+    state.me = await client.get('/api/v1/me');
+  } catch (error) {
+    client.signOut();
+    return start();
+  }
+  try {
+    const [types, technicians] = await Promise.all([client.get('/api/v1/ticket-types'),
+      client.get('/api/v1/technicians?limit=500').catch(() => ({ items: [] }))]);
+    state.types = types;
+    for (const t of types) state.typeNames[t.code] = t.name;
+    for (const t of technicians.items) state.technicians[t.id] = t;
+  } catch (error) { toast(error.message, 'error'); }
+  shell();
+  renderPanel();
+  try {
+    const regions = await loadGrids(client, state.map);
+    branchSwitch(regions);
+    await loadTickets();
+  } catch (error) { toast(error.message, 'error'); }
+  drawTickets();
+  drawTechnicians();
+  if (state.tab === 'pool') renderPanel(); // the lists, now that the tickets are in
+}
+
+start();

@@ -1,0 +1,168 @@
+"""The dispatcher console: live map and pool, the ticket drawer with force-assign, the payroll export."""
+
+import io
+from collections.abc import Callable
+
+import httpx
+import openpyxl
+from playwright.sync_api import Page, expect
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tests.e2e.conftest import sign_in, token_of
+
+SPOT = {"lat": 43.9455, "lng": 116.0702}
+
+
+def bearer(api: httpx.Client, username: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_of(api, username)}"}
+
+
+def on_duty_at(api: httpx.Client, username: str, point: dict[str, float]) -> None:
+    headers = bearer(api, username)
+    assert api.put("/api/v1/me/duty", json={"on_duty": True}, headers=headers).status_code == 200
+    reply = api.put("/api/v1/me/location", json={**point, "crs": "wgs84"}, headers=headers)
+    assert reply.status_code == 204, reply.text
+
+
+def phone_in(api: httpx.Client, description: str) -> dict:
+    reply = api.post("/api/v1/tickets", headers=bearer(api, "clerk.xl"), json={
+        "type_code": "tv_no_signal", "description": description, "source": "phone", "location": SPOT,
+        "contact": {"name": "王五", "phone": "13900000002"}})
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def test_a_new_report_shows_live_and_the_dispatcher_force_assigns_it_from_the_drawer(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    on_duty_at(api, "tech04", {"lat": SPOT["lat"] + 0.004, "lng": SPOT["lng"]})  # tech04 fixes TV
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    expect(console.locator("svg.gridmap .grid")).to_have_count(8)  # Xilinhot's grids are the map
+    expect(console.locator("svg.gridmap circle.technician")).to_have_count(1)  # tech04, on duty
+
+    ticket = phone_in(api, "客厅电视没有信号")
+
+    # Without a reload: the map dot and the pool row come over the live feed.
+    dot = console.locator(f'svg.gridmap circle.pending[data-id="{ticket["id"]}"]')
+    expect(dot).to_have_count(1)
+    row = console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')
+    expect(row).to_contain_text("电视无信号")
+
+    row.click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    expect(drawer).to_contain_text("客厅电视没有信号")
+    drawer.get_by_role("button", name="指派").click()
+    candidate = drawer.locator('tr[data-technician]').filter(has_text="张海涛")
+    expect(candidate).to_contain_text("在手 0 单")
+    candidate.get_by_role("button", name="派给他").click()
+    expect(drawer.locator("h2 .badge")).to_have_text("已接单")
+    expect(drawer.locator("ol.events")).to_contain_text("张海涛")
+    expect(console.locator(f'svg.gridmap circle.accepted[data-id="{ticket["id"]}"]')).to_have_count(1)
+    shot(console, "assigned")
+
+    detail = api.get(f"/api/v1/tickets/{ticket['id']}", headers=bearer(api, "dispatcher.xl")).json()
+    assert detail["state"] == "accepted"
+    assert [e["action"] for e in detail["events"]][-1] in {"assign", "force_assign"}
+
+
+def test_a_dispatcher_invalidates_a_fake_report_with_a_reason(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    ticket = phone_in(api, "恶作剧电话")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]').click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    drawer.get_by_role("button", name="作废").click()
+    drawer.get_by_label("作废原因（虚假或重复报修）").fill("虚假报修")
+    drawer.get_by_role("button", name="确定").click()
+    expect(drawer.locator("h2 .badge")).to_have_text("无效")
+    expect(console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')).to_have_count(0)
+    shot(console, "invalidated")
+
+
+def test_an_api_error_is_shown_in_words(open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "clerk.xl")
+    console.get_by_role("tab", name="录入").click()
+    console.get_by_label("故障或需求描述").fill("没信号")
+    console.get_by_label("联系人").fill("赵六")
+    console.get_by_role("textbox", name="电话").fill("12")  # too short: the API answers 422 naming contact.phone
+    console.locator("svg.gridmap").click()  # a point on the map
+    console.get_by_role("button", name="提交到工单池").click()
+    expect(console.get_by_role("alert").filter(has_text="填写的内容有误")).to_contain_text("phone")
+    shot(console, "error")
+
+
+def test_payroll_downloads_the_month_xlsx(open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    on_duty_at(api, "tech04", SPOT)
+    ticket = phone_in(api, "电视雪花点")
+    tech = bearer(api, "tech04")
+    for step, body in (("grab", None), ("arrive", {"location": SPOT}), ("complete", {"note": "更换分支器"})):
+        reply = api.post(f"/api/v1/tickets/{ticket['id']}/{step}", json=body, headers=tech)
+        assert reply.status_code == 200, reply.text
+
+    console = open_page("/console")
+    sign_in(console, "payroll")
+    console.get_by_role("tab", name="导出").click()
+    expect(console.locator("table")).to_contain_text("张海涛")  # the month's workload, before downloading
+    with console.expect_download() as download:
+        console.get_by_role("button", name="下载 XLSX").click()
+    shot(console, "export")
+    assert download.value.suggested_filename.endswith(".xlsx")
+    # From bytes: openpyxl judges a file by its name, and a download's temporary name has no extension.
+    sheet = openpyxl.load_workbook(io.BytesIO(download.value.path().read_bytes()), read_only=True).worksheets[0]
+    assert any("张海涛" in (str(cell) for cell in row) for row in sheet.iter_rows(values_only=True))
+
+
+def test_statistics_count_the_visits_the_tips_saved(open_page: Callable[..., Page], api: httpx.Client,
+                                                    shot: Callable) -> None:
+    for solved in (True, True, False):
+        api.post("/api/v1/ticket-types/broadband_fault/tips/outcome", json={"solved": solved},
+                 headers=bearer(api, "clerk.xl"))
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="统计").click()
+    expect(console.get_by_role("heading", name="知识库自助解决，省去上门 2 次")).to_be_visible()
+    shot(console, "stats")
+
+
+def test_statistics_show_the_months_tickets(open_page: Callable[..., Page], api: httpx.Client,
+                                            shot: Callable) -> None:
+    phone_in(api, "统计用的报修")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="统计").click()
+    tile = console.locator(".tiles div").filter(has_text="工单数")
+    expect(tile.locator("b")).to_have_text("1")
+    expect(console.locator(".stats")).to_contain_text("电视无信号")
+    shot(console, "stats")
+
+
+def test_a_ticket_past_its_response_time_turns_red_live(open_page: Callable[..., Page], api: httpx.Client,
+                                                        committed_db: Engine, shot: Callable) -> None:
+    ticket = phone_in(api, "一直没人接的单")
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    expect(console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]')).to_have_count(1)
+
+    with committed_db.begin() as conn:  # as if half an hour went by: the worker's SLA sweep notices
+        conn.execute(text("UPDATE ticket SET response_due_at = now() - interval '1 minute' WHERE id = :id"),
+                     {"id": ticket["id"]})
+
+    expect(console.locator(f'svg.gridmap circle.timed_out[data-id="{ticket["id"]}"]')).to_have_count(1)
+    expect(console.locator(f'#timed-out tr[data-ticket="{ticket["id"]}"]')).to_contain_text("超时")
+    console.locator(f'#timed-out tr[data-ticket="{ticket["id"]}"]').click()
+    expect(console.get_by_role("dialog", name="工单详情")).to_contain_text("已超时")
+    shot(console, "timed-out")
+
+
+def test_hq_switches_the_map_between_branches_far_apart(open_page: Callable[..., Page], shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "admin")
+    switch = console.get_by_label("地图显示的分公司")
+    expect(switch.locator("option")).to_have_text(["锡林浩特分公司", "二连浩特分公司"])
+    xilinhot = console.locator("svg.gridmap").get_attribute("viewBox")
+    switch.select_option(label="二连浩特分公司")
+    expect(console.locator("svg.gridmap")).not_to_have_attribute("viewBox", xilinhot or "")
+    shot(console, "erenhot")

@@ -1,0 +1,220 @@
+// /m/report: the subscriber's report page (opened from the official account's menu). Pick the fault,
+// read the self-help tips (知识库) and say whether they solved it, describe, add photos, confirm the
+// position on a small map, submit; then follow the ticket's progress and rate the visit.
+//
+// Sign-in is WeChat OAuth (/wechat/oauth/start?next=/m/report): the callback returns here with
+// `#access_token=...` and the page keeps it (see Client.takeTokenFromUrl). There is no password
+// sign-in for subscribers.
+import { Client } from '/static/common/api.js';
+import { GridMap, tileUrl } from '/static/common/map.js';
+import { $, busy, debounce, el, photoPicker, stateBadge, toast, when } from '/static/common/ui.js';
+
+const client = new Client('report');
+const app = $('#app');
+const MAP_SPAN_M = 1200;
+const MAX_PHOTOS = 9;
+const PROGRESS_POLL_MS = 20000;
+
+function signInWithWeChat() {
+  const next = location.pathname + location.search;
+  app.replaceChildren(el('div.card', {}, el('h1', { text: '故障报修' }),
+    el('p', { text: '请从公众号菜单“故障报修”进入本页面，微信授权后即可报修、查看进度和评价。' }),
+    el('a.button.primary', { href: `/wechat/oauth/start?next=${encodeURIComponent(next)}`, text: '微信授权登录' })));
+}
+
+// --- step 1: the fault type and its tips -------------------------------------------------
+
+async function reportForm() {
+  let types;
+  try {
+    // Faults first: that is what most people come for; installations and moves after.
+    types = (await client.get('/api/v1/ticket-types')).sort((a, b) => (a.kind === 'fault' ? 0 : 1) - (b.kind === 'fault' ? 0 : 1));
+  } catch (error) {
+    app.replaceChildren(el('p.error', { role: 'alert', text: error.message }));
+    return;
+  }
+  const tipsBox = el('section.tips-box');
+  const rest = el('section.rest', { hidden: true });
+  let chosen = null;
+  const typeButtons = types.map((t) => el('button', { type: 'button', 'aria-pressed': 'false', text: t.name, dataset: { code: t.code },
+    onclick: () => choose(t) }));
+  async function choose(type) {
+    chosen = type;
+    for (const b of typeButtons) b.setAttribute('aria-pressed', String(b.dataset.code === type.code));
+    rest.hidden = true;
+    tipsBox.replaceChildren();
+    let tips;
+    try {
+      tips = await client.get(`/api/v1/ticket-types/${type.code}/tips`);
+    } catch (error) {
+      tipsBox.append(el('p.error', { role: 'alert', text: error.message }));
+      rest.hidden = false;
+      return;
+    }
+    if (chosen !== type) return; // the person picked another type meanwhile
+    if (!tips.markdown.trim()) { rest.hidden = false; return; }
+    const html = el('div');
+    html.innerHTML = tips.html; // rendered by the server with raw HTML escaped
+    const error = el('p.error', { role: 'alert' });
+    const solved = el('button.primary', { type: 'button', text: '问题已解决' });
+    const unsolved = el('button', { type: 'button', text: '没解决，继续报修' });
+    solved.addEventListener('click', () => busy(solved, async () => {
+      await client.post(`/api/v1/ticket-types/${type.code}/tips/outcome`, { solved: true });
+      app.replaceChildren(el('div.card.saved', {}, el('b', { text: '太好了，问题已解决！' }),
+        el('p', { text: '已为您省去一次上门。如果还有问题，随时可以重新报修。' }),
+        el('button', { type: 'button', text: '重新报修', onclick: () => reportForm() })));
+    }, error));
+    unsolved.addEventListener('click', () => busy(unsolved, async () => {
+      await client.post(`/api/v1/ticket-types/${type.code}/tips/outcome`, { solved: false });
+      tipsBox.querySelector('.choices').remove();
+      rest.hidden = false;
+      rest.scrollIntoView({ behavior: 'smooth' });
+    }, error));
+    tipsBox.append(el('div.tips', { role: 'note', 'aria-label': '自助排障' }, el('h2', { text: '先试试这样自查' }), html,
+      el('div.choices', {}, solved, unsolved), error));
+  }
+  app.replaceChildren(el('h1', { text: '故障报修' }), myOpenTickets(), el('h2', { text: '1. 遇到了什么问题？' }),
+    el('div.types', {}, typeButtons), tipsBox, rest);
+  rest.append(...detailsForm(() => chosen));
+}
+
+// The subscriber's open reports, so a second visit finds the progress page.
+function myOpenTickets() {
+  const box = el('div');
+  client.get('/api/v1/tickets?limit=5').then((page) => {
+    const open = page.items.filter((t) => ['pending', 'timed_out', 'accepted', 'awaiting_followup'].includes(t.state));
+    if (open.length) {
+      box.append(el('div.card', {}, el('h2', { text: '我的报修' }), open.map((t) => el('p', {},
+        el('a', { href: `?ticket=${t.id}`, text: `${t.number} ` }), stateBadge(t.state)))));
+    }
+  }).catch(() => {});
+  return box;
+}
+
+// --- step 2: description, photos, place, contact -------------------------------------------
+
+function detailsForm(chosenType) {
+  const description = el('textarea', { name: 'description', required: true, rows: 3, placeholder: '例如：光猫红灯一直闪，电脑连不上网' });
+  const { node: photoField, input: photos } = photoPicker(`照片（最多 ${MAX_PHOTOS} 张）`);
+  const mapBox = el('div.minimap');
+  const address = el('input', { name: 'address', placeholder: '补充门牌号，例如：3 号楼 2 单元 501' });
+  const whereText = el('p.muted', { text: '正在获取您的位置…' });
+  const name = el('input', { name: 'name', required: true, autocomplete: 'name' });
+  const phone = el('input', { name: 'phone', required: true, inputmode: 'tel', autocomplete: 'tel' });
+  const error = el('p.error', { role: 'alert' });
+  const submit = el('button.primary', { type: 'submit', text: '提交报修' });
+  const map = new GridMap(mapBox, { tileUrl: tileUrl() });
+  let place = '';
+  const describePlace = debounce(async (point) => {
+    try {
+      const found = await client.get(`/api/v1/geo/reverse?lat=${point.lat}&lng=${point.lng}`);
+      place = found.address;
+      whereText.textContent = `${found.address}${found.outside_area ? '（不在服务区内，我们会转给最近的网点）' : ''}`;
+    } catch (e) { whereText.textContent = e.message; }
+  }, 400);
+  const pin = map.pin(describePlace, 4);
+  // The grids help find the place; the pin works without them. The view stays on the pin once placed.
+  client.get('/api/v1/regions').then((regions) => map.setGrids(regions, { fit: !pin.get() })).catch(() => {});
+  const locate = () => {
+    if (!navigator.geolocation) { whereText.textContent = '无法定位：请在地图上点出您的位置'; return; }
+    // A browser gives WGS-84; inside WeChat the JS-SDK's getLocation gives GCJ-02 (send crs: gcj02 then).
+    navigator.geolocation.getCurrentPosition((p) => {
+      const point = { lat: p.coords.latitude, lng: p.coords.longitude };
+      map.around(point, MAP_SPAN_M);
+      pin.set(point);
+    }, () => { whereText.textContent = '无法获取位置：请允许定位，或在地图上点出您的位置'; }, { enableHighAccuracy: true, timeout: 15000 });
+  };
+  locate();
+  const form = el('form.details', {},
+    el('h2', { text: '2. 描述一下' }), el('label', {}, '问题描述', description), photoField,
+    el('h2', { text: '3. 确认位置' }), el('p.muted', { text: '拖动或点击地图上的圆圈，放到您家的位置' }), mapBox, whereText,
+    el('button', { type: 'button', text: '重新定位', onclick: locate }), el('label', {}, '详细地址', address),
+    el('h2', { text: '4. 联系方式' }), el('label', {}, '联系人', name), el('label', {}, '手机号', phone),
+    error, el('div.submitbar', {}, submit));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(submit, async () => {
+      const point = pin.get();
+      if (!point) throw new Error('请先在地图上确认位置');
+      if (photos.files.length > MAX_PHOTOS) throw new Error(`照片最多 ${MAX_PHOTOS} 张`);
+      const ticket = await client.post('/api/v1/tickets', {
+        type_code: chosenType().code, description: description.value.trim(), source: 'wechat',
+        location: { ...point, crs: 'wgs84' }, address: [place, address.value.trim()].filter(Boolean).join(' ') || null,
+        contact: { name: name.value.trim(), phone: phone.value.trim() } });
+      for (const file of photos.files) await client.upload(ticket.id, file);
+      history.pushState(null, '', `?ticket=${ticket.id}`);
+      toast(ticket.merged ? '您已报修过这个问题，已合并到原工单' : '报修成功', 'ok');
+      await progress(ticket.id);
+    }, error);
+  });
+  return [form];
+}
+
+// --- the progress page and the rating --------------------------------------------------------
+
+const STEPS = [
+  ['created_at', '已报修'], ['accepted_at', '维护人员已接单'], ['arrived_at', '维护人员已到达'],
+  ['completed_at', '已完工，请评价'], ['closed_at', '已完结'],
+];
+
+let pollTimer;
+
+async function progress(ticketId) {
+  clearInterval(pollTimer);
+  let ticket;
+  try {
+    ticket = await client.get(`/api/v1/tickets/${ticketId}`);
+  } catch (error) {
+    app.replaceChildren(el('p.error', { role: 'alert', text: error.message }), el('a', { href: location.pathname, text: '返回报修' }));
+    return;
+  }
+  const steps = el('ol.steps', {}, STEPS.map(([field, label]) => el(`li${ticket[field] ? '.done' : ''}`, {},
+    el('span', { text: label }), el('span.at', { text: when(ticket[field]) }))));
+  const refresh = el('button', { type: 'button', text: '刷新进度', onclick: () => progress(ticketId) });
+  app.replaceChildren(...[
+    el('h1', {}, '报修进度 ', stateBadge(ticket.state)),
+    el('div.card', {}, el('p', { text: `工单号：${ticket.number}` }), el('p.muted', { text: ticket.description }),
+      ticket.state === 'invalid' ? el('p.error', { text: `此报修已作废：${ticket.invalid_reason || ''}` }) : null,
+      ticket.state === 'timed_out' ? el('p', { text: '维护人员有些忙，我们正在加急安排。' }) : null, steps, refresh),
+    ticket.state === 'awaiting_followup' ? ratingForm(ticket) : null,
+    ticket.satisfaction ? el('div.card', {}, el('p', { text: `您的评价：${'★'.repeat(ticket.satisfaction)}，谢谢！` })) : null,
+    el('p', {}, el('a', { href: location.pathname, text: '返回报修首页' })),
+  ].filter(Boolean));
+  if (!['completed', 'invalid'].includes(ticket.state)) {
+    pollTimer = setInterval(() => { if (!document.hidden && !$('form.rating')) progress(ticketId); }, PROGRESS_POLL_MS);
+  }
+}
+
+function ratingForm(ticket) {
+  let score = 0;
+  const stars = [1, 2, 3, 4, 5].map((n) => el('button', { type: 'button', 'aria-label': `${n} 星`, 'aria-pressed': 'false', text: '★',
+    onclick: () => { score = n; stars.forEach((s, i) => s.setAttribute('aria-pressed', String(i < n))); } }));
+  const comment = el('textarea', { name: 'comment', rows: 2, placeholder: '说说这次上门服务（可不填）' });
+  const error = el('p.error', { role: 'alert' });
+  const submit = el('button.primary', { type: 'submit', text: '提交评价' });
+  const form = el('form.rating.card', {}, el('h2', { text: '请为这次服务打分' }),
+    ticket.completion_note ? el('p.muted', { text: `维护人员说明：${ticket.completion_note}` }) : null,
+    el('div.stars', { role: 'group', 'aria-label': '满意度' }, stars), el('label', {}, '评价', comment), submit, error);
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    busy(submit, async () => {
+      if (!score) throw new Error('请先选择星级');
+      await client.post(`/api/v1/tickets/${ticket.id}/followup`, { satisfaction: score, comment: comment.value.trim() || null });
+      toast('感谢您的评价', 'ok');
+      form.remove();
+      await progress(ticket.id);
+    }, error);
+  });
+  return form;
+}
+
+function route() {
+  const ticketId = new URLSearchParams(location.search).get('ticket');
+  if (!client.token) signInWithWeChat();
+  else if (ticketId) progress(ticketId);
+  else reportForm();
+}
+
+client.onSignedOut = () => { client.signOut(); signInWithWeChat(); };
+window.addEventListener('popstate', route);
+route();
