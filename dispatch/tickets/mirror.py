@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from redis import Redis
@@ -27,6 +28,8 @@ from grab_pool import pool
 
 log = structlog.get_logger()
 REBUILD_TURN_S = 30
+# Longer than a transaction runs between stamping a ticket's updated_at and committing it.
+CATCH_UP = timedelta(seconds=60)
 
 # Region paths never change once a region exists: remember them per process.
 _paths: dict[int, str] = {}
@@ -108,10 +111,28 @@ def rebuild_branch(session: Session, redis: Redis, branch_id: int) -> int | None
     if not pool.take_rebuild_turn(redis, branch_id, ttl_s=REBUILD_TURN_S):
         return None
     try:
+        since = datetime.now(UTC) - CATCH_UP
         entries, held = _picture(session, branch_id)
-        return pool.rebuild(redis, branch_id, entries, held, at=time.time())
+        built = pool.rebuild(redis, branch_id, entries, held, at=time.time())
+        _catch_up(session, redis, branch_id, since)
+        return built
     finally:
         pool.end_rebuild_turn(redis, branch_id)
+
+
+def _catch_up(session: Session, redis: Redis, branch_id: int, since: datetime) -> None:
+    """Mirror again what changed while the picture was read.
+
+    A grab that committed after the picture was read but mirrored itself
+    before the rebuild landed would be undone by it (the pool would offer an
+    accepted ticket and miscount its holder until the next full rebuild).
+    Puts never take a ticket back to an older version, so putting every
+    recently changed ticket again is safe.
+    """
+    changed = session.scalars(select(Ticket).where(Ticket.branch_id == branch_id, Ticket.updated_at >= since)
+                              .execution_options(populate_existing=True))
+    for ticket in changed:
+        pool.put(redis, entry_of(session, ticket))
 
 
 def rebuild(session: Session, redis: Redis, branches: Iterable[int] | None = None) -> dict[int, int]:
