@@ -45,12 +45,17 @@ OPERATOR = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="cli")
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
-          workers: int = 1, reload: bool = False) -> None:
+          workers: int = 1, reload: bool = False,
+          keep_alive: Annotated[int, typer.Option(help="seconds an idle connection stays open")] = 75) -> None:
     """Run the HTTP API."""
     # SSE streams never end by themselves: without a bound, a shutdown would
-    # wait for every connected phone to go away.
+    # wait for every connected phone to go away. Idle connections outlive a
+    # proxy's (nginx keeps them 60-75 s): a server closing first makes a reused
+    # connection fail with no answer. A worker still importing the app on a
+    # loaded machine misses uvicorn's 5 s health check and is killed: 60 s.
     uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
-                proxy_headers=True, access_log=False, timeout_graceful_shutdown=10)
+                proxy_headers=True, access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=keep_alive,
+                timeout_worker_healthcheck=60)
 
 
 @app.command()

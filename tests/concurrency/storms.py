@@ -33,7 +33,6 @@ from tests.conftest import TEST_DATABASE_URL, TRANSIENT_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDPOOL = str(ROOT / ".venv/bin/fieldpool")
-UVICORN = str(ROOT / ".venv/bin/uvicorn")
 XL_BRANCH = 2  # 锡林浩特分公司: the demo city's branch, /1/2/
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 CROWD = "storm-"  # usernames of minted technicians, removed after each test
@@ -120,13 +119,9 @@ class Crowd:
 class ApiServer:
     """The API in `workers` processes on a free loopback port, against the test database.
 
-    Started as `fieldpool serve` starts it, through uvicorn's own command for
-    two settings: the worker health check waits longer than its 5 s default
-    (on a loaded two-core machine a worker still importing the app misses it
-    and is killed and replaced, and the storm would run on fewer processes),
-    and idle connections stay open for the whole test (with the 5 s default,
-    a storm's client reusing a connection the server is closing that moment
-    fails the request with no answer, which says nothing about grabs).
+    Started with `fieldpool serve`, idle connections kept for the whole test (a
+    storm's client reusing a connection the server is closing that moment fails
+    the request with no answer, which says nothing about grabs).
     """
 
     redis_url: str
@@ -146,10 +141,8 @@ class ApiServer:
                "LOG_JSON": "false", "DB_POOL_SIZE": "4"}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [UVICORN, "--factory", "dispatch.app:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", str(self.workers), "--timeout-worker-healthcheck", "60", "--no-access-log",
-                 "--timeout-keep-alive", str(KEEP_ALIVE_S),
-                 "--timeout-graceful-shutdown", "10"],
+                [FIELDPOOL, "serve", "--port", str(self.port), "--workers", str(self.workers),
+                 "--keep-alive", str(KEEP_ALIVE_S)],
                 env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._all_workers_serving, what=f"{self.workers} API processes on port {self.port}", timeout_s=90)
 
