@@ -5,9 +5,11 @@ demo city committed once; each `db` test then runs inside an outer transaction
 that is rolled back, so the app's commits only release savepoints.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -205,3 +207,40 @@ def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Itera
     yield f"http://127.0.0.1:{config.port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# --- commands in processes of their own ------------------------------------------------
+
+PROCESS_START_S = 60.0  # generous: the machine is shared, and a process starts from cold
+
+
+@contextmanager
+def fieldpool_process(args: list[str], env: dict[str, str], log: Path,
+                      ready: Callable[[], bool] = lambda: True) -> Iterator[subprocess.Popen[bytes]]:
+    """A `fieldpool` command in a process of its own, stopped (SIGTERM, as a deployment does) afterwards."""
+    with log.open("wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", "dispatch.cli", *args], cwd=ROOT, env={**os.environ, **env},
+                                 stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + PROCESS_START_S
+            while not ready():  # polling with a deadline: the process starts on its own
+                if child.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"fieldpool {args[0]} did not start: {log.read_text()}")
+                time.sleep(0.05)
+            yield child
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def answers(base_url: str) -> Callable[[], bool]:
+    """Ready once the server answers its health check."""
+    def ready() -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        return False
+    return ready

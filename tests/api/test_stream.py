@@ -9,9 +9,6 @@ phones and consoles are connected.
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +32,7 @@ from dispatch.kernel.errors import Forbidden
 from dispatch.kernel.redis import connect_async
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import feed, notify, outbox, stream
-from tests.conftest import TEST_REDIS_URL, _free_port, log_in
+from tests.conftest import TEST_REDIS_URL, _free_port, answers, fieldpool_process, log_in
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "/api/v1/stream"
@@ -114,35 +111,12 @@ class Sse:
 def server_b(settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second API process on the same test database (migrated and seeded by `engine`) and Redis."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("server_b") / "stderr.log"
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "SECRET_KEY": settings.secret_key, "LOG_LEVEL": "WARNING", "MEDIA_DIR": str(settings.media_dir)}
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "dispatch.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "3"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "SECRET_KEY": settings.secret_key,
+           "LOG_LEVEL": "WARNING", "MEDIA_DIR": str(settings.media_dir)}
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:  # polling with a deadline: the process starts on its own
-            if process.poll() is not None:
-                pytest.fail(f"server B exited: {log_path.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"server B did not start: {log_path.read_text()}")
-            time.sleep(0.05)
+    with fieldpool_process(["serve", "--port", str(port)], env, tmp_path_factory.mktemp("server_b") / "server.log",
+                           answers(base_url)):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @dataclass

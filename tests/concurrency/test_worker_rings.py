@@ -6,11 +6,7 @@ both configured by environment variables as a deployment would be, with the ring
 STEP_S seconds. Nobody calls the sweep here: every wait is on the feed or a poll, with a deadline.
 """
 
-import contextlib
 import math
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,9 +24,8 @@ from dispatch.kernel.settings import Settings
 from geo.distance import EARTH_MEAN_RADIUS_M
 from geo.latlng import LatLng
 from tests.api.test_stream import TIMEOUT, Message, Sse
-from tests.conftest import _free_port, log_in
+from tests.conftest import _free_port, answers, fieldpool_process, log_in
 
-ROOT = Path(__file__).resolve().parents[2]
 STEP_S = 3
 DEADLINE_S = 60.0  # generous: the machine is shared, and the worker starts from cold
 CENTRE = LatLng(43.9350, 116.0800)  # grid XL-G05
@@ -44,37 +39,6 @@ TECHNICIAN_STATE = "on_duty, last_location, last_seen_at, last_accuracy_m"
 
 def north_of(point: LatLng, metres: float) -> LatLng:
     return LatLng(point.lat + math.degrees(metres / EARTH_MEAN_RADIUS_M), point.lng)
-
-
-@contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], log: Path,
-            ready: Callable[[], bool] = lambda: True) -> Iterator[subprocess.Popen[bytes]]:
-    """A `fieldpool` command in a process of its own, stopped (SIGTERM, as a deployment does) afterwards."""
-    with log.open("wb") as out:
-        child = subprocess.Popen([sys.executable, "-m", "dispatch.cli", *args], cwd=ROOT, env={**os.environ, **env},
-                                 stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + DEADLINE_S
-            while not ready():  # polling with a deadline: the process starts on its own
-                if child.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"fieldpool {args[0]} did not start: {log.read_text()}")
-                time.sleep(0.05)
-            yield child
-        finally:
-            child.terminate()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
-def answers(base_url: str) -> Callable[[], bool]:
-    def ready() -> bool:
-        with contextlib.suppress(httpx.TransportError):
-            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        return False
-    return ready
 
 
 @dataclass
@@ -134,8 +98,8 @@ def flow(settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path)
            "OFFER__STEP_S": str(STEP_S), "OFFER__SWEEP_INTERVAL_S": "1"}
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with process(["serve", "--port", str(port)], env, tmp_path / "api.log", answers(base_url)), \
-            process(["worker"], env, tmp_path / "worker.log"), \
+    with fieldpool_process(["serve", "--port", str(port)], env, tmp_path / "api.log", answers(base_url)), \
+            fieldpool_process(["worker"], env, tmp_path / "worker.log"), \
             httpx.Client(base_url=base_url, timeout=TIMEOUT) as api:
         yield Flow(api=api, engine=committed_db, worker_log=tmp_path / "worker.log")
     with committed_db.begin() as conn:  # the demo city is shared by every test: put it back
