@@ -234,3 +234,22 @@ def test_the_grab_event_keeps_where_the_technician_was_for_the_travel_pay(desk: 
     [grab] = desk.events(ticket["id"], "grab")
     assert grab["location"]["lat"] == pytest.approx(there.lat, abs=1e-5)
     assert grab["location"]["lng"] == pytest.approx(there.lng, abs=1e-5)
+
+
+def test_with_the_pool_gone_postgresql_still_holds_a_technician_to_their_limit(desk: Desk) -> None:
+    first, second = desk.report(), desk.report(north_of(HERE, 200))
+    tech14 = desk.technician_id("tech14")
+    limit = desk.scalar("SELECT max_active FROM technician WHERE id = :id", id=tech14)
+    with desk.engine.begin() as conn:
+        conn.execute(text("UPDATE technician SET max_active = 1 WHERE id = :id"), {"id": tech14})
+    built = PoolKeys.of(desk.branch_id("XL")).built
+    try:
+        desk.redis.delete(built)
+        assert desk.grab(first["id"], "tech14").status_code == 200
+        desk.redis.delete(built)  # the first grab rebuilt it: gone again, so PostgreSQL decides alone
+        refused = desk.grab(second["id"], "tech14")
+        assert refused.status_code == 409 and refused.json()["code"] == "limit_reached", refused.text
+        assert refused.json()["max_active"] == 1
+    finally:
+        with desk.engine.begin() as conn:
+            conn.execute(text("UPDATE technician SET max_active = :n WHERE id = :id"), {"n": limit, "id": tech14})

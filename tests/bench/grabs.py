@@ -37,6 +37,7 @@ from dispatch.tickets import load, mirror, offers
 from dispatch.tickets.errors import AlreadyTaken, LimitReached, TicketNotFound
 from dispatch.tickets.lifecycle import GRABBABLE, Action, transition
 from dispatch.tickets.models import Ticket, TicketState
+from dispatch.tickets.schemas import TicketRead, ticket_read
 from grab_pool import pool
 from technicians import live
 from technicians.deps import CallingTechnician
@@ -78,12 +79,13 @@ class StatementTally:
 
 
 def naive_grab(database: Database, redis: Redis, ticket_id: int, technician_id: int, actor: Actor,
-               tz: str) -> dict[str, Any]:
+               tz: str) -> TicketRead:
     """抢单 the PostgreSQL-only way: lock the row, check, update; every loser queues on the lock.
 
     The winner does the project's winner's work but for the pool: state
     change, event row (with the technician's live position) and outbox row in
-    one transaction, offers closed, load pushed to the live index.
+    one transaction, offers closed, load pushed to the live index, and the
+    same answer (the accepted ticket, as API.md has it).
     """
     with database.session_scope() as session:
         ticket = session.get(Ticket, ticket_id, with_for_update=True)
@@ -103,7 +105,7 @@ def naive_grab(database: Database, redis: Redis, ticket_id: int, technician_id: 
                    changes={"technician_id": technician_id, "accepted_at": datetime.now(UTC)})
         offers.close_offers(session, ticket, taken_by=technician_id)
         load.refresh(session, redis, [technician_id], now=datetime.now(UTC), tz=tz)
-        return {"id": ticket.id, "state": str(ticket.state), "version": ticket.version}
+    return ticket_read(ticket)
 
 
 def create_bench_app() -> FastAPI:
@@ -118,7 +120,7 @@ def create_bench_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/bench/naive/tickets/{ticket_id}/grab")
-    async def naive(ticket_id: int, caller: CallingTechnician) -> dict[str, Any]:
+    async def naive(ticket_id: int, caller: CallingTechnician) -> TicketRead:
         return await run_in_threadpool(naive_grab, app.state.db, app.state.redis, ticket_id, caller.ref.id,
                                        caller.actor, app.state.settings.timezone)
 
