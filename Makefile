@@ -47,10 +47,14 @@ worker: install services ## run a background worker with the scheduler
 run: seed ## install, migrate, seed, start the API and a worker
 	@echo ""
 	@echo "  Fieldpool on http://127.0.0.1:$(PORT)"
+	@echo "    console    http://127.0.0.1:$(PORT)/console   (dispatchers, clerks, payroll, admin)"
+	@echo "    technician http://127.0.0.1:$(PORT)/m/tech    (phones)"
+	@echo "    report     http://127.0.0.1:$(PORT)/m/report  (subscribers, signed in through WeChat)"
 	@echo "    API docs   http://127.0.0.1:$(PORT)/docs"
 	@echo "    readiness  http://127.0.0.1:$(PORT)/readyz"
 	@echo "  demo log-ins (password: $(FIELDPOOL_DEMO_PASSWORD)):"
-	@echo "    admin, dispatcher.xl, clerk.xl, dispatcher.eh, payroll, tech01 … tech40"
+	@echo "    admin, dispatcher.xl, clerk.xl, dispatcher.eh, dispatcher.xl.g01, payroll, manager.xl, manager.eh,"
+	@echo "    tech01 … tech40"
 	@echo ""
 	@$(BIN)/fieldpool worker & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
 	  $(BIN)/fieldpool serve --port $(PORT)
