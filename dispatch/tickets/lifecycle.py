@@ -8,10 +8,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.kernel.auth import Actor
-from dispatch.kernel.errors import DomainError
 from dispatch.kernel.queues import queue
 from dispatch.tickets import feed, notify, outbox
 from dispatch.tickets.errors import AlreadyTaken, ConcurrentChange, InvalidTransition
@@ -85,14 +83,6 @@ def announce(session: Session, ticket: Ticket, event_type: str, *, technician_id
 
 
 @dataclass(frozen=True)
-class Guard:
-    """A further condition of a transition's compare-and-set, and what to say when it alone refuses."""
-
-    condition: ColumnElement[bool]
-    refused: DomainError
-
-
-@dataclass(frozen=True)
 class Step:
     """One applied transition, for callers that react after commit (feeds, pool, records)."""
 
@@ -114,19 +104,13 @@ def target_state(ticket: Ticket, action: Action) -> TicketState:
 
 def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor, note: str | None = None,
                technician_id: int | None = None, location: LatLng | None = None,
-               changes: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
-               guard: Guard | None = None) -> Step:
+               changes: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Step:
     """Apply one lifecycle action and append its event in the same transaction.
-
-    `guard` adds a condition to the compare-and-set, checked by the same
-    statement (a fresh snapshot under READ COMMITTED), with the error to raise
-    when it alone refuses.
 
     Raises:
         InvalidTransition: the action is not allowed from the current state.
         AlreadyTaken: a grab or assign lost the race for a grabbable ticket.
         ConcurrentChange: another writer changed the ticket first.
-        DomainError: the guard's own error.
     """
     from_state = ticket.state
     to_state = target_state(ticket, action)
@@ -134,13 +118,12 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
     values = {**(changes or {}), "state": to_state, "version": ticket.version + 1, "updated_at": now}
     # Compare-and-set on version rather than SELECT ... FOR UPDATE: no lock is
     # held while deciding, and the loser of a race matches no row.
-    conditions = [Ticket.id == ticket.id, Ticket.version == ticket.version, *([guard.condition] if guard else [])]
     won = session.execute(
-        update(Ticket).where(*conditions).values(**values)
-        .returning(Ticket.id).execution_options(synchronize_session="fetch")
+        update(Ticket).where(Ticket.id == ticket.id, Ticket.version == ticket.version).values(**values)
+        .returning(Ticket.id).execution_options(synchronize_session="evaluate")
     ).first()
     if won is None:
-        _raise_lost_race(session, ticket, action, guard)
+        _raise_lost_race(session, ticket, action)
     session.add(TicketEvent(
         ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role, action=action,
         from_state=from_state, to_state=to_state, technician_id=technician_id, note=note,
@@ -152,11 +135,9 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
     return Step(ticket_id=ticket.id, action=action, from_state=from_state, to_state=to_state, at=now)
 
 
-def _raise_lost_race(session: Session, ticket: Ticket, action: Action, guard: Guard | None) -> None:
+def _raise_lost_race(session: Session, ticket: Ticket, action: Action) -> None:
     # READ COMMITTED: this fresh statement sees the winner's committed row.
-    current, version = session.execute(select(Ticket.state, Ticket.version).where(Ticket.id == ticket.id)).one()
-    if guard is not None and version == ticket.version:
-        raise guard.refused
+    current = session.execute(select(Ticket.state).where(Ticket.id == ticket.id)).scalar_one()
     if action in {Action.GRAB, Action.ASSIGN} and current not in GRABBABLE:
         raise AlreadyTaken(f"ticket {ticket.number} was taken meanwhile", state=current)
     if NEXT_STATE.get((TicketState(current), action)) is None:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from dispatch.tickets.errors import (
     NotYourTicket,
     TicketNotFound,
 )
-from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Guard, Step, record, target_state, transition
+from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, target_state, transition
 from dispatch.tickets.models import (
     IdempotencyKey,
     Source,
@@ -259,9 +259,9 @@ def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:
 
 # --- lifecycle verbs -------------------------------------------------------------
 
-def _active(technician_id: int) -> Select[int]:
-    return select(func.count()).select_from(Ticket).where(
-        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)
+def _active_count(session: Session, technician_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Ticket).where(
+        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
 
 
 class StaleMirror(Exception):
@@ -303,14 +303,12 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
     if fence is not None and ticket.version != fence:
         raise StaleMirror(ticket)
-    # The limit is checked by the compare-and-set itself: one statement, run
-    # after the technician's lock, so it counts every grab committed before.
+    if _active_count(session, technician.id) >= technician.max_active:
+        raise LimitReached(f"you hold {technician.max_active} active tickets already",
+                           max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                location=_whereabouts(redis, ticket, technician.id),
-               changes={"technician_id": technician.id, "accepted_at": _now()},
-               guard=Guard(_active(technician.id).scalar_subquery() < technician.max_active,
-                           LimitReached(f"you hold {technician.max_active} active tickets already",
-                                        max_active=technician.max_active)))
+               changes={"technician_id": technician.id, "accepted_at": _now()})
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
 
