@@ -135,10 +135,18 @@ async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: U
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead,
              responses=problem_docs(TicketNotFound, InvalidTransition, AlreadyTaken, InvalidInput, Forbidden))
 def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
-                  settings: SettingsDep) -> TicketRead:
-    """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin)."""
+                  settings: SettingsDep,
+                  if_match: Annotated[int | None, Header(description="the ticket version the dispatcher saw")] = None,
+                  ) -> TicketRead:
+    """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin).
+
+    With `If-Match: <version>` the assign applies only to the ticket as the
+    dispatcher saw it: a force-assign that a grab beat answers 409
+    `already_taken` instead of taking the ticket off the technician who won.
+    """
+    service.require_version(ticket, if_match)
     grabs.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
-                   settings=settings)
+                 settings=settings)
     return ticket_read(ticket)
 
 

@@ -20,6 +20,7 @@ from dispatch.kernel.settings import Settings
 from dispatch.tickets import labor, load, mirror, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
+    ConcurrentChange,
     IdempotencyKeyReused,
     InvalidTransition,
     LimitReached,
@@ -59,6 +60,19 @@ class Intake:
     created: bool
     merged: bool = False
     offers: list[Candidate] = field(default_factory=list)
+
+
+def require_version(ticket: Ticket, expected: int | None) -> None:
+    """A conditional request (If-Match): act only on the ticket as the caller saw it.
+
+    Raises: AlreadyTaken (it was taken meanwhile), ConcurrentChange (it changed otherwise).
+    """
+    if expected is None or ticket.version == expected:
+        return
+    if ticket.state not in GRABBABLE and ticket.technician_id is not None:
+        raise AlreadyTaken(f"ticket {ticket.number} was taken meanwhile (version {ticket.version})",
+                           state=ticket.state)
+    raise ConcurrentChange(f"ticket {ticket.number} changed meanwhile (version {ticket.version})", state=ticket.state)
 
 
 def require_manager(actor: Actor, doing: str) -> None:

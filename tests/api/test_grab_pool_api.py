@@ -253,3 +253,16 @@ def test_with_the_pool_gone_postgresql_still_holds_a_technician_to_their_limit(d
     finally:
         with desk.engine.begin() as conn:
             conn.execute(text("UPDATE technician SET max_active = :n WHERE id = :id"), {"n": limit, "id": tech14})
+
+
+def test_an_assign_made_on_a_version_a_grab_has_passed_is_turned_away(desk: Desk) -> None:
+    ticket = desk.report()
+    assert desk.grab(ticket["id"], "tech15").status_code == 200
+    late = desk.api.post(f"/api/v1/tickets/{ticket['id']}/assign", json={"technician_id": desk.technician_id("tech16")},
+                         headers={**desk.headers(DISPATCHER), "If-Match": str(ticket["version"])})
+    assert late.status_code == 409 and late.json()["code"] == "already_taken", late.text
+    assert [e["action"] for e in desk.events(ticket["id"], "grab")] == ["grab"]
+    # Without the condition the same request is a reassign, as API.md has it.
+    reassigned = desk.api.post(f"/api/v1/tickets/{ticket['id']}/assign",
+                               json={"technician_id": desk.technician_id("tech16")}, headers=desk.headers(DISPATCHER))
+    assert reassigned.status_code == 200 and reassigned.json()["technician_id"] == desk.technician_id("tech16")

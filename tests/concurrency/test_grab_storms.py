@@ -40,8 +40,11 @@ def grab(ticket_id: int, member: Member) -> Call:
 
 
 def force_assign(ticket_id: int, member: Member, dispatcher: dict[str, str]) -> Call:
+    # As the console sends it: the version the dispatcher saw (a new ticket's), so a grab that
+    # commits first turns the assign away instead of it becoming a reassign.
     return lambda client: client.post(f"/api/v1/tickets/{ticket_id}/assign",
-                                      json={"technician_id": member.technician_id}, headers=dispatcher)
+                                      json={"technician_id": member.technician_id},
+                                      headers={**dispatcher, "If-Match": "1"})
 
 
 def tickets(server_url: str, crowd: Crowd, count: int) -> list[int]:

@@ -121,7 +121,7 @@ export class Client {
   }
 
   get(path) { return this.call(path); }
-  post(path, json = {}) { return this.call(path, { method: 'POST', json }); }
+  post(path, json = {}, headers = {}) { return this.call(path, { method: 'POST', json, headers }); }
   put(path, json) { return this.call(path, { method: 'PUT', json }); }
   patch(path, json) { return this.call(path, { method: 'PATCH', json }); }
 

@@ -183,7 +183,9 @@ async function showCandidates(ticket, extra, error) {
   extra.replaceChildren(el('h3', { text: '附近的维护人员' }), el('table.candidates', {}, el('tbody', {}, found.map((c) => {
     const assign = el('button.primary', { type: 'button', text: '派给他' });
     assign.addEventListener('click', () => busy(assign, async () => {
-      await client.post(`/api/v1/tickets/${ticket.id}/assign`, { technician_id: c.technician_id });
+      // If-Match: the ticket as shown; a grab that came first is not silently taken over.
+      await client.post(`/api/v1/tickets/${ticket.id}/assign`, { technician_id: c.technician_id },
+        { 'If-Match': String(ticket.version) });
       toast(`已派给 ${c.name}`, 'ok');
       extra.replaceChildren();
       refresh();
