@@ -64,9 +64,6 @@ class Outcome(StrEnum):
     UNAVAILABLE = "unavailable"  # Redis is down: PostgreSQL decides
 
 
-# Outcomes on which the caller must arbitrate in PostgreSQL alone.
-UNDECIDED = frozenset({Outcome.MISSING, Outcome.UNBUILT, Outcome.UNAVAILABLE})
-
 
 @dataclass(frozen=True)
 class Claim:

@@ -116,22 +116,6 @@ def _rebuild(unit_of_work: UnitOfWork, redis: Redis, branch_id: int) -> None:
         log.warning("pool_rebuild_failed", branch_id=branch_id, error=f"{type(exc).__name__}: {exc}")
 
 
-def grab(unit_of_work: UnitOfWork, redis: Redis, *, ref: TechnicianRef, ticket_id: int, actor: Actor,
-         settings: Settings) -> Ticket:
-    """The whole grab for synchronous callers: claim in the pool, then settle.
-
-    Raises:
-        TicketNotFound, OutOfScope, AlreadyTaken, LimitReached, InvalidTransition, NotATechnician.
-    """
-    grabber = grabber_of(ref)
-    if grabber is None:
-        raise OutOfScope("technicians of the whole company grab from a branch's pool")
-    claimed = claim(redis, grabber, ticket_id, settings)
-    refuse(claimed, ticket_id, grabber)
-    return settle(unit_of_work, redis, claimed=claimed, grabber=grabber, ticket_id=ticket_id, actor=actor,
-                  settings=settings)
-
-
 def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int, actor: Actor, note: str | None,
            settings: Settings) -> Step:
     """Force-assign or reassign; a pooled ticket is claimed in the pool first, so a grab mid-commit wins cleanly.

@@ -183,9 +183,11 @@ def _branch_drift(branch_id: int, expected: dict[int, pool.Entry], held: dict[in
         problem = _entry_drift(entry, found, in_geo=tid in mirror.grabbable)
         if problem:
             drift.append(Drift(branch_id, tid, problem))
+    if _claims_in_flight(mirror):  # a claim counts as held before PostgreSQL knows of it
+        return drift
     holders = {e.holder for e in expected.values() if e.holder is not None}
     for technician_id in holders | set(mirror.held):
-        if mirror.held.get(technician_id, 0) != held.get(technician_id, 0) and not _claims_in_flight(mirror):
+        if mirror.held.get(technician_id, 0) != held.get(technician_id, 0):
             drift.append(Drift(branch_id, None, f"technician {technician_id} holds "
                                                 f"{held.get(technician_id, 0)}, the pool counts "
                                                 f"{mirror.held.get(technician_id, 0)}"))
