@@ -20,6 +20,7 @@ from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, mirror, outbox
+from technicians import presence, replica
 from wechat import channel as wechat_channel
 from wechat import menu
 from wechat.client import AccountClient
@@ -69,6 +70,10 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
     wechat_channel.register(settings.wechat, connect(settings.redis_url))
+    with session_scope() as session:
+        branches = presence.branch_ids(session)
+    # rq runs each job in a forked process: the rings' nearest searches start from these copies.
+    replica.preload(connect(settings.redis_url), branches)
     stop_ticks = None
     if "default" in names:
         # Its own connection: the ticker thread must not share one with the work loop.

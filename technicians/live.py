@@ -9,7 +9,7 @@ script call (lua/offerable.lua), and `expire` takes out those gone stale.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -31,15 +31,17 @@ class LiveKeys:
     load: str
     track: str
     sampled: str
-    reach: str
     members: str
+    open_log: str
+    open_seq: str
+    open_epoch: str
 
     @classmethod
     def of(cls, branch_id: int) -> "LiveKeys":
         tag = f"fp:{{b{branch_id}}}"
         return cls(tag=tag, geo=f"{tag}:geo", fresh=f"{tag}:fresh", meta=f"{tag}:meta", load=f"{tag}:load",
-                   track=f"{tag}:track", sampled=f"{tag}:sampled", reach=f"{tag}:reach",
-                   members=f"{tag}:members")
+                   track=f"{tag}:track", sampled=f"{tag}:sampled", members=f"{tag}:members",
+                   open_log=f"{tag}:open-log", open_seq=f"{tag}:open-seq", open_epoch=f"{tag}:open-epoch")
 
     def rate(self, technician_id: int) -> str:
         return f"{self.tag}:rate:{technician_id}"
@@ -56,19 +58,54 @@ class LiveKeys:
 
 
 @dataclass(frozen=True)
-class Hit:
+class OpenChange:
+    """One entry of a branch's change log: the technician's open member and position now ("": out)."""
+
+    seq: int
+    epoch: str
     technician_id: int
-    distance_m: float
-    active: int
-    hours: float
+    member: str
+    lng: float
+    lat: float
+
+    @classmethod
+    def of(cls, entry_id: bytes | str, fields: dict[Any, Any]) -> "OpenChange":
+        text = {as_text(name): as_text(value) for name, value in fields.items()}
+        lng, lat = text["lng"], text["lat"]
+        return cls(seq=int(as_text(entry_id).split("-")[0]), epoch=text["epoch"], technician_id=int(text["id"]),
+                   member=text["member"], lng=float(lng) if lng else 0.0, lat=float(lat) if lat else 0.0)
 
 
 def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]) -> Any:
     return _scripts.run(redis, name, keys, args)
 
 
+# Changes this process sent to each server's branch indexes: a copy of the open sets that has not
+# caught up since this process changed them asks Redis before it is searched (technicians/replica.py).
+_sent: dict[tuple[object, ...], int] = {}
+
+
+def server_of(redis: Redis | AsyncRedis) -> tuple[object, ...]:
+    """Which Redis server and database a client talks to."""
+    kwargs = redis.connection_pool.connection_kwargs
+    return kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db", 0)
+
+
+def sent_to(redis: Redis | AsyncRedis, keys: LiveKeys) -> int:
+    """How many changes this process has sent to the branch's index on this server (never decreases)."""
+    return _sent.get((*server_of(redis), keys.tag), 0)
+
+
+def _sent_one(redis: Redis | AsyncRedis, keys: LiveKeys) -> None:
+    # Counted once Redis has it: a search that then finds the count unchanged has seen the change.
+    where = (*server_of(redis), keys.tag)
+    _sent[where] = _sent.get(where, 0) + 1
+
+
 def _change(redis: Redis, keys: LiveKeys, *args: str | int | float) -> Any:
-    return _run(redis, "index", [*keys.offerable, keys.sampled], list(args))
+    reply = _run(redis, "index", [*keys.offerable, keys.sampled], list(args))
+    _sent_one(redis, keys)
+    return reply
 
 
 def put_on_duty(redis: Redis, keys: LiveKeys, technician_id: int, *, skills: list[str], scope_path: str,
@@ -118,12 +155,14 @@ class Ping:
 def ping(redis: Redis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """(status, detail): ok, rate_limited (seconds to wait), off_duty or off_shift."""
     status, detail = _run(redis, "ping", *ping.call(keys))
+    _sent_one(redis, keys)
     return as_text(status), as_text(detail)
 
 
 async def ping_async(redis: AsyncRedis, keys: LiveKeys, ping: Ping) -> tuple[str, str]:
     """`ping` for the event loop: the phones' hot path needs no worker thread."""
     status, detail = await _scripts.run_async(redis, "ping", *ping.call(keys))
+    _sent_one(redis, keys)
     return as_text(status), as_text(detail)
 
 
@@ -155,16 +194,45 @@ def expire(redis: Redis, keys: LiveKeys, *, cutoff: int, batch: int) -> int:
     return int(_change(redis, keys, "expire", cutoff, batch))
 
 
-def nearest(redis: Redis, keys: LiveKeys, *, point: LatLng, k: int, max_radius_m: int, start_radius_m: int,
-            now: int, freshness_s: int, skills: list[str], ticket_path: str, exclude: set[int], weekday: int,
-            minute: int, tie_band_m: int) -> list[Hit]:
-    """The K eligible technicians within `max_radius_m` to offer first: nearest, fairest among near-equals."""
-    flat = _run(
-        redis, "nearest", [*keys.offerable, keys.reach],
-        [point.lng, point.lat, k, max_radius_m, now, freshness_s, ",".join(skills), ticket_path,
-         "," + ",".join(map(str, sorted(exclude))) + ",", weekday, minute, start_radius_m, tie_band_m])
-    return [Hit(technician_id=int(as_text(flat[i])), distance_m=float(as_text(flat[i + 1])),
-                active=int(as_text(flat[i + 2])), hours=float(as_text(flat[i + 3]))) for i in range(0, len(flat), 4)]
+def _changes_call(keys: LiveKeys, *, epoch: str, after: int, most: int) -> tuple[list[str], list[str | int | float]]:
+    return [keys.geo, keys.open_epoch, keys.open_seq, keys.open_log], [epoch, after, most]
+
+
+def _parse_changes(reply: Any) -> tuple[str, int, list[OpenChange] | None]:
+    current, last = as_text(reply[0]), int(reply[1])
+    if as_text(reply[2]) == "reload":
+        return current, last, None
+    return current, last, [OpenChange.of(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)))
+                           for entry_id, fields in (reply[3] if len(reply) > 3 else [])]
+
+
+def follow(redis: Redis, after: dict[LiveKeys, int], *, block_ms: int) -> dict[str, list[OpenChange]]:
+    """The changes logged after these, by branch tag, waiting up to `block_ms` for the first."""
+    reply = cast(list[Any] | None, redis.xread({keys.open_log: f"{seq}-0" for keys, seq in after.items()},
+                                                count=1000, block=block_ms))
+    tags = {keys.open_log: keys.tag for keys in after}
+    return {tags[as_text(stream)]: [OpenChange.of(entry_id, fields) for entry_id, fields in entries]
+            for stream, entries in (reply or [])}
+
+
+def epochs(redis: Redis, branches: list[LiveKeys]) -> list[str]:
+    """Each branch's change-log epoch ("" before its first change)."""
+    return [as_text(epoch) if epoch else "" for epoch in redis.mget([keys.open_epoch for keys in branches])]
+
+
+def changes(redis: Redis, keys: LiveKeys, *, epoch: str, after: int,
+            most: int) -> tuple[str, int, list[OpenChange] | None]:
+    """(epoch, last change, the changes after `after`), or None for the changes when a copy holding
+    `epoch` and `after` must reload instead (a new log, trimmed past it, or more than `most` behind)."""
+    return _parse_changes(_run(redis, "changes", *_changes_call(keys, epoch=epoch, after=after, most=most)))
+
+
+def snapshot_step(redis: Redis, keys: LiveKeys, *, cursor: str,
+                  count: int) -> tuple[str, list[tuple[str, float, float]]]:
+    """One step of copying the open set of any skill: (next cursor, "0" when done; [(member, lng, lat)])."""
+    reply = _run(redis, "snapshot", [keys.geo, keys.open("*")], [cursor, count])
+    return as_text(reply[0]), [(as_text(reply[i]), float(reply[i + 1]), float(reply[i + 2]))
+                               for i in range(1, len(reply), 3)]
 
 
 def peek_track(redis: Redis, keys: LiveKeys, limit: int) -> list[tuple[int, int, float, float, float | None]]:

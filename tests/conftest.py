@@ -35,6 +35,7 @@ from dispatch.kernel.queues import queue
 from dispatch.kernel.settings import Settings, get_settings
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
+from technicians import replica
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
@@ -135,6 +136,9 @@ def committed_db(engine: Engine) -> Iterator[Engine]:
 def redis() -> Iterator[Redis]:
     client = Redis.from_url(TEST_REDIS_URL)
     client.flushdb()
+    # This process's copies of the open sets would see the flush only after the follower's next read:
+    # each test starts with none.
+    replica.forget()
     yield client
     client.flushdb()
     client.close()

@@ -234,32 +234,3 @@ def test_a_rebuild_does_not_move_a_technician_back_to_an_older_position(db: Sess
                          ticket_path=region(db, "XL-G05").path, now=now, tz=settings.timezone,
                          presence=settings.presence, offer=settings.offer)
     assert hit.distance_m == pytest.approx(900, rel=1e-3)
-
-
-def test_the_radius_remembered_from_the_last_search_never_changes_the_answer(db: Session, redis: Redis,
-                                                                             settings: Settings) -> None:
-    near = at_work(db, redis, settings, "tech01", 50)
-    assert found(db, redis, settings, k=1) == [near.id]
-    assert redis.hlen(keys(db).reach) > 0, "the search remembers how far it had to look here"
-
-    ping(db, redis, near, T0 + timedelta(seconds=10), settings, 2900)  # moved out of the remembered circle
-    assert found(db, redis, settings, k=1, now=T0 + timedelta(seconds=20)) == [near.id]
-
-    closer = at_work(db, redis, settings, "tech02", 30)  # and someone inside a circle remembered wide
-    assert found(db, redis, settings, k=1, now=T0 + timedelta(seconds=20)) == [closer.id]
-    assert found(db, redis, settings, now=T0 + timedelta(seconds=20)) == [closer.id, near.id]
-
-
-def test_a_later_rings_search_leaves_the_remembered_radius_alone(db: Session, redis: Redis,
-                                                                 settings: Settings) -> None:
-    first = at_work(db, redis, settings, "tech01", 50)
-    at_work(db, redis, settings, "tech02", 2000)
-    found(db, redis, settings, k=1)
-    remembered = redis.hgetall(keys(db).reach)
-    assert remembered
-
-    find_nearest(redis, branch_id=region(db, "XL").id, point=TICKET, k=1, radius_m=3000, skills=["broadband"],
-                 ticket_path=region(db, "XL-G05").path, now=T0, tz=settings.timezone, presence=settings.presence,
-                 offer=settings.offer, exclude={first.id})
-
-    assert redis.hgetall(keys(db).reach) == remembered
