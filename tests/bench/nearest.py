@@ -11,11 +11,11 @@ hundred of them only, and any row stops after ROW_SECONDS (on a prefix of the sa
 Rows: (a) `technicians.nearest.find_nearest` with every eligibility filter, (b) raw PostGIS KNN,
 (c) raw Redis GEOSEARCH widening from 250 m, (d) a haversine scan in Python, (e) the same in numpy,
 (f) the project's search done in PostgreSQL instead (every filter in SQL, fairness on its rows): the
-measurement behind the index choice in technicians/nearest.py. Before (a) is timed, the live index
-answers other points of the same spread, as a running service has: it remembers per area the radius
-that settled its last search. The answers of (a), (c) and (f) are checked against brute force.
-Below the table: the targets of issue 3, and where (a)'s time goes, from Redis's own per-command
-counters (CONFIG RESETSTAT before each counted row) and timers wrapped around the project's calls.
+measurement behind the index choice in technicians/nearest.py. Each client process of (a) copies the
+open sets on its first call (the 1st ms column) and then catches up from the change log per call.
+The answers of (a), (c) and (f) are checked against brute force. Below the table: the targets of
+issue 3, and where (a)'s time goes, from Redis's own per-command counters (CONFIG RESETSTAT before
+each counted row) and timers wrapped around the project's calls.
 """
 
 import io
@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from dispatch.kernel.settings import OfferSettings, PresenceSettings
 from geo.distance import EARTH_MEAN_RADIUS_M, haversine_m
 from geo.latlng import LatLng
 from technicians import live
-from technicians.nearest import find_nearest
+from technicians.nearest import Candidate, find_nearest
 
 CITY = LatLng(43.93, 116.08)  # Xilinhot
 # Town centres, metres east and north of CITY: old town, the station, the new district, the university.
@@ -50,11 +49,6 @@ ON_DUTY_SHARE = 0.30
 QUERIES = int(os.environ.get("BENCH_NEAREST_QUERIES", "10000"))
 SCAN_QUERIES = int(os.environ.get("BENCH_SCAN_QUERIES", "200"))  # the pure-Python scan's share
 BREAKDOWN_QUERIES = 3000
-WARM_QUERIES, WARM_SEED = 3000, 7  # points of their own (another seed) answered before (a) is timed
-# The sphere Redis measures GEO distances on (geohash_helper.c), 0.03% above the mean radius.
-REDIS_EARTH_RADIUS_M = 6372797.560856
-# The commands the nearest script reads technicians' state with (HSET: the radius it remembers).
-LOOKUPS = ("hget", "hmget", "zmscore", "zcard", "hset")
 # A row stops after this long (the calls column says how many it made): a slow search must not
 # stretch `make bench` past its few minutes.
 ROW_SECONDS = float(os.environ.get("BENCH_ROW_SECONDS", "12"))
@@ -266,14 +260,6 @@ def project_row() -> Callable[[Query], object]:
     return call
 
 
-def warm_up_hints(queries: list[Query]) -> None:
-    """Searches at other points first: a running index remembers, per area, the radius that settled
-    its last search there, and a freshly loaded one would start every area from the smallest."""
-    search = project_row()
-    for q in queries:
-        search(q)
-
-
 def ping_row() -> Callable[[Query], object]:
     """The floor of any Redis call from redis-py: one PING."""
     redis = connect(REDIS_URL)
@@ -305,7 +291,7 @@ def filtered_postgis_row(dsn: str, options: str) -> Callable[[], Callable[[Query
             cutoff = int(time.time()) - freshness_s
             rows = conn.execute(FILTERED_SQL, {"lng": q.lng, "lat": q.lat, "cutoff": cutoff, "skills": q.skills,
                                                "path": q.ticket_path}, prepare=True).fetchall()
-            hits = [live.Hit(tid, metres, active, hours) for tid, active, hours, metres in rows if metres <= RADIUS_M]
+            hits = [Candidate(tid, metres, active, hours) for tid, active, hours, metres in rows if metres <= RADIUS_M]
             if len(hits) >= K:  # as the script: up to the K-th plus the band, within the window
                 reach = hits[K - 1].distance_m + band
                 hits = [h for h in hits if h.distance_m <= reach]
@@ -445,12 +431,12 @@ def as_stored(redis: Redis, fleet: Fleet) -> Fleet:
 def reference(fleet: Fleet, q: Query, loaded_at: int) -> tuple[list[int], list[int]]:
     """(K nearest on duty, K the project should offer) by brute force over the fleet, by the same rules:
     every eligible technician up to the K-th's distance plus the tie band, fairest first among near-equals.
-    Distances on Redis's sphere, as the search measures them."""
+    Distances on the project's sphere, as the search measures them."""
     on = fleet.on_duty
     la, lo = math.radians(q.lat), math.radians(q.lng)
     lat, lng = np.radians(fleet.lat), np.radians(fleet.lng)
     h = np.sin((lat - la) / 2) ** 2 + math.cos(la) * np.cos(lat) * np.sin((lng - lo) / 2) ** 2
-    metres = 2 * REDIS_EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
+    metres = 2 * EARTH_MEAN_RADIUS_M * np.arcsin(np.sqrt(h))
     has_skills = np.array([set(q.skills) <= set(s) for s in SKILL_SETS])[fleet.skill_set]
     covers = np.array([q.ticket_path.startswith(s) for s in fleet.scope])
     # Positions age while the bench runs (minutes on a busy machine): fresh as of the check, as the search sees it.
@@ -463,17 +449,17 @@ def reference(fleet: Fleet, q: Query, loaded_at: int) -> tuple[list[int], list[i
     band = OfferSettings().tie_band_m
     # Nobody beyond the K-th's distance plus the band can move into the first K.
     reach = metres[eligible[min(K, len(eligible)) - 1]] + band if len(eligible) else 0.0
-    hits = [live.Hit(int(fleet.ids[i]), float(metres[i]), int(fleet.active[i]), float(fleet.hours[i]))
+    hits = [Candidate(int(fleet.ids[i]), float(metres[i]), int(fleet.active[i]), float(fleet.hours[i]))
             for i in eligible[metres[eligible] <= reach][:4 * K]]  # the script's fairness window: 4K
     offered = [h.technician_id for h in reference_fairest(hits, tie_band_m=band)[:K]]
     return plain, offered
 
 
-def reference_fairest(hits: list[live.Hit], *, tie_band_m: int) -> list[live.Hit]:
-    """The fairness rule written plainly, to check the script against: nearest first, but within a
+def reference_fairest(hits: list[Candidate], *, tie_band_m: int) -> list[Candidate]:
+    """The fairness rule written plainly, to check the search against: nearest first, but within a
     band of near-equal distance fewer hours, then fewer active tickets, go first."""
-    ordered: list[live.Hit] = []
-    band: list[live.Hit] = []
+    ordered: list[Candidate] = []
+    band: list[Candidate] = []
     for hit in sorted(hits, key=lambda h: h.distance_m):
         if band and hit.distance_m - band[0].distance_m > tie_band_m:
             ordered += sorted(band, key=lambda h: (h.hours, h.active, h.distance_m))
@@ -506,55 +492,34 @@ def agreement_in_sql(dsn: str, fleet: Fleet, queries: list[Query], loaded_at: in
 class Breakdown:
     finds: int
     total_us: float  # find_nearest, per find
-    nearest_us: float  # inside live.nearest, per find
-    evalsha_us: float  # inside redis-py's EVALSHA (send, wait, read and parse the reply), per find
+    catch_up_us: float  # inside live.changes (a search asking Redis what changed), per find
+    changes: int  # changes those applied, over all finds
     ping_us: float  # one PING's round trip from the same client
-    scripts: Counter[int]  # finds by how many live.nearest calls they made
-    hits: int  # Hits live.nearest returned, over all finds
     server: dict[str, tuple[int, float]]  # Redis's counters over the finds
 
     def __str__(self) -> str:
         n = self.finds
-        scripts = sum(k * v for k, v in self.scripts.items())
-        search_n, search_us = self.server.get("geosearch", (0, 0.0))
-        looked = [self.server.get(name, (0, 0.0)) for name in LOOKUPS]
-        hget_n, hget_us = sum(n for n, _ in looked), sum(us for _, us in looked)
-        script_us = self.server.get("evalsha", (0, 0.0))[1]
-        lua_us = script_us - search_us - hget_us
-        spread = ", ".join(f"{v} x {k}" for k, v in sorted(self.scripts.items()))
-        return (f"where (a)'s time goes (1 client, {n} finds, mean per find): find_nearest {self.total_us:.0f} µs, "
-                f"making {scripts / n:.2f} live.nearest calls (finds x calls: {spread}) that return "
-                f"{self.hits / n:.0f} hits;\n"
-                f"  = own Python (clock, fairness) {self.total_us - self.nearest_us:.0f} + live.nearest's args and Hit "
-                f"decoding {self.nearest_us - self.evalsha_us:.0f} + EVALSHA round trips {self.evalsha_us:.0f} µs;\n"
-                f"  the round trips = script time on the server {script_us / n:.0f} µs [{search_n / n:.2f} GEOSEARCH "
-                f"{search_us / n:.0f} µs + {hget_n / n:.1f} lookups {hget_us / n:.0f} µs + Lua itself "
-                f"{lua_us / n:.0f} µs] + client side {self.evalsha_us - script_us / n:.0f} µs [network: "
-                f"~{scripts / n:.2f} x PING {self.ping_us:.0f} µs; the rest RESP encoding and parsing]")
+        calls = self.server.get("evalsha", (0, 0.0))[0]
+        return (f"where (a)'s time goes (1 client, {n} finds, mean per find): find_nearest {self.total_us:.0f} µs "
+                f"= asking Redis what changed {self.catch_up_us:.0f} µs ({calls / n:.2f} calls, {self.changes / n:.2f} "
+                f"changes applied: the follower thread keeps the copy current, a PING would cost {self.ping_us:.0f} "
+                f"µs) + the search in memory {self.total_us - self.catch_up_us:.0f} µs")
 
 
 def breakdown(admin: Redis, queries: list[Query]) -> Breakdown:
     redis = connect(REDIS_URL)
-    spent = {"nearest": 0.0, "evalsha": 0.0}
-    made = {"calls": 0, "hits": 0}
-    scripts: Counter[int] = Counter()
+    spent = {"catch_up": 0.0}
+    applied = {"changes": 0}
+    original_changes = live.changes
 
-    def timed(key: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[key] += time.perf_counter() - began
-        return wrapper
-
-    original_nearest = live.nearest
-
-    def counted_nearest(*args: Any, **kwargs: Any) -> list[live.Hit]:
-        hits = original_nearest(*args, **kwargs)
-        made["calls"] += 1
-        made["hits"] += len(hits)
-        return hits
+    def timed_changes(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            reply = original_changes(*args, **kwargs)
+            applied["changes"] += len(reply[2] or [])
+            return reply
+        finally:
+            spent["catch_up"] += time.perf_counter() - began
 
     presence, offer = PresenceSettings(), OfferSettings()
 
@@ -563,35 +528,31 @@ def breakdown(admin: Redis, queries: list[Query]) -> Breakdown:
                      ticket_path=q.ticket_path, now=datetime.now(UTC), tz=TZ, presence=presence, offer=offer)
 
     try:
-        live.nearest = timed("nearest", counted_nearest)  # find_nearest looks it up on the module per call
-        # Script objects call client.evalsha on the client find_nearest is given.
-        redis.evalsha = timed("evalsha", redis.evalsha)  # type: ignore[method-assign]
+        live.changes = timed_changes  # the replica looks it up on the module per call
         for q in queries[:WARM_UP]:
             find(q)
-        spent.update(nearest=0.0, evalsha=0.0)
-        made.update(calls=0, hits=0)
+        spent.update(catch_up=0.0)
+        applied.update(changes=0)
         admin.config_resetstat()
         began = time.perf_counter()
         deadline = began + ROW_SECONDS
         finds = 0
         for q in queries:
-            before = made["calls"]
             find(q)
             finds += 1
-            scripts[made["calls"] - before] += 1
             if time.perf_counter() > deadline:
                 break
         total = time.perf_counter() - began
         server = command_stats(admin)
     finally:
-        live.nearest = original_nearest
+        live.changes = original_changes
     began = time.perf_counter()
     for _ in range(1000):
         redis.ping()
     ping = (time.perf_counter() - began) / 1000
     redis.close()
-    return Breakdown(finds, total / finds * 1e6, spent["nearest"] / finds * 1e6, spent["evalsha"] / finds * 1e6,
-                     ping * 1e6, scripts, made["hits"], server)
+    return Breakdown(finds, total / finds * 1e6, spent["catch_up"] / finds * 1e6, applied["changes"],
+                     ping * 1e6, server)
 
 
 # The table --------------------------------------------------------------------------------------
@@ -637,7 +598,6 @@ def main(dsn: str) -> Report:
             options = SAFE_PLANNER
             good, plan = check_plan(dsn, options)
 
-        warm_up_hints(make_queries(np.random.default_rng(WARM_SEED), WARM_QUERIES))
         a, a_stats = run_counted(redis, "(a) project find_nearest, all filters", project_row, queries)
         b = run_row("(b) PostGIS KNN <-> LIMIT 5, partial GiST", postgis_row(dsn, options), queries)
         f = run_row("(f) PostGIS KNN, all filters in SQL + fairness", filtered_postgis_row(dsn, options), queries)
@@ -657,8 +617,9 @@ def main(dsn: str) -> Report:
 
     # Per call of the row, its first call and warm-up included.
     finds = a.calls + (WARM_UP + 1) * CLIENTS
-    scripts, script_us = a_stats.get("evalsha", (0, 0.0))
-    searches = a_stats.get("geosearch", (0, 0.0))[0]
+    scripts = a_stats.get("evalsha", (0, 0.0))[0]
+    follows = a_stats.get("xread", (0, 0.0))[0]
+    redis_us = sum(us for _, us in a_stats.values())
     c_searches, c_search_us = c_stats.get("geosearch", (0, 0.0))
     c_calls = c.calls + (WARM_UP + 1) * CLIENTS
     floor = min(b.p50_ms, c.p50_ms)
@@ -668,9 +629,8 @@ def main(dsn: str) -> Report:
               f"ticket (Redis DB {REDIS_URL.rsplit('/', 1)[-1]}, "
               f"loaded in {redis_s:.1f} s) and a PostGIS table (COPY + partial GiST, {pg_s:.1f} s);\n"
               f"k={K} within {RADIUS_M // 1000} km, the same {len(queries):,} query points for every row "
-              f"(80% in town, 20% at 10-15 km), {CLIENTS} client processes; 1st = first call on a new connection;\n"
-              f"before (a), the live index answered {WARM_QUERIES:,} other points (its radius hints warm, as in "
-              f"service).")
+              f"(80% in town, 20% at 10-15 km), {CLIENTS} client processes; 1st = first call on a new connection "
+              f"(for (a): copying the branch's open sets into the process).")
     lines = [
         f"(b) plan, fresh and as the prepared generic plan: {plan}"
         + (f"; planner set to '{options}' for the bench connections (the default plan missed the index)"
@@ -687,8 +647,8 @@ def main(dsn: str) -> Report:
         f"target (e)/(a) at p50 > 1:          {e.p50_ms:.3f} / {a.p50_ms:.3f} = {numpy_x:.2f}  "
         f"{_verdict(numpy_x > 1)}",
         "",
-        f"with 2 clients, each (a) cost Redis {script_us / finds / 1000:.2f} ms ({scripts / finds:.2f} script calls, "
-        f"{searches / finds:.2f} GEOSEARCH) and each (c) {c_search_us / c_calls / 1000:.2f} ms "
+        f"with 2 clients, Redis spent {redis_us / finds:.1f} µs per (a) ({scripts} script calls in all: copying the "
+        f"open sets once per client; {follows} follower reads) and {c_search_us / c_calls:.1f} µs per (c) "
         f"({c_searches / c_calls:.2f} GEOSEARCH); Redis runs one command at a time, so a client also waits for the "
         f"other's",
         str(split),
