@@ -8,6 +8,8 @@ with every member inside it: every change below keeps them true in the same
 script call (lua/offerable.lua), and `expire` takes out those gone stale.
 """
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -83,6 +85,10 @@ def _run(redis: Redis, name: str, keys: list[str], args: list[str | int | float]
 # Changes this process sent to each server's branch indexes: a copy of the open sets that has not
 # caught up since this process changed them asks Redis before it is searched (technicians/replica.py).
 _sent: dict[tuple[object, ...], int] = {}
+_sent_lock = threading.Lock()
+# Held across a fork, so that a forked job never starts with the lock taken by a thread it lacks.
+os.register_at_fork(before=_sent_lock.acquire, after_in_parent=_sent_lock.release,
+                    after_in_child=_sent_lock.release)
 
 
 def server_of(redis: Redis | AsyncRedis) -> tuple[object, ...]:
@@ -98,8 +104,11 @@ def sent_to(redis: Redis | AsyncRedis, keys: LiveKeys) -> int:
 
 def _sent_one(redis: Redis | AsyncRedis, keys: LiveKeys) -> None:
     # Counted once Redis has it: a search that then finds the count unchanged has seen the change.
+    # Locked: two threads writing at once must both count, or a search could take its copy as current
+    # without the second write.
     where = (*server_of(redis), keys.tag)
-    _sent[where] = _sent.get(where, 0) + 1
+    with _sent_lock:
+        _sent[where] = _sent.get(where, 0) + 1
 
 
 def _change(redis: Redis, keys: LiveKeys, *args: str | int | float) -> Any:

@@ -264,3 +264,28 @@ def test_searches_in_many_threads_while_technicians_move_all_see_a_whole_fleet(r
     assert not errors
     assert all(len(a) == 3 and len(set(a)) == 3 for a in answers)
     assert nearest(redis, k=3) == [1, 2, 3]
+
+
+def test_threads_moving_their_own_technicians_each_find_theirs_where_they_just_put_them(redis: Redis) -> None:
+    """A process always sees its own writes, also when several of its threads write at once."""
+    walkers, steps = 8, 60
+    for walker in range(1, walkers + 1):
+        at_work(redis, walker, north(0, walker * 3000))
+    start = threading.Barrier(walkers)
+    missed: list[tuple[int, int, list[int]]] = []
+
+    def walk(walker: int) -> None:
+        start.wait()
+        for step in range(1, steps + 1):
+            here = north(step * 200, walker * 3000)  # 200 m a step: the old place is outside the 50 m searched
+            live.place_at(redis, KEYS, walker, point=here, seen_at=int(NOW.timestamp()) + step)
+            found = nearest(redis, here, k=1, radius_m=50)
+            if found != [walker]:
+                missed.append((walker, step, found))
+
+    threads = [threading.Thread(target=walk, args=(walker,)) for walker in range(1, walkers + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert missed == []
