@@ -54,6 +54,11 @@ class Shift:
 
 def ref_of(session: Session, technician: Technician) -> TechnicianRef:
     path = session.execute(select(Region.path).where(Region.id == technician.region_id)).scalar_one()
+    return ref_at(technician, path)
+
+
+def ref_at(technician: Technician, path: str) -> TechnicianRef:
+    """The technician's ref, given the path of their region (read with them, in one statement)."""
     # Paths run company/branch/grid: the branch is the second step, if any.
     steps = path_steps(path)
     return TechnicianRef(id=technician.id, branch_id=steps[1] if len(steps) > 1 else None, scope_path=path,

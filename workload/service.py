@@ -6,8 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import column, func, select, table
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, column, func, select, table
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dispatch.kernel.auth import Actor
 from dispatch.kernel.errors import InvalidInput
@@ -183,12 +183,11 @@ def rate_visit(session: Session, *, ticket_id: int, satisfaction: int, actor_lab
     return record
 
 
-def hours_by_technician(session: Session, technician_ids: set[int], *, since: date) -> dict[int, Decimal]:
-    """Standard hours credited to each technician from `since` on (the fairness tie-break's labor hours)."""
-    rows = session.execute(select(WorkRecord.technician_id, func.sum(WorkRecord.standard_hours))
-                           .where(WorkRecord.technician_id.in_(technician_ids), WorkRecord.work_date >= since)
-                           .group_by(WorkRecord.technician_id))
-    return {technician_id: hours for technician_id, hours in rows}
+def hours_since(technician_id: ColumnElement[int] | InstrumentedAttribute[int], since: date) -> ScalarSelect[Decimal]:
+    """Standard hours credited to the technician from `since` on (the fairness tie-break's labor hours),
+    as a subquery, so a caller reads them in the statement that reads the technician."""
+    return (select(func.coalesce(func.sum(WorkRecord.standard_hours), 0))
+            .where(WorkRecord.technician_id == technician_id, WorkRecord.work_date >= since).scalar_subquery())
 
 
 # --- periods and adjustments ---------------------------------------------------------

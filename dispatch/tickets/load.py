@@ -15,10 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.tickets.models import Ticket, TicketState
+from geo.models import Region
 from technicians import live
 from technicians.models import Technician
-from technicians.presence import ref_of
-from workload.service import hours_by_technician
+from technicians.presence import ref_at
+from workload.service import hours_since
 
 log = structlog.get_logger()
 
@@ -35,17 +36,18 @@ def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None]
     ids = {t for t in technician_ids if t is not None}
     if not ids:
         return
-    active: dict[int | None, int] = {technician_id: count for technician_id, count in session.execute(
-        select(Ticket.technician_id, func.count())
-        .where(Ticket.technician_id.in_(ids), Ticket.state == TicketState.ACCEPTED).group_by(Ticket.technician_id))}
+    active = (select(func.count()).where(Ticket.technician_id == Technician.id, Ticket.state == TicketState.ACCEPTED)
+              .scalar_subquery())
     # The period's labor hours are what its work records credit: a reassigned ticket counts for
-    # whoever completed it, at the standard hours of the rate it was paid at.
-    hours = hours_by_technician(session, ids, since=period_start(now, tz).date())
+    # whoever completed it, at the standard hours of the rate it was paid at. One statement for all
+    # of it: every ticket that changes hands runs this.
+    rows = session.execute(
+        select(Technician, Region.path, active, hours_since(Technician.id, period_start(now, tz).date()))
+        .join(Region, Region.id == Technician.region_id).where(Technician.id.in_(ids))).all()
     try:
-        for technician in session.scalars(select(Technician).where(Technician.id.in_(ids))):
-            ref = ref_of(session, technician)
+        for technician, path, count, hours in rows:
+            ref = ref_at(technician, path)
             if ref.branch_id is not None:
-                live.set_load(redis, ref.keys, technician.id, active=active.get(technician.id, 0),
-                              hours=float(hours.get(technician.id, 0)))
+                live.set_load(redis, ref.keys, technician.id, active=count, hours=float(hours))
     except RedisError as exc:
         log.warning("load_refresh_skipped", technician_ids=sorted(ids), error=str(exc))
