@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, aliased
 
 from dispatch.kernel.db import after_commit
 from dispatch.tickets.lifecycle import GRABBABLE
@@ -88,19 +88,20 @@ def branch_ids(session: Session) -> list[int]:
 
 def _picture(session: Session, branch_id: int) -> tuple[list[pool.Entry], dict[int, int]]:
     """What PostgreSQL says the branch's pool should hold: grabbable and accepted tickets, and who holds how many."""
-    tickets = session.scalars(select(Ticket).where(
-        Ticket.branch_id == branch_id,
-        Ticket.state.in_([*GRABBABLE, TicketState.ACCEPTED])).order_by(Ticket.id))
-    entries = [entry_of(session, t) for t in tickets]
-    holders = {e.holder for e in entries if e.state == pool.ACCEPTED and e.holder is not None}
+    # One statement, so one snapshot: counted apart, a grab committed between the two reads was
+    # both left pending and counted as held, and the catch-up's put then counted it again.
     # A holder's limit counts all their active tickets, in any branch.
-    if not holders:
-        return entries, {}
+    theirs = aliased(Ticket)
+    held_now = (select(func.count()).where(theirs.technician_id == Ticket.technician_id,
+                                           theirs.state == TicketState.ACCEPTED).scalar_subquery())
     rows = session.execute(
-        select(Ticket.technician_id, func.count()).where(
-            Ticket.technician_id.in_(holders), Ticket.state == TicketState.ACCEPTED)
-        .group_by(Ticket.technician_id))
-    return entries, {int(technician_id): int(count) for technician_id, count in rows if technician_id is not None}
+        select(Ticket, case((Ticket.state == TicketState.ACCEPTED, held_now)))
+        .where(Ticket.branch_id == branch_id, Ticket.state.in_([*GRABBABLE, TicketState.ACCEPTED]))
+        .order_by(Ticket.id).execution_options(populate_existing=True)).all()
+    entries = [entry_of(session, ticket) for ticket, _ in rows]
+    held = {ticket.technician_id: int(count) for ticket, count in rows
+            if count is not None and ticket.technician_id is not None}
+    return entries, held
 
 
 def rebuild_branch(session: Session, redis: Redis, branch_id: int) -> int | None:
