@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.kernel.auth import Actor
 from dispatch.kernel.queues import queue
@@ -117,13 +118,17 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
     now = datetime.now(UTC)
     values = {**(changes or {}), "state": to_state, "version": ticket.version + 1, "updated_at": now}
     # Compare-and-set on version rather than SELECT ... FOR UPDATE: no lock is
-    # held while deciding, and the loser of a race matches no row.
-    won = session.execute(
+    # held while deciding, and the loser of a race matches no row. A Core statement on the
+    # session's connection, the new values then set on the object as committed: the ORM's bulk
+    # update did the same at twice the cost, on every state change.
+    session.flush()
+    won = session.connection().execute(
         update(Ticket).where(Ticket.id == ticket.id, Ticket.version == ticket.version).values(**values)
-        .returning(Ticket.id).execution_options(synchronize_session="evaluate")
-    ).first()
+        .returning(Ticket.id)).first()
     if won is None:
         _raise_lost_race(session, ticket, action)
+    for key, value in values.items():
+        set_committed_value(ticket, key, value)
     session.add(TicketEvent(
         ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role, action=action,
         from_state=from_state, to_state=to_state, technician_id=technician_id, note=note,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -66,12 +66,13 @@ def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, gri
 
 def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:
     """The ticket left the pool: its open offers end, the winner's as taken, and the rings stop."""
-    now = datetime.now(UTC)
-    still_open = (Offer.ticket_id == ticket.id, Offer.outcome == OfferOutcome.OPEN)
-    if taken_by is not None:
-        session.execute(update(Offer).where(*still_open, Offer.technician_id == taken_by)
-                        .values(outcome=OfferOutcome.TAKEN, closed_at=now))
-    session.execute(update(Offer).where(*still_open).values(outcome=OfferOutcome.CLOSED, closed_at=now))
+    outcome = case((Offer.technician_id == taken_by, OfferOutcome.TAKEN), else_=OfferOutcome.CLOSED) \
+        if taken_by is not None else OfferOutcome.CLOSED
+    # One statement for every ticket that changes hands. Offers are loaded as objects only to list
+    # them (open_offers), never in a session that closes them: nothing to synchronise.
+    session.execute(update(Offer).where(Offer.ticket_id == ticket.id, Offer.outcome == OfferOutcome.OPEN)
+                    .values(outcome=outcome, closed_at=datetime.now(UTC))
+                    .execution_options(synchronize_session=False))
     ticket.next_ring_at = None
     session.flush()
 
