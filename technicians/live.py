@@ -203,18 +203,6 @@ def expire(redis: Redis, keys: LiveKeys, *, cutoff: int, batch: int) -> int:
     return int(_change(redis, keys, "expire", cutoff, batch))
 
 
-def _changes_call(keys: LiveKeys, *, epoch: str, after: int, most: int) -> tuple[list[str], list[str | int | float]]:
-    return [keys.geo, keys.open_epoch, keys.open_seq, keys.open_log], [epoch, after, most]
-
-
-def _parse_changes(reply: Any) -> tuple[str, int, list[OpenChange] | None]:
-    current, last = as_text(reply[0]), int(reply[1])
-    if as_text(reply[2]) == "reload":
-        return current, last, None
-    return current, last, [OpenChange.of(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)))
-                           for entry_id, fields in (reply[3] if len(reply) > 3 else [])]
-
-
 def follow(redis: Redis, after: dict[LiveKeys, int], *, block_ms: int) -> dict[str, list[OpenChange]]:
     """The changes logged after these, by branch tag, waiting up to `block_ms` for the first."""
     reply = cast(list[Any] | None, redis.xread({keys.open_log: f"{seq}-0" for keys, seq in after.items()},
@@ -233,7 +221,12 @@ def changes(redis: Redis, keys: LiveKeys, *, epoch: str, after: int,
             most: int) -> tuple[str, int, list[OpenChange] | None]:
     """(epoch, last change, the changes after `after`), or None for the changes when a copy holding
     `epoch` and `after` must reload instead (a new log, trimmed past it, or more than `most` behind)."""
-    return _parse_changes(_run(redis, "changes", *_changes_call(keys, epoch=epoch, after=after, most=most)))
+    reply = _run(redis, "changes", [keys.geo, keys.open_epoch, keys.open_seq, keys.open_log], [epoch, after, most])
+    current, last = as_text(reply[0]), int(reply[1])
+    if as_text(reply[2]) == "reload":
+        return current, last, None
+    return current, last, [OpenChange.of(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)))
+                           for entry_id, fields in (reply[3] if len(reply) > 3 else [])]
 
 
 def snapshot_step(redis: Redis, keys: LiveKeys, *, cursor: str,

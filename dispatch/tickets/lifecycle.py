@@ -117,6 +117,9 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
     to_state = target_state(ticket, action)
     now = datetime.now(UTC)
     values = {**(changes or {}), "state": to_state, "version": ticket.version + 1, "updated_at": now}
+    if to_state not in GRABBABLE:
+        # Out of the pool: no further ring, cleared in this UPDATE rather than by another.
+        values.setdefault("next_ring_at", None)
     # Compare-and-set on version rather than SELECT ... FOR UPDATE: no lock is
     # held while deciding, and the loser of a race matches no row. A Core statement on the
     # session's connection, the new values then set on the object as committed: the ORM's bulk

@@ -65,7 +65,8 @@ def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, gri
 
 
 def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:
-    """The ticket left the pool: its open offers end, the winner's as taken, and the rings stop."""
+    """The ticket left the pool (its state change stopped the rings): its open offers end, the winner's as
+    taken."""
     outcome = case((Offer.technician_id == taken_by, OfferOutcome.TAKEN), else_=OfferOutcome.CLOSED) \
         if taken_by is not None else OfferOutcome.CLOSED
     # One statement for every ticket that changes hands. Offers are loaded as objects only to list
@@ -73,8 +74,6 @@ def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> N
     session.execute(update(Offer).where(Offer.ticket_id == ticket.id, Offer.outcome == OfferOutcome.OPEN)
                     .values(outcome=outcome, closed_at=datetime.now(UTC))
                     .execution_options(synchronize_session=False))
-    ticket.next_ring_at = None
-    session.flush()
 
 
 def due_tickets(session: Session, *, now: datetime, limit: int) -> list[Ticket]:

@@ -85,11 +85,6 @@ def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
         raise Forbidden(f"a {actor.role} may not {doing}", required=sorted(roles))
 
 
-# A ticket someone accepted is offered no further ring: cleared in the state change's own UPDATE
-# rather than by a second one when the offers close.
-_RINGS_STOP = {"next_ring_at": None}
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -327,7 +322,7 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                location=_whereabouts(redis, ticket, technician.id),
-               changes={"technician_id": technician.id, "accepted_at": _now(), **_RINGS_STOP})
+               changes={"technician_id": technician.id, "accepted_at": _now()})
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
 
@@ -373,8 +368,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
     previous = ticket.technician_id
     step = transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
                       note=note, technician_id=technician.id, location=_whereabouts(redis, ticket, technician.id),
-                      changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None,
-                               **_RINGS_STOP},
+                      changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
                       data={"previous_technician_id": previous} if reassign else None)
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
     return step

@@ -102,7 +102,7 @@ def naive_grab(database: Database, redis: Redis, ticket_id: int, technician_id: 
                                max_active=technician.max_active)
         transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician_id,
                    location=live.position(redis, live.LiveKeys.of(ticket.branch_id), technician_id),
-                   changes={"technician_id": technician_id, "accepted_at": datetime.now(UTC), "next_ring_at": None})
+                   changes={"technician_id": technician_id, "accepted_at": datetime.now(UTC)})
         offers.close_offers(session, ticket, taken_by=technician_id)
         load.refresh(session, redis, [technician_id], now=datetime.now(UTC), tz=tz)
     return ticket_read(ticket)
