@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # As many threads for sync endpoints as pooled connections: each can hold one, none waits for one.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_pool_size
         app.state.db = Database(settings)
         app.state.redis = connect(settings.redis_url)
         app.state.redis_async = connect_async(settings.redis_url)

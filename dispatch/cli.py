@@ -1,5 +1,6 @@
 """The `fieldpool` command: serve, worker, db, seed, users, pool, wechat, export."""
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -44,17 +45,26 @@ app.add_typer(export, name="export")
 OPERATOR = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="cli")
 
 
+def _cores() -> int:
+    # The cores this process may run on (a container's or taskset's share), not the machine's.
+    return len(os.sched_getaffinity(0))
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
-          workers: int = 1, reload: bool = False,
+          workers: Annotated[int | None, typer.Option(
+              envvar="WEB_CONCURRENCY", help="API processes; default one per core")] = None,
+          reload: bool = False,
           keep_alive: Annotated[int, typer.Option(help="seconds an idle connection stays open")] = 75) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API, one process per core (WEB_CONCURRENCY or --workers to choose)."""
     # SSE streams never end by themselves: without a bound, a shutdown would
     # wait for every connected phone to go away. Idle connections outlive a
     # proxy's (nginx keeps them 60-75 s): a server closing first makes a reused
     # connection fail with no answer. A worker still importing the app on a
     # loaded machine misses uvicorn's 5 s health check and is killed: 60 s.
-    uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
+    # Each process keeps its own copy of the live index, following the change log: any number serve alike.
+    processes = 1 if reload else workers or _cores()
+    uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=processes, reload=reload,
                 proxy_headers=True, access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=keep_alive,
                 timeout_worker_healthcheck=60)
 

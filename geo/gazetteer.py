@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from dispatch.kernel.errors import InvalidInput
 from geo import regions
 from geo.latlng import LatLng
-from geo.models import Place, Region
+from geo.models import Place
 from geo.points import sql_point, to_wkb
 
 # A place farther than this no longer helps anyone find the door: the address
@@ -66,13 +66,9 @@ class _Near:
     distance_m: float
 
 
-def _area_label(session: Session, placement: regions.Placement) -> str:
+def _area_label(placement: regions.Placement) -> str:
     """The placement as `branch · grid`, with the grid marked `以外` for a point outside every grid."""
-    names = dict(session.execute(
-        select(Region.id, Region.name).where(Region.id.in_((placement.grid_id, placement.branch_id)))
-    ).all())
-    grid = names[placement.grid_id] + ("以外" if placement.outside_area else "")
-    return SEPARATOR.join((names[placement.branch_id], grid))
+    return SEPARATOR.join((placement.branch_name, placement.grid_name + ("以外" if placement.outside_area else "")))
 
 
 def _nearest_place(session: Session, point: LatLng) -> _Near | None:
@@ -100,7 +96,7 @@ def reverse(session: Session, point: LatLng, *, placement: regions.Placement | N
         NotFound: no grid exists at all.
     """
     placement = placement or regions.place(session, point)
-    parts = [_area_label(session, placement)]
+    parts = [_area_label(placement)]
     near = _nearest_place(session, point)
     if near is not None:
         parts.append(f"{near.name}附近(约{_about_m(near.distance_m)}米)")
@@ -157,7 +153,7 @@ def add_place(session: Session, *, name: str, kind: str, point: LatLng) -> Place
         NotFound: no grid exists at all.
     """
     placement = regions.place(session, point)
-    place = Place(name=name, kind=kind, address=_area_label(session, placement), region_id=placement.grid_id,
+    place = Place(name=name, kind=kind, address=_area_label(placement), region_id=placement.grid_id,
                   location=to_wkb(point))
     session.add(place)
     session.flush()

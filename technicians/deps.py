@@ -2,7 +2,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from dispatch.accounts.service import TokenAuthenticator
 from dispatch.kernel.auth import Actor, ActorDep, api_key_scheme, bearer_scheme
@@ -38,7 +37,8 @@ async def technician_caller(request: Request, token: Annotated[str | None, Depen
     ref = cached_ref(actor.id) if actor is not None else None
     if actor is not None and ref is not None:
         return TechnicianCaller(actor=actor, ref=ref)
-    return await run_in_threadpool(_resolve_caller, request.app.state.db, authenticate, token, api_key)
+    database: Database = request.app.state.db
+    return await database.run(_resolve_caller, database, authenticate, token, api_key)
 
 
 def _resolve_caller(database: Database, authenticate: TokenAuthenticator, token: str | None,

@@ -17,6 +17,7 @@ search instead of following the log added a round trip, as much as the search it
 over the members cost about a microsecond per technician, where a dense town puts hundreds in reach.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from math import asin, sin, sqrt
@@ -60,7 +61,7 @@ class Wanted:
     minute: int
 
 
-def find_nearest(redis: Redis, *, branch_id: int, point: LatLng, k: int, radius_m: int, skills: list[str],
+def find_nearest(redis: Redis, *, branch_id: int, point: LatLng, k: int, radius_m: int, skills: Sequence[str],
                  ticket_path: str, now: datetime, tz: str, presence: PresenceSettings, offer: OfferSettings,
                  exclude: set[int] | None = None) -> list[Candidate]:
     """The K nearest technicians within `radius_m` who could take the ticket, fairest first among near-equals.

@@ -14,7 +14,7 @@ from before the first step.
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from math import cos, radians, sin
 from typing import TypeVar
@@ -160,7 +160,7 @@ class OpenCopy:
         """Whether anyone here works to a roster (the search then judges shifts)."""
         return self.with_roster > 0
 
-    def rarest(self, skills: list[str]) -> tuple[str, PointGrid[Open]] | None:
+    def rarest(self, skills: Sequence[str]) -> tuple[str, PointGrid[Open]] | None:
         """The rarest of these skills (any skill when none) with the grid of whoever has it: the fewest to
         look at; None when nobody has one of them."""
         grids = [(skill, self.grids.get(skill)) for skill in skills or [ANY_SKILL]]

@@ -1,13 +1,14 @@
 """The technician registry."""
 
-import threading
+from collections.abc import Collection
+from dataclasses import dataclass
 
-from cachetools import TTLCache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.accounts import service as accounts
 from dispatch.kernel.auth import Actor, Role
+from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
 from geo import regions
 from geo.latlng import LatLng
@@ -16,9 +17,17 @@ from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.presence import TechnicianRef, ref_of
 
-# A technician's region and branch change rarely; a minute's delay is fine there.
-_refs: TTLCache[int, TechnicianRef] = TTLCache(maxsize=50_000, ttl=60)
-_ref_lock = threading.Lock()
+# A technician's region, branch, name and phone change rarely; a minute's delay is fine there.
+_refs: Remembered[int, TechnicianRef] = Remembered(ttl_s=60)
+_cards: Remembered[int, "Card"] = Remembered(ttl_s=60)
+
+
+@dataclass(frozen=True)
+class Card:
+    """How a technician is named to a dispatcher."""
+
+    name: str
+    phone: str
 
 
 def create_technician(session: Session, *, actor: Actor, name: str, phone: str, username: str, password: str,
@@ -86,15 +95,20 @@ def list_technicians(session: Session, *, scope: tuple[int, ...] | None, limit: 
 
 
 def cached_ref(user_id: int) -> TechnicianRef | None:
-    with _ref_lock:
-        return _refs.get(user_id)
+    return _refs.get(user_id)
 
 
 def technician_ref(session: Session, actor: Actor) -> TechnicianRef:
     """The caller's live-index reference, remembered briefly: pings arrive every few seconds."""
-    ref = cached_ref(actor.id)
-    if ref is None:
-        ref = ref_of(session, technician_of(session, actor))
-        with _ref_lock:
-            _refs[actor.id] = ref
-    return ref
+    return _refs.get_or_load(actor.id, lambda: ref_of(session, technician_of(session, actor)))
+
+
+def cards(session: Session, technician_ids: Collection[int]) -> dict[int, Card]:
+    """Names and phones by technician id, remembered: a nearest search names the same people all day."""
+    found = {tid: card for tid in technician_ids if (card := _cards.get(tid)) is not None}
+    missing = [tid for tid in technician_ids if tid not in found]
+    if missing:
+        for tid, name, phone in session.execute(
+                select(Technician.id, Technician.name, Technician.phone).where(Technician.id.in_(missing))):
+            found[tid] = _cards.put(tid, Card(name=name, phone=phone))
+    return found

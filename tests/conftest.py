@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from dispatch.app import create_app
+from dispatch.kernel.cache import Remembered
 from dispatch.kernel.db import UnitOfWork, get_database, get_session, get_unit_of_work
 from dispatch.kernel.queues import queue
 from dispatch.kernel.settings import Settings, get_settings
@@ -45,7 +46,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
 TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
-                    "ticket_counter, ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome")
+                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome")
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +112,14 @@ def engine(settings: Settings) -> Iterator[Engine]:
             seed_demo(session, password=DEMO_PASSWORD)
         yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_reference_data() -> Iterator[None]:
+    """Grids, types and names remembered by this process came from a test whose writes were rolled back."""
+    Remembered.forget_everything()
+    yield
+    Remembered.forget_everything()
 
 
 @pytest.fixture

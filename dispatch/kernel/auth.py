@@ -1,15 +1,16 @@
 """Who is calling: the Actor value and the JWT that carries it between requests."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, Unauthorized
@@ -80,29 +81,41 @@ def read_token(token: str, *, secret: str) -> str:
 
 
 
-# Accounts (a higher layer) registers how credentials become an Actor on
-# app.state.authenticate; the kernel only knows the signature.
-Authenticator = Callable[[Session, str | None, str | None], Actor]
+class Authenticator(Protocol):
+    """How credentials become an Actor; accounts (a higher layer) puts one on app.state.authenticate."""
+
+    def cached(self, token: str) -> Actor | None:
+        """The actor of a bearer token seen lately, without touching the database."""
+
+    def __call__(self, session: Session, token: str | None, api_key: str | None) -> Actor: ...
+
+
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def current_actor(request: Request, session: SessionDep,
-                  token: Annotated[str | None, Depends(bearer_scheme)],
-                  api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor:
-    """The caller, from a bearer token or an X-API-Key; 401 without either."""
+async def current_actor(request: Request, session: SessionDep,
+                        token: Annotated[str | None, Depends(bearer_scheme)],
+                        api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor:
+    """The caller, from a bearer token or an X-API-Key; 401 without either.
+
+    A token seen lately costs no thread and no statement; the database is read in a thread.
+    """
     authenticate: Authenticator = request.app.state.authenticate
-    return authenticate(session, token, api_key)
+    actor = authenticate.cached(token) if token and not api_key else None
+    if actor is None:
+        actor = await run_in_threadpool(authenticate.__call__, session, token, api_key)
+    return actor
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-def require_role(*roles: Role) -> Callable[[Actor], Actor]:
-    """A dependency admitting only the given roles (403 for the others)."""
+def require_role(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
+    """A dependency admitting only the given roles (403 for the others); async: a check costs no thread."""
     allowed = frozenset(roles)
 
-    def check(actor: ActorDep) -> Actor:
+    async def check(actor: ActorDep) -> Actor:
         if actor.role not in allowed:
             raise Forbidden(f"role {actor.role} may not do this", required=sorted(allowed))
         return actor

@@ -1,18 +1,24 @@
 """Engine, sessions and the declarative base shared by every domain's models."""
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+import asyncio
+import os
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Enum, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
+from dispatch.kernel.errors import Overloaded
+from dispatch.kernel.problems import RETRY_AFTER_S
 from dispatch.kernel.settings import Settings, get_settings
 
 # Constraint names must be deterministic so that Alembic can drop and alter
@@ -25,6 +31,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 _AFTER_COMMIT = "fieldpool.after_commit"
+T = TypeVar("T")
 
 log = structlog.get_logger()
 
@@ -40,11 +47,17 @@ class Database:
     """One engine and its session factory; owned by the app's lifespan or a job process."""
 
     def __init__(self, settings: Settings) -> None:
+        # Sized to the threads that can hold a connection (`serve` gives the app as many worker
+        # threads as pooled connections, and a request holds one at most); a wait past
+        # `db_pool_timeout_s` means the database itself is behind: 503 with Retry-After, not a hang.
         self.engine: Engine = create_engine(
-            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
-            pool_pre_ping=True, echo=settings.sql_echo,
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
+            pool_timeout=settings.db_pool_timeout_s, pool_pre_ping=True, echo=settings.sql_echo,
         )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._slots = asyncio.Semaphore(settings.db_pool_size)
+        self._slot_wait_s = settings.db_pool_timeout_s
+        _forget_in_forks(self.engine)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
@@ -52,12 +65,52 @@ class Database:
         with self.sessionmaker() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Admission for a request that may hold a connection: one of `pool_size`, waited for in the loop.
+
+        Raises: Overloaded (none came free within the pool's timeout).
+        """
+        try:
+            async with asyncio.timeout(self._slot_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Overloaded("no database connection came free in time", retry_after=RETRY_AFTER_S) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`work(*args, **kwargs)` in a worker thread, holding a connection slot while it runs."""
+        async with self.slot():
+            return await run_in_threadpool(work, *args, **kwargs)
+
     def postgis_version(self) -> str:
         with self.engine.connect() as conn:
             return str(conn.execute(text("SELECT postgis_lib_version()")).scalar_one())
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _forget_in_forks(engine: Engine) -> None:
+    """A forked child (an rq job, a uvicorn worker) starts with an empty pool of its own.
+
+    Reusing the parent's pooled sockets interleaves two processes on one
+    PostgreSQL session (psycopg's `_pg3_0 already exists`, answers read by the
+    wrong process). `close=False`: the child drops the parent's connections
+    without closing them under the parent. A weak reference, so a disposed
+    engine is not kept alive by the hook.
+    """
+    ref = weakref.ref(engine)
+
+    def after_fork() -> None:
+        inherited = ref()
+        if inherited is not None:
+            inherited.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork)
 
 
 @lru_cache
@@ -72,11 +125,42 @@ def session_scope() -> Iterator[Session]:
         yield session
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """Request-scoped session: committed when the endpoint returns, rolled back if it raises."""
+def _used(session: Session) -> bool:
+    return session.in_transaction() or bool(session.new or session.dirty or session.deleted)
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """Request-scoped session: committed when the endpoint returns, rolled back if it raises.
+
+    Opened under one of the process's connection slots, so no more requests
+    hold a session than the pool has connections: a request that has used its
+    connection and waits for a thread to commit in still holds it, and with
+    more such requests than connections the pool ran dry. A session that
+    never touched the database (a cached caller, a refusal) ends without a
+    thread hop.
+    """
     database: Database = request.app.state.db
-    with database.session_scope() as session:
-        yield session
+    async with database.slot():
+        session = database.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_finish, session, commit=False)
+            raise
+        if _used(session):
+            await run_in_threadpool(_finish, session, commit=True)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -57,6 +57,13 @@ class ServiceUnavailable(DomainError):
     title = "A required service is down"
 
 
+class Overloaded(ServiceUnavailable):
+    """Every database connection stayed busy past the pool's wait: the caller should come back shortly."""
+
+    code = "overloaded"
+    title = "Too busy, try again shortly"
+
+
 class OutOfScope(Forbidden):
     code = "out_of_scope"
     title = "Outside your regions"

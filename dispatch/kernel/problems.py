@@ -5,9 +5,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatch.kernel.errors import DomainError
+from dispatch.kernel.errors import DomainError, Overloaded, ServiceUnavailable
+
+# Seconds a client is asked to wait when the database is saturated or unreachable.
+RETRY_AFTER_S = 2
 
 PROBLEM_TYPE_BASE = "https://fieldpool.dev/problems/"
 
@@ -35,6 +40,17 @@ def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
+
+
+def _on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    return _on_domain_error(request, Overloaded("no database connection came free in time",
+                                                retry_after=RETRY_AFTER_S))
+
+
+def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    # A lost connection or a server restarting: nothing was committed, the client may retry.
+    return _on_domain_error(request, ServiceUnavailable("the database cannot be reached",
+                                                        retry_after=RETRY_AFTER_S))
 
 
 def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -67,6 +83,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_timeout)
+    app.add_exception_handler(OperationalError, _on_database_down)
 
 
 def problem_docs(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:

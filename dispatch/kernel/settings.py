@@ -164,7 +164,12 @@ class Settings(BaseSettings):
     # Background map tiles for the pages, an XYZ template such as
     # http://tiles.intranet/{z}/{x}/{y}.png; unset, the grids alone are the map (works offline).
     map_tile_url: str | None = None
-    db_pool_size: int = 10
+    # Connections per process, and as many worker threads for the sync endpoints: every thread
+    # can hold its connection, so a burst queues for a thread instead of running the pool dry.
+    db_pool_size: int = Field(default=16, ge=1, le=200)
+    # Beyond the pool, for what runs outside those threads (the SSE feed's subscription, jobs).
+    db_pool_overflow: int = Field(default=4, ge=0, le=200)
+    db_pool_timeout_s: float = Field(default=3.0, gt=0)
 
     @property
     def queue_url(self) -> str:

@@ -1,6 +1,6 @@
 """Ticket types, tickets, their append-only events, attachments and intake bookkeeping."""
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -11,7 +11,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -90,6 +89,8 @@ class Ticket(Base):
               postgresql_where="state = 'accepted' AND sla_breached_at IS NULL"),
         Index("ix_ticket_next_escalation_due", "next_escalation_at",
               postgresql_where="next_escalation_at IS NOT NULL"),
+        # A day's highest number (`number LIKE 'XL-20261205-%'`) when its Redis counter is seeded.
+        Index("ix_ticket_number_prefix", "number", postgresql_ops={"number": "text_pattern_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -194,16 +195,6 @@ class IdempotencyKey(Base):
     # A replay answers as the first request did: created (201) or merged (200).
     merged: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class TicketCounter(Base):
-    """The last ticket number handed out per branch and local day."""
-
-    __tablename__ = "ticket_counter"
-
-    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
 
 
 class OfferOutcome(StrEnum):

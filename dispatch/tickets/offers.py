@@ -6,6 +6,7 @@ radius, every step, up to the maximum radius. Offers are unique per
 (ticket, technician), so running a ring twice offers nobody twice.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -26,13 +27,18 @@ log = structlog.get_logger()
 
 
 def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
-               grid_path: str | None = None, now: datetime | None = None) -> list[Candidate]:
-    """Offer the ticket's next ring and schedule the one after; returns who was offered now."""
+               grid_path: str | None = None, skills: Sequence[str] | None = None,
+               now: datetime | None = None) -> list[Candidate]:
+    """Offer the ticket's next ring and schedule the one after; returns who was offered now.
+
+    `grid_path` and `skills`, when the caller knows them (intake), save reading them again.
+    """
     now = now or datetime.now(UTC)
     cfg = settings.offer
     radius = cfg.first_radius_m if ticket.ring == 0 else min((ticket.ring_radius_m or 0) * 2, cfg.max_radius_m)
     try:
-        candidates = _nearest(session, redis, ticket, radius=radius, grid_path=grid_path, now=now, settings=settings)
+        candidates = _nearest(session, redis, ticket, radius=radius, grid_path=grid_path, skills=skills, now=now,
+                              settings=settings)
     except RedisError as exc:
         # The live index is down: keep the ticket due so the sweep retries; the pool still works.
         log.warning("offer_ring_deferred", ticket_id=ticket.id, error=str(exc))
@@ -55,10 +61,13 @@ def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Sett
 
 
 def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, grid_path: str | None,
-             now: datetime, settings: Settings) -> list[Candidate]:
-    skills = session.execute(select(TicketType.skills).where(TicketType.code == ticket.type_code)).scalar_one()
+             skills: Sequence[str] | None, now: datetime, settings: Settings) -> list[Candidate]:
+    if skills is None:
+        skills = session.execute(select(TicketType.skills).where(TicketType.code == ticket.type_code)).scalar_one()
     path = grid_path or session.execute(select(Region.path).where(Region.id == ticket.region_id)).scalar_one()
-    offered = set(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id)))
+    # Nobody has been offered a ticket before its first ring: no statement to learn it.
+    offered = set(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id))) \
+        if ticket.ring else set()
     return find_nearest(redis, branch_id=ticket.branch_id, point=from_wkb(ticket.location), k=settings.offer.k,
                         radius_m=radius, skills=skills, ticket_path=path, now=now, tz=settings.timezone,
                         presence=settings.presence, offer=settings.offer, exclude=offered)

@@ -3,7 +3,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
-from starlette.concurrency import run_in_threadpool
 
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
@@ -127,8 +126,8 @@ async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: U
     claimed = await pool.grab_async(state.redis_async, grabber, ticket_id, request_id=pool.new_request_id(),
                                     lease_ms=state.settings.pool.lease_ms)
     grabs.refuse(claimed, ticket_id, grabber)
-    ticket = await run_in_threadpool(grabs.settle, unit_of_work, state.redis, claimed=claimed, grabber=grabber,
-                                     ticket_id=ticket_id, actor=caller.actor, settings=state.settings)
+    ticket = await state.db.run(grabs.settle, unit_of_work, state.redis, claimed=claimed, grabber=grabber,
+                                ticket_id=ticket_id, actor=caller.actor, settings=state.settings)
     return ticket_read(ticket)
 
 
@@ -262,8 +261,8 @@ def nearest_technicians(actor: ActorDep, session: SessionDep, redis: RedisDep, s
     point = crs.to_wgs84(LatLng(lat, lng), crs_)
     found = service.nearest_technicians(session, redis, actor=actor, point=point, k=k, type_code=type_code,
                                         settings=settings)
-    return [NearestRead(technician_id=t.id, name=t.name, phone=t.phone, distance_m=round(c.distance_m, 1),
-                        active_count=c.active) for t, c in found]
+    return [NearestRead(technician_id=c.technician_id, name=card.name, phone=card.phone,
+                        distance_m=round(c.distance_m, 1), active_count=c.active) for c, card in found]
 
 
 @router.get("/me/offers", response_model=list[MyOfferRead], tags=["technicians"],

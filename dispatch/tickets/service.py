@@ -2,7 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,14 +10,16 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.accounts.models import Subscriber
 from dispatch.accounts.service import subscriber_by_phone
 from dispatch.kernel.auth import Actor, Role
+from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import labor, load, mirror, offers, queries, sla
+from dispatch.tickets import labor, load, mirror, numbering, offers, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     ConcurrentChange,
@@ -32,7 +34,6 @@ from dispatch.tickets.models import (
     IdempotencyKey,
     Source,
     Ticket,
-    TicketCounter,
     TicketEvent,
     TicketState,
     TicketType,
@@ -45,7 +46,7 @@ from technicians import live
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
-from technicians.service import get_technician, require_wechat_bound, technician_of
+from technicians.service import Card, cards, get_technician, require_wechat_bound, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
 MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
@@ -99,6 +100,18 @@ def get_type(session: Session, code: str, *, field: str = "type_code") -> Ticket
     return ticket_type
 
 
+# A type's skills change a few times a year; another process sees a change within this.
+_skills: Remembered[str, tuple[str, ...]] = Remembered(ttl_s=10, maxsize=1000)
+
+
+def type_skills(session: Session, code: str, *, field: str = "type_code") -> tuple[str, ...]:
+    """The skills an active type asks for, remembered.
+
+    Raises: InvalidInput (unknown or retired type, named by `field`).
+    """
+    return _skills.get_or_load(code, lambda: tuple(get_type(session, code, field=field).skills))
+
+
 def list_types(session: Session, *, include_inactive: bool = False) -> list[TicketType]:
     query = select(TicketType).order_by(TicketType.code)
     return list(session.scalars(query if include_inactive else query.where(TicketType.active)))
@@ -111,6 +124,7 @@ def create_type(session: Session, *, body: TicketTypeCreate) -> TicketType:
     ticket_type = TicketType(**body.model_dump())
     session.add(ticket_type)
     session.flush()
+    _skills.forget(ticket_type.code)
     return ticket_type
 
 
@@ -122,6 +136,7 @@ def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> Ticke
     for name, value in body.model_dump(exclude_unset=True).items():
         setattr(ticket_type, name, value)
     session.flush()
+    _skills.forget(code)
     return ticket_type
 
 
@@ -163,19 +178,6 @@ def _lock_subscriber(session: Session, actor: Actor, body: TicketCreate) -> int:
     return subscriber_by_phone(session, phone=body.contact.phone, name=body.contact.name)
 
 
-def _next_number(session: Session, *, branch_id: int, branch_code: str, now: datetime, tz: str) -> str:
-    day = now.astimezone(ZoneInfo(tz)).date()
-    stmt = insert(TicketCounter).values(branch_id=branch_id, day=day, last=1)
-    upsert = stmt.on_conflict_do_update(index_elements=[TicketCounter.branch_id, TicketCounter.day],
-                                        set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
-    # Numbered in a short transaction of its own, like a sequence: holding the counter
-    # row's lock until the intake commits serialised every intake of a branch. A
-    # rolled-back intake leaves a gap in the numbers, as a sequence would.
-    with session.get_bind().engine.begin() as own:
-        seq = own.execute(upsert).scalar_one()
-    return f"{branch_code}-{day:%Y%m%d}-{seq:04d}"
-
-
 def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, settings: Settings,
                   idempotency_key: str | None = None) -> Intake:
     """Take in a fault report: normalise, place, merge a duplicate or number a new ticket.
@@ -202,9 +204,10 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, branch_id=placement.branch_id,
                               body=body)
     if intake is None:
-        ticket = _new_ticket(session, actor=actor, body=body, ticket_type=ticket_type, point=point,
+        ticket = _new_ticket(session, redis, actor=actor, body=body, ticket_type=ticket_type, point=point,
                              placement=placement, subscriber_id=subscriber_id, settings=settings)
-        offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path)
+        offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path,
+                                    skills=ticket_type.skills)
         mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=offered)
     if key_row is not None:
@@ -227,13 +230,11 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
     return Intake(ticket=open_ticket, created=False, merged=True)
 
 
-def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TicketType, point: LatLng,
-                placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
+def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TicketType,
+                point: LatLng, placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
     now = _now()
     surge = sla.current_surge(session, placement.grid_path)
     ticket = Ticket(
-        number=_next_number(session, branch_id=placement.branch_id, branch_code=placement.branch_code, now=now,
-                            tz=settings.timezone),
         type_code=ticket_type.code, state=TicketState.PENDING, version=1,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point),
@@ -244,11 +245,39 @@ def _new_ticket(session: Session, *, actor: Actor, body: TicketCreate, ticket_ty
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
         **sla.timing(ticket_type, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
-    session.add(ticket)
-    session.flush()
+    _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
     record(session, ticket, action=Action.CREATE, actor=actor,
            note="outside every grid: placed in the nearest" if placement.outside_area else None)
     return ticket
+
+
+NUMBER_ATTEMPTS = 8
+
+
+def _number(session: Session, redis: Redis, ticket: Ticket, *, placement: regions.Placement, day: date) -> None:
+    """Number the ticket and insert it.
+
+    A number can turn out taken only after Redis lost its counter while
+    intakes numbered before the loss had not committed yet: the counter is
+    then read from PostgreSQL again and the insert retried in a savepoint,
+    so the report is never lost to it.
+
+    Raises: ConcurrentChange (every attempt collided: numbering is failing).
+    """
+    prefix = numbering.prefix(placement.branch_code, day)
+    for attempt in range(NUMBER_ATTEMPTS):
+        seq = numbering.next_seq(session, redis, branch_id=placement.branch_id, prefix_=prefix, day=day,
+                                 resync=attempt > 0)
+        ticket.number = numbering.number(prefix, seq)
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+        except IntegrityError as exc:
+            if "uq_ticket_number" not in str(exc.orig):
+                raise
+            continue
+        return
+    raise ConcurrentChange(f"ticket numbers of {prefix}* kept colliding; try again")
 
 
 # --- reads ------------------------------------------------------------------
@@ -482,23 +511,25 @@ def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type
 
 
 def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: LatLng, k: int,
-                        type_code: str | None, settings: Settings) -> list[tuple[Technician, Candidate]]:
+                        type_code: str | None, settings: Settings) -> list[tuple[Candidate, Card]]:
     """Who could take a ticket at this point now, nearest (and fairest) first, for a dispatcher.
+
+    Everything it reads but the live index is remembered by the process, so a
+    search costs no database statement.
 
     Raises:
         Forbidden, OutOfScope (the point lies outside the caller's regions), InvalidInput (unknown type).
     """
     _require(actor, MANAGERS, "look up technicians")
-    skills = get_type(session, type_code).skills if type_code else []
+    skills = type_skills(session, type_code) if type_code else ()
     placement = regions.place(session, point)
     if actor.scope is not None and not placement.lies_within(actor.scope):
         raise OutOfScope("that point lies outside your regions")
     found = find_nearest(redis, branch_id=placement.branch_id, point=point, k=k, radius_m=settings.offer.max_radius_m,
                          skills=skills, ticket_path=placement.grid_path, now=_now(), tz=settings.timezone,
                          presence=settings.presence, offer=settings.offer)
-    by_id = {t.id: t for t in session.scalars(select(Technician).where(
-        Technician.id.in_([c.technician_id for c in found])))}
-    return [(by_id[c.technician_id], c) for c in found if c.technician_id in by_id]
+    named = cards(session, [c.technician_id for c in found])
+    return [(c, named[c.technician_id]) for c in found if c.technician_id in named]
 
 
 def held_by(session: Session, *, technician_id: int) -> list[Ticket]:
