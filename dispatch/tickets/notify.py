@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import DuplicateJobError
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import after_commit
@@ -28,6 +29,7 @@ Channel = Callable[[str, dict[str, Any]], None]
 # By dotted name: the job lives in outbox.py, which delivers through this module.
 DRAIN_JOB = "dispatch.tickets.outbox.drain_outbox_job"
 DRAIN_JOB_TIMEOUT_S = 300
+DRAIN_NOW_JOB_ID = "outbox-drain-now"
 
 log = structlog.get_logger()
 
@@ -92,8 +94,15 @@ def after_commit_drain(session: Session, queue: Queue) -> None:
 
 
 def _enqueue_drain(queue: Queue) -> None:
+    # One drain at a time under a fixed id: a burst of 100 reports a second
+    # enqueued (and the worker forked) 100 drains a second, each finding the
+    # rows the first had sent. A drain that is queued or running takes these
+    # rows too (it claims batches until one comes back short); a commit landing
+    # after its last claim waits for the periodic drain.
     try:
-        queue.enqueue(DRAIN_JOB, result_ttl=0, failure_ttl=3600, job_timeout=DRAIN_JOB_TIMEOUT_S,
-                      description="outbox drain after commit")
+        queue.enqueue(DRAIN_JOB, job_id=DRAIN_NOW_JOB_ID, unique=True, result_ttl=0, failure_ttl=60,
+                      job_timeout=DRAIN_JOB_TIMEOUT_S, description="outbox drain after commit")
+    except DuplicateJobError:
+        return
     except (RedisError, OSError) as exc:
         log.warning("outbox_drain_enqueue_failed", queue=queue.name, error=f"{type(exc).__name__}: {exc}")

@@ -299,6 +299,27 @@ def test_the_drain_is_enqueued_after_commit_and_delivers(outbox_db: Engine, redi
     assert queue.count == 0
 
 
+def test_a_burst_of_commits_queues_one_drain_that_delivers_them_all(outbox_db: Engine, redis: Redis,
+                                                                   job_database: Database) -> None:
+    queue = Queue(outbox.DRAIN_QUEUE, connection=redis)
+    recorder = Recorder()
+    notify.register_channel("test", recorder)
+
+    for n in range(1, 31):  # thirty reports in a row: thirty forks of the worker, before
+        with Session(outbox_db) as session, session.begin():
+            outbox.emit(session, "test", {"n": n})
+            notify.after_commit_drain(session, queue)
+    assert queue.count == 1
+
+    SimpleWorker([queue], connection=redis).work(burst=True)
+
+    assert recorder.numbers == list(range(1, 31))
+    with Session(outbox_db) as session, session.begin():  # the drain's id is free again once it ran
+        outbox.emit(session, "test", {"n": 31})
+        notify.after_commit_drain(session, queue)
+    assert queue.count == 1
+
+
 def test_no_drain_is_enqueued_when_the_transaction_rolls_back(outbox_db: Engine, redis: Redis) -> None:
     queue = Queue(outbox.DRAIN_QUEUE, connection=redis)
     with Session(outbox_db) as session:
