@@ -1,6 +1,8 @@
 """The `fieldpool` command: serve, worker, db, seed, users, pool, wechat, export."""
 
 import os
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -57,16 +59,24 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="POR
           reload: bool = False,
           keep_alive: Annotated[int, typer.Option(help="seconds an idle connection stays open")] = 75) -> None:
     """Run the HTTP API, one process per core (WEB_CONCURRENCY or --workers to choose)."""
+    # Each process keeps its own copy of the live index, following the change log: any number serve alike.
+    processes = 1 if reload else workers or _cores()
+    metrics_dir = None
+    if processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Several processes answer /metrics in turn: each writes its figures where every one can sum them.
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fieldpool-metrics-")
     # SSE streams never end by themselves: without a bound, a shutdown would
     # wait for every connected phone to go away. Idle connections outlive a
     # proxy's (nginx keeps them 60-75 s): a server closing first makes a reused
     # connection fail with no answer. A worker still importing the app on a
     # loaded machine misses uvicorn's 5 s health check and is killed: 60 s.
-    # Each process keeps its own copy of the live index, following the change log: any number serve alike.
-    processes = 1 if reload else workers or _cores()
-    uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=processes, reload=reload,
-                proxy_headers=True, access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=keep_alive,
-                timeout_worker_healthcheck=60)
+    try:
+        uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=processes,
+                    reload=reload, proxy_headers=True, access_log=False, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=keep_alive, timeout_worker_healthcheck=60)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
