@@ -1,13 +1,11 @@
-"""Presence in `make bench`: location pings over HTTP, and the worker's batched write-through to PostGIS.
+"""Presence in `make bench`: the worker's batched write-through to PostGIS, and the ping limit lifted.
 
-Every client thread pings as its own technician (tech01..), all of whom went on duty first through
-`PUT /api/v1/me/duty`, so the per-technician rate limit and sampling see distinct pingers. The bench
-server runs with a ping limit high enough never to answer 429 (`SERVER_ENV`).
+The door table's location pings (`tests/bench/door.py`) come from technicians each pinging as themself;
+the bench server runs with a ping limit high enough never to answer 429 (`SERVER_ENV`).
 """
 
 import time
 
-import httpx
 from redis import Redis
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
@@ -16,30 +14,8 @@ from dispatch.kernel.settings import PresenceSettings
 from technicians import live, presence
 from technicians.models import TrackPoint
 
-# Added to the bench server's environment: the default limit (30 a minute) would turn the run into 429s.
+# Added to the bench server's environment: the default limit (30 a minute) would turn the pings into 429s.
 SERVER_ENV = {"PRESENCE__PING_LIMIT": "1000000"}
-TECHNICIANS = 40  # tech01..tech40 in the demo seed
-LOCATION = "/api/v1/me/location"
-
-
-def technicians_on_duty(base: str, password: str, count: int = TECHNICIANS) -> list[dict[str, str]]:
-    """Log in tech01.. and put each on duty; their auth headers, in order."""
-    headers = []
-    with httpx.Client(base_url=base, timeout=30) as client:
-        for n in range(1, count + 1):
-            reply = client.post("/api/v1/auth/token", data={"username": f"tech{n:02d}", "password": password})
-            reply.raise_for_status()
-            auth = {"Authorization": f"Bearer {reply.json()['access_token']}"}
-            client.put("/api/v1/me/duty", json={"on_duty": True}, headers=auth).raise_for_status()
-            headers.append(auth)
-    return headers
-
-
-def send_location(client: httpx.Client, i: int) -> int:
-    # A phone's report (GCJ-02, as WeChat and the Chinese map SDKs give it), wandering through town.
-    body = {"lat": 43.90 + (i * 7 % 700) / 10000, "lng": 116.03 + (i * 13 % 1000) / 10000, "crs": "gcj02",
-            "accuracy_m": 5 + i % 40}
-    return client.put(LOCATION, json=body).status_code
 
 
 def batch_size() -> int:
@@ -49,7 +25,7 @@ def batch_size() -> int:
 def write_through(database_url: str, redis_url: str, *, points: int) -> tuple[int, float]:
     """Time the worker's `presence.flush_track` (one COPY per branch) on `points` sampled positions.
 
-    The pings above are sampled into the track at most every 30 s per technician, so a few seconds
+    Pings are sampled into the track at most every 30 s per technician, so a few seconds
     of pinging leave too few points to time; the track list is filled with as many as a busy branch
     would gather between two sweeps, for the demo technicians, then flushed as the worker does.
     """
