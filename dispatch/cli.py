@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from redis import Redis
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rq import Queue, Worker
 
+from dispatch import serving
 from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
@@ -68,12 +68,10 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="POR
     # SSE streams never end by themselves: without a bound, a shutdown would
     # wait for every connected phone to go away. Idle connections outlive a
     # proxy's (nginx keeps them 60-75 s): a server closing first makes a reused
-    # connection fail with no answer. A worker still importing the app on a
-    # loaded machine misses uvicorn's 5 s health check and is killed: 60 s.
+    # connection fail with no answer.
     try:
-        uvicorn.run("dispatch.app:create_app", factory=True, host=host, port=port, workers=processes,
-                    reload=reload, proxy_headers=True, access_log=False, timeout_graceful_shutdown=10,
-                    timeout_keep_alive=keep_alive, timeout_worker_healthcheck=60)
+        serving.serve(host=host, port=port, processes=processes, reload=reload, proxy_headers=True,
+                      access_log=False, timeout_graceful_shutdown=10, timeout_keep_alive=keep_alive)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
