@@ -100,16 +100,31 @@ def get_type(session: Session, code: str, *, field: str = "type_code") -> Ticket
     return ticket_type
 
 
-# A type's skills change a few times a year; another process sees a change within this.
-_skills: Remembered[str, tuple[str, ...]] = Remembered(ttl_s=10, maxsize=1000)
+@dataclass(frozen=True)
+class TypeTerms:
+    """What intake and a nearest search need of an active ticket type, as values a process may remember."""
+
+    code: str
+    skills: tuple[str, ...]
+    response_sla_min: int
+    resolution_sla_min: int
 
 
-def type_skills(session: Session, code: str, *, field: str = "type_code") -> tuple[str, ...]:
-    """The skills an active type asks for, remembered.
+# Types change a few times a year; another process sees a change (or a retirement) within this.
+_terms: Remembered[str, TypeTerms] = Remembered(ttl_s=10, maxsize=1000)
+
+
+def type_terms(session: Session, code: str, *, field: str = "type_code") -> TypeTerms:
+    """An active type's skills and SLA minutes, remembered.
 
     Raises: InvalidInput (unknown or retired type, named by `field`).
     """
-    return _skills.get_or_load(code, lambda: tuple(get_type(session, code, field=field).skills))
+    def load() -> TypeTerms:
+        found = get_type(session, code, field=field)
+        return TypeTerms(code=found.code, skills=tuple(found.skills), response_sla_min=found.response_sla_min,
+                         resolution_sla_min=found.resolution_sla_min)
+
+    return _terms.get_or_load(code, load)
 
 
 def list_types(session: Session, *, include_inactive: bool = False) -> list[TicketType]:
@@ -124,7 +139,7 @@ def create_type(session: Session, *, body: TicketTypeCreate) -> TicketType:
     ticket_type = TicketType(**body.model_dump())
     session.add(ticket_type)
     session.flush()
-    _skills.forget(ticket_type.code)
+    _terms.forget(ticket_type.code)
     return ticket_type
 
 
@@ -136,7 +151,7 @@ def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> Ticke
     for name, value in body.model_dump(exclude_unset=True).items():
         setattr(ticket_type, name, value)
     session.flush()
-    _skills.forget(code)
+    _terms.forget(code)
     return ticket_type
 
 
@@ -189,7 +204,7 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
         IdempotencyKeyReused: the key came before with another body.
     """
     _require(actor, INTAKE_ROLES, "report a fault")
-    ticket_type = get_type(session, body.type_code)
+    ticket_type = type_terms(session, body.type_code)
     key_row = None
     if idempotency_key is not None:
         request_hash = _request_hash(body)
@@ -230,7 +245,7 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
     return Intake(ticket=open_ticket, created=False, merged=True)
 
 
-def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TicketType,
+def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TypeTerms,
                 point: LatLng, placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
     now = _now()
     surge = sla.current_surge(session, placement.grid_path)
@@ -521,7 +536,7 @@ def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: 
         Forbidden, OutOfScope (the point lies outside the caller's regions), InvalidInput (unknown type).
     """
     _require(actor, MANAGERS, "look up technicians")
-    skills = type_skills(session, type_code) if type_code else ()
+    skills = type_terms(session, type_code).skills if type_code else ()
     placement = regions.place(session, point)
     if actor.scope is not None and not placement.lies_within(actor.scope):
         raise OutOfScope("that point lies outside your regions")

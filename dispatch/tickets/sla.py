@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from redis import Redis
 from sqlalchemy import any_, delete, func, literal, select
@@ -57,7 +57,17 @@ class RegionNotFound(NotFound):
 
 # --- timing ----------------------------------------------------------------------------
 
-def timing(ticket_type: TicketType, *, created_at: datetime, surge: SurgeSwitch | None,
+class SlaMinutes(Protocol):
+    """A ticket type's two limits: the ORM row, or the values a process remembers of it."""
+
+    @property
+    def response_sla_min(self) -> int: ...
+
+    @property
+    def resolution_sla_min(self) -> int: ...
+
+
+def timing(ticket_type: SlaMinutes, *, created_at: datetime, surge: SurgeSwitch | None,
            warning_fraction: float) -> dict[str, Any]:
     """The ticket columns an SLA profile sets: due times, warning times, and the surge that applied."""
     response = timedelta(minutes=ticket_type.response_sla_min * (surge.response_factor if surge else 1.0))
