@@ -7,6 +7,7 @@ radius, every step, up to the maximum radius. Offers are unique per
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -26,14 +27,34 @@ from technicians.nearest import Candidate, find_nearest
 log = structlog.get_logger()
 
 
-def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
-               grid_path: str | None = None, skills: Sequence[str] | None = None,
-               now: datetime | None = None) -> list[Candidate]:
-    """Offer the ticket's next ring and schedule the one after; returns who was offered now.
+@dataclass(frozen=True)
+class Ring:
+    """Who a ring offers the ticket to, and how far it reached."""
 
-    `grid_path` and `skills`, when the caller knows them (intake), save reading them again.
-    """
+    number: int
+    radius_m: int
+    candidates: list[Candidate]
+
+
+def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
+               now: datetime | None = None) -> list[Candidate]:
+    """Offer the ticket's next ring and schedule the one after; returns who was offered now."""
     now = now or datetime.now(UTC)
+    ring = next_ring(session, redis, ticket, settings=settings, now=now)
+    if ring is not None:
+        send_offers(session, ticket, ring, now=now)
+    session.flush()
+    return ring.candidates if ring is not None else []
+
+
+def next_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings, now: datetime,
+              grid_path: str | None = None, skills: Sequence[str] | None = None) -> Ring | None:
+    """Choose the ticket's next ring and move its ring columns on; None while the live index is down.
+
+    Writes nothing itself: intake chooses the first ring before the ticket's
+    INSERT, which then carries the ring columns (no UPDATE after it).
+    `grid_path` and `skills`, when the caller knows them, save reading them again.
+    """
     cfg = settings.offer
     radius = cfg.first_radius_m if ticket.ring == 0 else min((ticket.ring_radius_m or 0) * 2, cfg.max_radius_m)
     try:
@@ -43,21 +64,24 @@ def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Sett
         # The live index is down: keep the ticket due so the sweep retries; the pool still works.
         log.warning("offer_ring_deferred", ticket_id=ticket.id, error=str(exc))
         ticket.next_ring_at = now + timedelta(seconds=cfg.sweep_interval_s)
-        session.flush()
-        return []
-    if candidates:
-        session.execute(insert(Offer).values([
-            {"ticket_id": ticket.id, "technician_id": c.technician_id, "ring": ticket.ring + 1,
-             "distance_m": round(c.distance_m, 1), "offered_at": now} for c in candidates
-        ]).on_conflict_do_nothing(index_elements=[Offer.ticket_id, Offer.technician_id]))
-        announce(session, ticket, "ticket.offered", technician_ids=[c.technician_id for c in candidates],
-                 ring=ticket.ring + 1, radius_m=radius,
-                 distances_m={str(c.technician_id): round(c.distance_m) for c in candidates})
+        return None
     ticket.ring += 1
     ticket.ring_radius_m = radius
     ticket.next_ring_at = now + timedelta(seconds=cfg.step_s) if radius < cfg.max_radius_m else None
-    session.flush()
-    return candidates
+    return Ring(number=ticket.ring, radius_m=radius, candidates=candidates)
+
+
+def send_offers(session: Session, ticket: Ticket, ring: Ring, *, now: datetime) -> None:
+    """Record the ring's offers and put them on the live feed (the ticket has its id by now)."""
+    if not ring.candidates:
+        return
+    session.execute(insert(Offer).values([
+        {"ticket_id": ticket.id, "technician_id": c.technician_id, "ring": ring.number,
+         "distance_m": round(c.distance_m, 1), "offered_at": now} for c in ring.candidates
+    ]).on_conflict_do_nothing(index_elements=[Offer.ticket_id, Offer.technician_id]))
+    announce(session, ticket, "ticket.offered", technician_ids=[c.technician_id for c in ring.candidates],
+             ring=ring.number, radius_m=ring.radius_m,
+             distances_m={str(c.technician_id): round(c.distance_m) for c in ring.candidates})
 
 
 def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, grid_path: str | None,

@@ -219,12 +219,10 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, branch_id=placement.branch_id,
                               body=body)
     if intake is None:
-        ticket = _new_ticket(session, redis, actor=actor, body=body, ticket_type=ticket_type, point=point,
-                             placement=placement, subscriber_id=subscriber_id, settings=settings)
-        offered = offers.offer_ring(session, redis, ticket, settings=settings, grid_path=placement.grid_path,
-                                    skills=ticket_type.skills)
+        ticket, ring = _new_ticket(session, redis, actor=actor, body=body, ticket_type=ticket_type, point=point,
+                                   placement=placement, subscriber_id=subscriber_id, settings=settings)
         mirror.mirror(session, redis, ticket)
-        intake = Intake(ticket=ticket, created=True, offers=offered)
+        intake = Intake(ticket=ticket, created=True, offers=ring.candidates if ring is not None else [])
     if key_row is not None:
         key_row.ticket_id, key_row.merged = intake.ticket.id, intake.merged
         session.flush()
@@ -246,11 +244,13 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
 
 
 def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TypeTerms,
-                point: LatLng, placement: regions.Placement, subscriber_id: int, settings: Settings) -> Ticket:
+                point: LatLng, placement: regions.Placement, subscriber_id: int,
+                settings: Settings) -> tuple[Ticket, offers.Ring | None]:
+    """The new ticket, inserted with its first ring chosen (the INSERT carries the ring columns), and that ring."""
     now = _now()
     surge = sla.current_surge(session, placement.grid_path)
     ticket = Ticket(
-        type_code=ticket_type.code, state=TicketState.PENDING, version=1,
+        type_code=ticket_type.code, state=TicketState.PENDING, version=1, ring=0,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point),
         # Seed 002 names every report's place for the technician: fill it in when the caller did not.
@@ -260,10 +260,14 @@ def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCre
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
         **sla.timing(ticket_type, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
+    ring = offers.next_ring(session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path,
+                            skills=ticket_type.skills)
     _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
     record(session, ticket, action=Action.CREATE, actor=actor,
            note="outside every grid: placed in the nearest" if placement.outside_area else None)
-    return ticket
+    if ring is not None:
+        offers.send_offers(session, ticket, ring, now=now)
+    return ticket, ring
 
 
 NUMBER_ATTEMPTS = 8
