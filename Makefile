@@ -46,7 +46,7 @@ worker: install services ## run a background worker with the scheduler
 
 run: seed ## install, migrate, seed, start the API and a worker
 	@echo ""
-	@echo "  Fieldpool on http://127.0.0.1:$(PORT)"
+	@echo "  Fieldpool on http://127.0.0.1:$(PORT), one API process per core (WEB_CONCURRENCY to choose)"
 	@echo "    console    http://127.0.0.1:$(PORT)/console   (dispatchers, clerks, payroll, admin)"
 	@echo "    technician http://127.0.0.1:$(PORT)/m/tech    (phones)"
 	@echo "    report     http://127.0.0.1:$(PORT)/m/report  (subscribers, signed in through WeChat)"
@@ -62,7 +62,7 @@ run: seed ## install, migrate, seed, start the API and a worker
 test: install services browser ## run the whole suite on real PostgreSQL+PostGIS and Redis
 	$(BIN)/pytest -q
 
-bench: install services ## run the benchmarks and print one table
+bench: install services ## load at the door (64 clients vs GET /me), nearest, workload, grabs, a 10-min soak
 	$(BIN)/python -m tests.bench
 
 bench-grabs: install services ## only the grab benchmark (issue 4): pool vs SELECT ... FOR UPDATE, with floors
