@@ -32,7 +32,7 @@ def api(env: dict[str, str], port: int) -> Iterator[Api]:
     process count (one per core, or WEB_CONCURRENCY); this waits for as many startups as it forked."""
     with _running([FIELDPOOL, "serve", "--port", str(port)], env) as (process, log):
         base = f"http://127.0.0.1:{port}"
-        processes = _wait(base, process, log, lambda: _api_processes(process.pid, log))
+        processes = _wait(base, process, log, lambda: _api_processes(process.pid))
         yield Api(base, processes)
 
 
@@ -97,13 +97,11 @@ def _wait(base: str, process: subprocess.Popen[bytes], log: str, processes: Call
         time.sleep(0.1)
 
 
-def _api_processes(pid: int, log: str) -> int:
-    """uvicorn's workers: the supervisor's spawned children when it runs several, else the one process.
+def _api_processes(pid: int) -> int:
+    """The API processes: the supervisor's spawned children when it runs several, else the one process.
 
-    By the time /readyz answers, one worker has imported the app, so the supervisor has forked them all.
+    By the time /readyz answers, one process has imported the app, so the supervisor has spawned them all.
     """
-    if "Started parent process" not in Path(log).read_text():
-        return 1
     spawned = 0
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         try:
