@@ -37,7 +37,7 @@ def _decode_cursor(cursor: str) -> int:
     return int(value)
 
 
-def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> PageParams:
+async def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> PageParams:
     return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)
 
 

@@ -21,7 +21,8 @@ def connect_async(url: str, *, max_connections: int = 2000) -> AsyncRedis:
                                max_connections=max_connections)
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
+    # async: a sync dependency costs every request a hop to a worker thread.
     redis: Redis = request.app.state.redis
     return redis
 

@@ -181,8 +181,8 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def app_settings(request: Request) -> Settings:
-    """The settings the running app was created with (tests pass their own)."""
+async def app_settings(request: Request) -> Settings:
+    """The settings the running app was created with (tests pass their own); async: no thread hop."""
     settings: Settings = request.app.state.settings
     return settings
 

@@ -210,6 +210,9 @@ class Offer(Base):
     __table_args__ = (
         UniqueConstraint("ticket_id", "technician_id"),
         Index("ix_ticket_offer_open_by_technician", "technician_id", postgresql_where="outcome = 'open'"),
+        # Closing a ticket's open offers (every grab and assign) finds them here whatever the statistics
+        # say: with stale ones the planner ANDed the by-technician index, every open offer of the branch.
+        Index("ix_ticket_offer_open_by_ticket", "ticket_id", postgresql_where="outcome = 'open'"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
