@@ -17,6 +17,7 @@ from dispatch.accounts.service import create_user
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.errors import DomainError, InvalidInput
+from dispatch.kernel.logging import configure as configure_logging
 from dispatch.kernel.queues import enqueue_tick, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
@@ -84,6 +85,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     """Run a background worker (rq) with the scheduler and the periodic jobs: outbox drain, ring sweep,
     track write-through, live-index rebuild and grab-pool repair."""
     settings = get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
     connection = Redis.from_url(settings.queue_url)
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
@@ -97,15 +99,18 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
         # Its own connection: the ticker thread must not share one with the work loop.
         ticker_queue = Queue("default", connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
                                                                   socket_connect_timeout=5.0))
-        periodic = [outbox.drain_tick(drain_every), *jobs.periodic(settings)]
+        periodic = [outbox.drain_tick(drain_every * settings.periodic_scale), *jobs.periodic(settings)]
         if burst:
             for job in periodic:
-                enqueue_tick(ticker_queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s)
+                enqueue_tick(ticker_queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)
         else:
             stop_ticks = start_ticker(ticker_queue, periodic)
+    # rq says "started / completed / result discarded" at INFO for every run: on an idle city that
+    # was 150 lines a minute of ticks. Jobs log what they did themselves; rq keeps its warnings and errors.
+    rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
-        Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
-            with_scheduler=True, burst=burst)
+        Worker([Queue(name, connection=connection) for name in names], connection=connection,
+               log_job_description=False).work(with_scheduler=True, burst=burst, logging_level=rq_level)
     finally:
         if stop_ticks is not None:
             stop_ticks.set()

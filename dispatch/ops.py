@@ -1,21 +1,28 @@
 """Health, readiness and metrics for the operator's load balancer and Prometheus."""
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.kernel.db import Database
 from dispatch.kernel.problems import problem
+from dispatch.kernel.queues import periodic_outcomes, queue
 from dispatch.tickets import mirror
 from grab_pool import pool
 
 router = APIRouter(tags=["operations"])
+log = structlog.get_logger()
 
 
 @router.get("/healthz")
@@ -65,11 +72,44 @@ def _pool_state(request: Request, *, redis_up: bool) -> str:
     return "ok"
 
 
+class PeriodicJobs(Collector):
+    """The worker's periodic jobs as it recorded them in the queues' Redis: alert on failures rising
+    or a last success growing old."""
+
+    def __init__(self, connection: Redis) -> None:
+        self._connection = connection
+
+    def collect(self) -> Iterator[Metric]:
+        runs = CounterMetricFamily("fieldpool_periodic_job_runs", "Runs of a periodic job", labels=["job"])
+        failures = CounterMetricFamily("fieldpool_periodic_job_failures", "Failed runs of a periodic job",
+                                       labels=["job"])
+        succeeded = GaugeMetricFamily("fieldpool_periodic_job_last_success_timestamp_seconds",
+                                      "When a periodic job last succeeded", labels=["job"])
+        failed = GaugeMetricFamily("fieldpool_periodic_job_last_failure_timestamp_seconds",
+                                   "When a periodic job last failed", labels=["job"])
+        for job in periodic_outcomes(self._connection):
+            runs.add_metric([job.job_id], job.runs)
+            failures.add_metric([job.job_id], job.failures)
+            if job.last_success_at is not None:
+                succeeded.add_metric([job.job_id], job.last_success_at)
+            if job.last_failure_at is not None:
+                failed.add_metric([job.job_id], job.last_failure_at)
+        yield from (runs, failures, succeeded, failed)
+
+
 @router.get("/metrics", response_class=Response)
 def metrics() -> Response:
-    """Prometheus text exposition, summed over every API process of this server."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition: HTTP figures summed over every API process, and the worker's jobs."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        exposition = generate_latest(registry)
+    else:
+        exposition = generate_latest()
+    jobs = CollectorRegistry()
+    jobs.register(PeriodicJobs(queue().connection))
+    try:
+        exposition += generate_latest(jobs)
+    except RedisError as exc:
+        log.warning("periodic_job_metrics_unavailable", error=f"{type(exc).__name__}: {exc}")
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)

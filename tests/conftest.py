@@ -141,6 +141,24 @@ def committed_db(engine: Engine) -> Iterator[Engine]:
         conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
 
 
+# Columns that a worker's write-through and the duty switch change on committed demo technicians.
+TECHNICIAN_STATE = "on_duty, last_location, last_seen_at, last_accuracy_m"
+
+
+@pytest.fixture
+def demo_technicians_restored(committed_db: Engine) -> Iterator[None]:
+    """For tests whose server and worker processes put demo technicians on duty: the demo city is
+    shared by every test, so their state is put back afterwards."""
+    with committed_db.connect() as conn:
+        saved = conn.execute(text(f"SELECT id, {TECHNICIAN_STATE} FROM technician")).all()
+    yield
+    with committed_db.begin() as conn:
+        for row in saved:
+            conn.execute(text("UPDATE technician SET on_duty = :on_duty, last_location = :last_location, "
+                              "last_seen_at = :last_seen_at, last_accuracy_m = :last_accuracy_m WHERE id = :id"),
+                         row._asdict())
+
+
 @pytest.fixture
 def redis() -> Iterator[Redis]:
     client = Redis.from_url(TEST_REDIS_URL)

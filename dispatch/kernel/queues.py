@@ -2,16 +2,20 @@
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from types import TracebackType
 
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Callback, Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
 
+from dispatch.kernel.redis import as_text
 from dispatch.kernel.settings import get_settings
 
 log = structlog.get_logger()
@@ -24,15 +28,22 @@ def queue(name: str = "default") -> Queue:
     return Queue(name, connection=connection)
 
 
-def enqueue_tick(queue: Queue, func: Callable[[], object], *, job_id: str, timeout_s: int) -> bool:
+def enqueue_tick(queue: Queue, func: Callable[[], object], *, job_id: str, timeout_s: int,
+                 reports: bool = True) -> bool:
     """Enqueue a periodic job under a fixed id; False when one is still queued or running (or Redis is down).
 
     The fixed id with `unique=True` keeps ticks from piling up while no worker
-    takes them; result_ttl=0 frees the id as soon as the run ends.
+    takes them; result_ttl=0 frees the id as soon as the run ends, and
+    failure_ttl=1 a second after a failure (with 60, a failed sweep skipped the
+    next four ticks). Each run's outcome is kept (`periodic_outcomes`) and a
+    failure logged loudly with its traceback; the next tick is its retry. A run
+    that did something logs it at INFO unless the job does not `report` (a
+    rebuild's result is everything it rebuilt, every time).
     """
     try:
-        queue.enqueue(func, job_id=job_id, unique=True, result_ttl=0, failure_ttl=60, job_timeout=timeout_s,
-                      description=f"{job_id} (periodic)")
+        queue.enqueue(func, job_id=job_id, unique=True, result_ttl=0, failure_ttl=1, job_timeout=timeout_s,
+                      description=f"{job_id} (periodic)", on_success=Callback(_succeeded),
+                      on_failure=Callback(_failed), meta={"reports": reports})
     except DuplicateJobError:
         return False
     except (RedisError, OSError) as exc:
@@ -41,12 +52,67 @@ def enqueue_tick(queue: Queue, func: Callable[[], object], *, job_id: str, timeo
     return True
 
 
+# One hash per field kind, keyed by job id, in the queues' Redis: runs, failures, last success and failure.
+OUTCOMES_KEY = "fieldpool:periodic"
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """How a periodic job has fared since the queues' Redis began (what /metrics exposes)."""
+
+    job_id: str
+    runs: int
+    failures: int
+    last_success_at: float | None
+    last_failure_at: float | None
+    last_error: str | None
+
+
+def _did_something(result: object) -> bool:
+    if isinstance(result, dict):
+        return any(result.values())
+    return bool(result)
+
+
+def _succeeded(job: Job, connection: Redis, result: object) -> None:
+    connection.hset(OUTCOMES_KEY, mapping={f"{job.id}:last_success_at": time.time()})
+    connection.hincrby(OUTCOMES_KEY, f"{job.id}:runs", 1)
+    if _did_something(result):  # an idle city's ticks say nothing
+        (log.info if job.meta.get("reports", True) else log.debug)("periodic_job_done", job=job.id, result=result)
+
+
+def _failed(job: Job, connection: Redis, exc_type: type[BaseException], exc: BaseException,
+            tb: TracebackType | None) -> None:
+    error = f"{exc_type.__name__}: {exc}"
+    connection.hset(OUTCOMES_KEY, mapping={f"{job.id}:last_failure_at": time.time(), f"{job.id}:last_error": error})
+    connection.hincrby(OUTCOMES_KEY, f"{job.id}:runs", 1)
+    connection.hincrby(OUTCOMES_KEY, f"{job.id}:failures", 1)
+    log.error("periodic_job_failed", job=job.id, error=error,
+              traceback="".join(traceback.format_exception(exc_type, exc, tb)))
+
+
+def periodic_outcomes(connection: Redis) -> list[Outcomes]:
+    """Every periodic job's outcomes so far, by job id."""
+    raw = {as_text(k): as_text(v) for k, v in connection.hgetall(OUTCOMES_KEY).items()}
+    jobs = sorted({key.rpartition(":")[0] for key in raw})
+
+    def number(job_id: str, name: str) -> float | None:
+        value = raw.get(f"{job_id}:{name}")
+        return float(value) if value is not None else None
+
+    return [Outcomes(job_id=j, runs=int(number(j, "runs") or 0), failures=int(number(j, "failures") or 0),
+                     last_success_at=number(j, "last_success_at"), last_failure_at=number(j, "last_failure_at"),
+                     last_error=raw.get(f"{j}:last_error")) for j in jobs]
+
+
 @dataclass(frozen=True)
 class Periodic:
     func: Callable[[], object]
     job_id: str
     every_s: float
     timeout_s: int = 120
+    # False for a job whose result is a total, not a change (a rebuild): its runs log at DEBUG.
+    reports: bool = True
 
 
 def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
@@ -64,7 +130,7 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
             now = time.monotonic()
             for job in jobs:
                 if now >= due[job.job_id]:
-                    enqueue_tick(queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s)
+                    enqueue_tick(queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)
                     due[job.job_id] = now + job.every_s
             if stop.wait(max(0.1, min(due.values()) - time.monotonic())):
                 return

@@ -170,6 +170,8 @@ class Settings(BaseSettings):
     # Beyond the pool, for what runs outside those threads (the SSE feed's subscription, jobs).
     db_pool_overflow: int = Field(default=4, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
+    # Multiplies the interval of every periodic job of the worker (a test runs days of ticks in minutes).
+    periodic_scale: float = Field(default=1.0, gt=0, le=100)
 
     @property
     def queue_url(self) -> str:

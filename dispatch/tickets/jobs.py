@@ -92,11 +92,14 @@ def rebuild_pool() -> dict[int, int]:
 def periodic(settings: Settings) -> list[Periodic]:
     """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
     restoring the live index and expiring stale positions from it, and keeping the grab pool true to
-    PostgreSQL."""
-    return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s),
-            Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s),
-            Periodic(flush_track, "flush-track", FLUSH_EVERY_S),
-            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S),
-            Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S),
-            Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s),
-            Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s)]
+    PostgreSQL; every interval times `settings.periodic_scale`."""
+    every = {"sweep-rings": settings.offer.sweep_interval_s, "sweep-sla": settings.sla.sweep_interval_s,
+             "flush-track": FLUSH_EVERY_S, "rebuild-live-index": REBUILD_EVERY_S,
+             "expire-live-index": EXPIRE_EVERY_S, "repair-pool": settings.pool.repair_interval_s,
+             "rebuild-pool": settings.pool.rebuild_interval_s}
+    funcs = {"sweep-rings": sweep_rings, "sweep-sla": sweep_sla, "flush-track": flush_track,
+             "rebuild-live-index": rebuild_live_index, "expire-live-index": expire_live_index,
+             "repair-pool": repair_pool, "rebuild-pool": rebuild_pool}
+    totals = {"rebuild-live-index", "rebuild-pool"}  # what they return is everything, not what changed
+    return [Periodic(funcs[job_id], job_id, seconds * settings.periodic_scale, reports=job_id not in totals)
+            for job_id, seconds in every.items()]

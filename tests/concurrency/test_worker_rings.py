@@ -33,8 +33,6 @@ CENTRE = LatLng(43.9350, 116.0800)  # grid XL-G05
 # and one only inside a third (12 km), so that a third ring after the accept would show on the feed.
 RING_1, RING_2 = ("tech01", "tech02"), "tech03"
 OFFSETS_M = {"tech01": 100, "tech02": 400, "tech03": 4500, "tech05": 9000}
-# Columns the worker's write-through and the duty switch change on committed demo technicians.
-TECHNICIAN_STATE = "on_duty, last_location, last_seen_at, last_accuracy_m"
 
 
 def north_of(point: LatLng, metres: float) -> LatLng:
@@ -89,9 +87,8 @@ def offered(ticket_id: int, ring: int) -> Callable[[dict[str, Any]], bool]:
 
 
 @pytest.fixture
-def flow(settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path) -> Iterator[Flow]:
-    with committed_db.connect() as conn:
-        saved = conn.execute(text(f"SELECT id, {TECHNICIAN_STATE} FROM technician")).all()
+def flow(settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path,
+         demo_technicians_restored: None) -> Iterator[Flow]:
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "REDIS_QUEUE_URL": settings.redis_url, "SECRET_KEY": settings.secret_key,
            "MEDIA_DIR": str(settings.media_dir), "LOG_LEVEL": "WARNING", "LOG_JSON": "false",
@@ -102,11 +99,6 @@ def flow(settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path)
             fieldpool_process(["worker"], env, tmp_path / "worker.log"), \
             httpx.Client(base_url=base_url, timeout=TIMEOUT) as api:
         yield Flow(api=api, engine=committed_db, worker_log=tmp_path / "worker.log")
-    with committed_db.begin() as conn:  # the demo city is shared by every test: put it back
-        for row in saved:
-            conn.execute(text("UPDATE technician SET on_duty = :on_duty, last_location = :last_location, "
-                              "last_seen_at = :last_seen_at, last_accuracy_m = :last_accuracy_m WHERE id = :id"),
-                         row._asdict())
 
 
 def test_an_untaken_ticket_widens_by_the_workers_sweep_and_an_accept_stops_it(flow: Flow) -> None:
