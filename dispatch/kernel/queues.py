@@ -78,7 +78,9 @@ def _succeeded(job: Job, connection: Redis, result: object) -> None:
     connection.hset(OUTCOMES_KEY, mapping={f"{job.id}:last_success_at": time.time()})
     connection.hincrby(OUTCOMES_KEY, f"{job.id}:runs", 1)
     if _did_something(result):  # an idle city's ticks say nothing
-        (log.info if job.meta.get("reports", True) else log.debug)("periodic_job_done", job=job.id, result=result)
+        outcome = structlog.get_logger()  # at call time: the worker configures logging after import
+        (outcome.info if job.meta.get("reports", True) else outcome.debug)("periodic_job_done", job=job.id,
+                                                                           result=result)
 
 
 def _failed(job: Job, connection: Redis, exc_type: type[BaseException], exc: BaseException,
@@ -87,8 +89,8 @@ def _failed(job: Job, connection: Redis, exc_type: type[BaseException], exc: Bas
     connection.hset(OUTCOMES_KEY, mapping={f"{job.id}:last_failure_at": time.time(), f"{job.id}:last_error": error})
     connection.hincrby(OUTCOMES_KEY, f"{job.id}:runs", 1)
     connection.hincrby(OUTCOMES_KEY, f"{job.id}:failures", 1)
-    log.error("periodic_job_failed", job=job.id, error=error,
-              traceback="".join(traceback.format_exception(exc_type, exc, tb)))
+    structlog.get_logger().error("periodic_job_failed", job=job.id, error=error,
+                                 traceback="".join(traceback.format_exception(exc_type, exc, tb)))
 
 
 def periodic_outcomes(connection: Redis) -> list[Outcomes]:
