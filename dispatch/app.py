@@ -61,9 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticate = TokenAuthenticator(settings.secret_key)
     problems.install(app)
     app.add_middleware(RequestContext)
-    # tickets before technicians: /technicians/nearest must win over /technicians/{technician_id}.
-    for router in (ops.router, accounts.router, geo.router, tickets.router, technicians.router,
-                   technicians.me_router, stream.router, wechat.router, workload.router):
+    # Routes are matched in order: the phones' hot paths (pings, grabs) come early. tickets before
+    # technicians: /technicians/nearest must win over /technicians/{technician_id}.
+    for router in (ops.router, accounts.router, technicians.me_router, tickets.router, geo.router,
+                   technicians.router, stream.router, wechat.router, workload.router):
         app.include_router(router)
     _mount_pages(app, tile_url=settings.map_tile_url)
     return app
