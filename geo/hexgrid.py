@@ -26,6 +26,11 @@ def cell_center(cell: str) -> LatLng:
     return LatLng(lat, lng)
 
 
+def cell_boundary(cell: str) -> list[LatLng]:
+    """The WGS-84 corners of an H3 cell, in order."""
+    return [LatLng(lat, lng) for lat, lng in h3.cell_to_boundary(cell)]
+
+
 def disk(cell: str, k: int) -> list[str]:
     """All cells within k grid steps of cell, including cell itself.
 

@@ -1,12 +1,15 @@
 """Grid placement on the demo city's real polygons, and region creation's validation."""
 
+import random
+
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from geo import regions
 from geo.latlng import LatLng
 from geo.models import Region
+from geo.points import sql_point
 
 
 def code_of(db: Session, region_id: int) -> str:
@@ -127,3 +130,15 @@ def test_only_admin_creates_regions(client: TestClient, as_user, db: Session) ->
                           parent_id=region_id(db, "XL"), boundary=SQUARE)
     assert reply.status_code == 403
     assert db.scalar(select(Region.id).where(Region.code == "XL-G99")) is None
+
+
+def test_placement_in_the_process_agrees_with_postgis_on_every_point(db: Session) -> None:
+    # Grids and their H3 cells are judged in this process; PostGIS's ST_Covers is the reference.
+    rng = random.Random(7)
+    points = [LatLng(43.87 + rng.random() * 0.14, 115.97 + rng.random() * 0.22) for _ in range(400)]
+    points += [LatLng(p.lat, p.lng) for p in points[:100]]  # asked again: answered from the cells now
+    for point in points:
+        covering = db.scalars(select(Region.id).where(
+            Region.kind == "grid", func.ST_Covers(Region.boundary, sql_point(point))).order_by(Region.id)).first()
+        placed = regions.place(db, point)
+        assert (placed.grid_id, placed.outside_area) == ((covering, False) if covering else (placed.grid_id, True))
