@@ -1,0 +1,75 @@
+"""What a forked job inherits from the worker besides its database pool (tests/dispatch/test_fork.py): Redis
+clients that connect anew in it, and copies of the open sets brought up to date just before the fork."""
+
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+
+from redis import Redis
+from rq import Queue
+
+from dispatch.cli import CopyingWorker
+from dispatch.kernel.queues import queue
+from dispatch.kernel.redis import connect
+from dispatch.kernel.settings import Settings
+from geo.latlng import LatLng
+from technicians import live, replica
+from tests.conftest import TEST_REDIS_URL
+
+DEADLINE_S = 30.0
+FORK = multiprocessing.get_context("fork")
+BRANCH = 9302
+KEYS = live.LiveKeys.of(BRANCH)
+INHERITED = "test:inherited-copy"
+
+
+def open_to_offers(redis: Redis, technician_id: int) -> None:
+    live.put_on_duty(redis, KEYS, technician_id, skills=["broadband"], scope_path=f"/1/{BRANCH}/", max_active=3,
+                     roster="")
+    live.place_at(redis, KEYS, technician_id, point=LatLng(43.93, 116.08), seen_at=int(time.time()))
+
+
+def _child_client_ids(clients: dict[str, Redis], answers: Connection) -> None:
+    answers.send({name: client.client_id() for name, client in clients.items()})
+
+
+def test_redis_clients_made_before_a_fork_connect_anew_in_the_child(settings: Settings, redis: Redis) -> None:
+    open_to_offers(redis, 1)
+    replica.preload(connect(settings.redis_url), [BRANCH])  # as the worker does: its follower thread reads
+    # The queues' cached client, a notifier channel's (feed.register), the copies' follower's.
+    clients = {"queue": queue().connection, "channel": connect(settings.redis_url),
+               "follower": replica._servers[live.server_of(redis)]._redis}
+    before = {name: clients[name].client_id() for name in ("queue", "channel")}
+    fence = redis.client_id()  # Redis numbers connections in order: one made after this is new
+
+    here, there = FORK.Pipe()
+    child = FORK.Process(target=_child_client_ids, args=(clients, there))
+    child.start()
+    assert here.poll(DEADLINE_S), "the child never answered"
+    in_child = here.recv()
+    child.join(DEADLINE_S)
+
+    assert {name: client_id > fence for name, client_id in in_child.items()} == dict.fromkeys(clients, True)
+    assert {name: clients[name].client_id() for name in before} == before, "the parent's connections live on"
+
+
+def inherited_copy() -> None:
+    """A job: the technicians in the copy of the branch it inherited from the worker, before any search."""
+    [copy] = [copy for copies in replica._servers.values() for keys, copy in copies.branches.items() if keys == KEYS]
+    connect(TEST_REDIS_URL).rpush(INHERITED, *sorted(copy.members))
+
+
+def test_after_redis_began_anew_the_worker_hands_its_jobs_a_current_copy(settings: Settings, redis: Redis) -> None:
+    open_to_offers(redis, 1)
+    live_index = connect(settings.redis_url)
+    replica.preload(live_index, [BRANCH])
+    redis.flushdb()  # a restart without persistence: the open sets are rebuilt, their change log begins anew
+    open_to_offers(redis, 2)
+
+    queue = Queue("default", connection=redis)
+    job = queue.enqueue(inherited_copy, result_ttl=0)
+    # The job alone, as the work loop runs it (the loop's own teardown can wait a minute on rq's pubsub thread).
+    CopyingWorker([queue], connection=redis, live_index=live_index, branch_ids=[BRANCH]).execute_job(job, queue)
+
+    assert queue.failed_job_registry.count == 0
+    assert redis.lrange(INHERITED, 0, -1) == [b"2"]
