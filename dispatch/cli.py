@@ -21,7 +21,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.errors import DomainError, InvalidInput
 from dispatch.kernel.logging import configure as configure_logging
-from dispatch.kernel.queues import enqueue_tick, start_ticker
+from dispatch.kernel.queues import enqueue_tick, start_ticker, tick_died
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import runner
@@ -93,7 +93,7 @@ class CopyingWorker(Worker):
     """
 
     def __init__(self, queues: list[Queue], *, connection: Redis, live_index: Redis, branch_ids: list[int]) -> None:
-        super().__init__(queues, connection=connection, log_job_description=False)
+        super().__init__(queues, connection=connection, log_job_description=False, work_horse_killed_handler=tick_died)
         self.live_index, self.branch_ids = live_index, branch_ids
 
     def execute_job(self, job: Job, queue: Queue) -> None:

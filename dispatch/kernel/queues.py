@@ -1,5 +1,6 @@
 """rq queues on their own Redis URL (rq does not run on Redis Cluster; the pool and live index will)."""
 
+import os
 import threading
 import time
 import traceback
@@ -85,12 +86,24 @@ def _succeeded(job: Job, connection: Redis, result: object) -> None:
 
 def _failed(job: Job, connection: Redis, exc_type: type[BaseException], exc: BaseException,
             tb: TracebackType | None) -> None:
-    error = f"{exc_type.__name__}: {exc}"
-    connection.hset(OUTCOMES_KEY, mapping={f"{job.id}:last_failure_at": time.time(), f"{job.id}:last_error": error})
-    connection.hincrby(OUTCOMES_KEY, f"{job.id}:runs", 1)
-    connection.hincrby(OUTCOMES_KEY, f"{job.id}:failures", 1)
-    structlog.get_logger().error("periodic_job_failed", job=job.id, error=error,
-                                 traceback="".join(traceback.format_exception(exc_type, exc, tb)))
+    _record_failure(connection, job.id, error=f"{exc_type.__name__}: {exc}",
+                    trace="".join(traceback.format_exception(exc_type, exc, tb)))
+
+
+def tick_died(job: Job, retpid: int, ret_val: int, rusage: object) -> None:
+    """rq's handler for a job whose process died without a word (killed, out of memory): a periodic job's
+    callbacks never ran in it, so its failure is recorded here, in the worker."""
+    if job.description == f"{job.id} (periodic)":
+        how = f"signal {os.WTERMSIG(ret_val)}" if os.WIFSIGNALED(ret_val) else f"exit status {os.WEXITSTATUS(ret_val)}"
+        _record_failure(job.connection, job.id, error=f"the job's process died ({how})", trace=None)
+
+
+def _record_failure(connection: Redis, job_id: str, *, error: str, trace: str | None) -> None:
+    # Logged first: a Redis that cannot take the record must not hide the failure.
+    structlog.get_logger().error("periodic_job_failed", job=job_id, error=error, traceback=trace)
+    connection.hset(OUTCOMES_KEY, mapping={f"{job_id}:last_failure_at": time.time(), f"{job_id}:last_error": error})
+    connection.hincrby(OUTCOMES_KEY, f"{job_id}:runs", 1)
+    connection.hincrby(OUTCOMES_KEY, f"{job_id}:failures", 1)
 
 
 def periodic_outcomes(connection: Redis) -> list[Outcomes]:
@@ -132,10 +145,19 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
             now = time.monotonic()
             for job in jobs:
                 if now >= due[job.job_id]:
-                    enqueue_tick(queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)
+                    _tick(queue, job)
                     due[job.job_id] = now + job.every_s
             if stop.wait(max(0.1, min(due.values()) - time.monotonic())):
                 return
 
     threading.Thread(target=tick, name="periodic-ticker", daemon=True).start()
     return stop
+
+
+def _tick(queue: Queue, job: Periodic) -> None:
+    try:
+        enqueue_tick(queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)
+    except Exception:
+        # Whatever went wrong with this job, the ticker goes on: every job's clock, this one's too, would
+        # otherwise stop until a restart.
+        structlog.get_logger().exception("tick_failed", job_id=job.job_id)

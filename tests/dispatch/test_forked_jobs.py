@@ -1,15 +1,19 @@
 """What a forked job inherits from the worker besides its database pool (tests/dispatch/test_fork.py): Redis
-clients that connect anew in it, and copies of the open sets brought up to date just before the fork."""
+clients that connect anew in it, and copies of the open sets brought up to date just before the fork; and what
+must outlive a job gone wrong: the record of a periodic job killed in its process, and the ticker."""
 
 import multiprocessing
+import os
+import signal
 import time
 from multiprocessing.connection import Connection
 
+import structlog.testing
 from redis import Redis
 from rq import Queue
 
 from dispatch.cli import CopyingWorker
-from dispatch.kernel.queues import queue
+from dispatch.kernel.queues import Periodic, enqueue_tick, periodic_outcomes, queue, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings
 from geo.latlng import LatLng
@@ -73,3 +77,41 @@ def test_after_redis_began_anew_the_worker_hands_its_jobs_a_current_copy(setting
 
     assert queue.failed_job_registry.count == 0
     assert redis.lrange(INHERITED, 0, -1) == [b"2"]
+
+
+def dying_sweep() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+
+
+def test_a_periodic_job_whose_process_is_killed_is_counted_as_failed(settings: Settings, redis: Redis) -> None:
+    queue = Queue("default", connection=redis)
+    assert enqueue_tick(queue, dying_sweep, job_id="dying-sweep", timeout_s=60)
+    worker = CopyingWorker([queue], connection=redis, live_index=connect(settings.redis_url), branch_ids=[])
+    worker.execute_job(queue.fetch_job("dying-sweep"), queue)
+
+    [outcome] = periodic_outcomes(redis)
+    assert (outcome.job_id, outcome.runs, outcome.failures) == ("dying-sweep", 1, 1)
+    assert outcome.last_error == f"the job's process died (signal {int(signal.SIGKILL)})"
+
+
+def fine_sweep() -> None:
+    return None
+
+
+def test_a_tick_that_cannot_be_enqueued_stops_no_other(redis: Redis) -> None:
+    queue = Queue("default", connection=redis)
+    with structlog.testing.capture_logs() as logs:
+        # rq refuses the id: enqueueing it raises at every tick.
+        stop = start_ticker(queue, [Periodic(fine_sweep, "misnamed sweep!", 0.01),
+                                    Periodic(fine_sweep, "fine-sweep", 0.01)])
+        try:
+            for _ in range(3):  # enqueued, taken away, enqueued again by a later tick
+                deadline = time.monotonic() + DEADLINE_S
+                while queue.count == 0:
+                    assert time.monotonic() < deadline, "the ticker stopped"
+                    time.sleep(0.01)
+                queue.fetch_job("fine-sweep").delete()
+        finally:
+            stop.set()
+    refused = [entry for entry in logs if entry["event"] == "tick_failed"]
+    assert len(refused) >= 3 and {(e["log_level"], e["job_id"]) for e in refused} == {("error", "misnamed sweep!")}
