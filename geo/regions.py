@@ -99,6 +99,12 @@ def create_region(session: Session, *, code: str, name: str, kind: RegionKind,
     return region
 
 
+# Resolution 10 hexagons (~15,000 m²): most of a city's lie inside one grid; a city has a few
+# hundred thousand at most, each remembered once it is asked for.
+PLACEMENT_CELL_RES = 10
+MAX_PLACEMENT_CELLS = 500_000
+
+
 class GridIndex:
     """Every grid's boundary in this process: a point is placed without a PostGIS round trip.
 
@@ -136,12 +142,6 @@ class GridIndex:
         near = self._tree.query(here)
         covering = near[shapely.covers(self._boundaries[near], here)]
         return min((self._grids[i] for i in covering), key=lambda g: g.grid_id, default=None)
-
-
-# Resolution 10 hexagons (~15,000 m²): most of a city's lie inside one grid; a city has a few
-# hundred thousand at most, each remembered once it is asked for.
-PLACEMENT_CELL_RES = 10
-MAX_PLACEMENT_CELLS = 500_000
 
 
 # Grids are drawn a few times a year; another process's new grid is seen within this.

@@ -47,8 +47,8 @@ class Database:
     """One engine and its session factory; owned by the app's lifespan or a job process."""
 
     def __init__(self, settings: Settings) -> None:
-        # Sized to the threads that can hold a connection (`serve` gives the app as many worker
-        # threads as pooled connections, and a request holds one at most); a wait past
+        # Sized to the requests that can hold a connection (`slot`, and the app's lifespan gives it as
+        # many worker threads as pooled connections; a request holds one at most); a wait past
         # `db_pool_timeout_s` means the database itself is behind: 503 with Retry-After, not a hang.
         self.engine: Engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_overflow,
@@ -75,7 +75,7 @@ class Database:
             async with asyncio.timeout(self._slot_wait_s):
                 await self._slots.acquire()
         except TimeoutError:
-            raise Overloaded("no database connection came free in time", retry_after=RETRY_AFTER_S) from None
+            raise Overloaded(retry_after=RETRY_AFTER_S) from None
         try:
             yield
         finally:

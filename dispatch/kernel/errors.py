@@ -63,6 +63,9 @@ class Overloaded(ServiceUnavailable):
     code = "overloaded"
     title = "Too busy, try again shortly"
 
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__("no database connection came free in time", retry_after=retry_after)
+
 
 class OutOfScope(Forbidden):
     code = "out_of_scope"

@@ -43,8 +43,7 @@ def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
-    return _on_domain_error(request, Overloaded("no database connection came free in time",
-                                                retry_after=RETRY_AFTER_S))
+    return _on_domain_error(request, Overloaded(retry_after=RETRY_AFTER_S))
 
 
 def _on_database_down(request: Request, exc: Exception) -> JSONResponse:

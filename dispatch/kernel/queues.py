@@ -53,7 +53,8 @@ def enqueue_tick(queue: Queue, func: Callable[[], object], *, job_id: str, timeo
     return True
 
 
-# One hash per field kind, keyed by job id, in the queues' Redis: runs, failures, last success and failure.
+# One hash in the queues' Redis, fields `<job id>:<what>`: runs, failures, last_success_at, last_failure_at,
+# last_error.
 OUTCOMES_KEY = "fieldpool:periodic"
 
 

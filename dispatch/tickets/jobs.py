@@ -93,13 +93,12 @@ def periodic(settings: Settings) -> list[Periodic]:
     """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
     restoring the live index and expiring stale positions from it, and keeping the grab pool true to
     PostgreSQL; every interval times `settings.periodic_scale`."""
-    every = {"sweep-rings": settings.offer.sweep_interval_s, "sweep-sla": settings.sla.sweep_interval_s,
-             "flush-track": FLUSH_EVERY_S, "rebuild-live-index": REBUILD_EVERY_S,
-             "expire-live-index": EXPIRE_EVERY_S, "repair-pool": settings.pool.repair_interval_s,
-             "rebuild-pool": settings.pool.rebuild_interval_s}
-    funcs = {"sweep-rings": sweep_rings, "sweep-sla": sweep_sla, "flush-track": flush_track,
-             "rebuild-live-index": rebuild_live_index, "expire-live-index": expire_live_index,
-             "repair-pool": repair_pool, "rebuild-pool": rebuild_pool}
-    totals = {"rebuild-live-index", "rebuild-pool"}  # what they return is everything, not what changed
-    return [Periodic(funcs[job_id], job_id, seconds * settings.periodic_scale, reports=job_id not in totals)
-            for job_id, seconds in every.items()]
+    scale = settings.periodic_scale
+    # The rebuilds do not report: what they return is everything they rebuilt, not what changed.
+    return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s * scale),
+            Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s * scale),
+            Periodic(flush_track, "flush-track", FLUSH_EVERY_S * scale),
+            Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S * scale, reports=False),
+            Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S * scale),
+            Periodic(repair_pool, "repair-pool", settings.pool.repair_interval_s * scale),
+            Periodic(rebuild_pool, "rebuild-pool", settings.pool.rebuild_interval_s * scale, reports=False)]

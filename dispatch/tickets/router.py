@@ -252,11 +252,11 @@ def update_ticket_type(code: str, body: TicketTypeUpdate, session: SessionDep, a
 @router.get("/technicians/nearest", response_model=list[NearestRead], tags=["technicians"],
             responses=problem_docs(Forbidden, OutOfScope, InvalidInput))
 async def nearest_technicians(actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
-                        lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
-                        lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
-                        crs_: Annotated[crs.Crs, Query(alias="crs")] = crs.Crs.WGS84,
-                        k: Annotated[int, Query(ge=1, le=50)] = 5,
-                        type_code: str | None = None) -> list[NearestRead]:
+                              lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+                              lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+                              crs_: Annotated[crs.Crs, Query(alias="crs")] = crs.Crs.WGS84,
+                              k: Annotated[int, Query(ge=1, le=50)] = 5,
+                              type_code: str | None = None) -> list[NearestRead]:
     """The K nearest technicians who could take a ticket here now (on duty, fresh, skilled, not full)."""
     # On the event loop: the search is a tenth of a millisecond on this process's copy of the open
     # sets, less than the hop to a worker thread. Grids, types and names come from the process's
