@@ -1,24 +1,28 @@
 """The offline gazetteer: the service area's named places, for reverse geocoding and address search."""
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+import shapely
+from shapely import STRtree
+from shapely.geometry import Point
 from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput
 from geo import regions
+from geo.distance import haversine_m
 from geo.latlng import LatLng
 from geo.models import Place
-from geo.points import sql_point, to_wkb
+from geo.points import to_wkb
 
 # A place farther than this no longer helps anyone find the door: the address
 # then stops at the grid.
 NEARBY_M = 500.0
-# KNN on the GiST index orders by planar degrees, in which a degree of longitude
-# counts as much as one of latitude (it is only ~72 % as long here); among this
-# many candidates the nearest on the sphere is all but certain to be present.
-_KNN_CANDIDATES = 8
+# A degree of latitude, for the box that picks a point's candidate places.
+METRES_PER_DEGREE = 111_320.0
 # pg_trgm pads a string with two blanks in front and one behind, so a one- or
 # two-character CJK query shares no trigram with a longer name containing it:
 # below this length only the substring match can find anything.
@@ -71,17 +75,42 @@ def _area_label(placement: regions.Placement) -> str:
     return SEPARATOR.join((placement.branch_name, placement.grid_name + ("以外" if placement.outside_area else "")))
 
 
+class PlaceIndex:
+    """The gazetteer's points in this process: every intake names its nearest place without a KNN query.
+
+    The places are few (a city has hundreds to a few tens of thousands) and
+    change when someone adds one; a box of NEARBY_M around the point picks the
+    candidates from an STRtree and the sphere orders them, as PostGIS did.
+    """
+
+    def __init__(self, places: list[_Near], points: list[LatLng]) -> None:
+        self._places = places
+        self._points = points
+        self._tree = STRtree([Point(p.lng, p.lat) for p in points])
+
+    def nearest(self, point: LatLng) -> _Near | None:
+        """The nearest place within NEARBY_M (on a tie, the lowest id)."""
+        dlat = 1.01 * NEARBY_M / METRES_PER_DEGREE  # a margin: the sphere's degree is a little shorter
+        dlng = dlat / max(math.cos(math.radians(point.lat)), 1e-6)
+        box = shapely.box(point.lng - dlng, point.lat - dlat, point.lng + dlng, point.lat + dlat)
+        hits = ((haversine_m(point, self._points[i]), self._places[i]) for i in self._tree.query(box))
+        best = min(((d, place) for d, place in hits if d <= NEARBY_M), key=lambda h: (h[0], h[1].id), default=None)
+        return None if best is None else _Near(id=best[1].id, name=best[1].name, distance_m=best[0])
+
+
+# Another process's new place is named in addresses within this.
+PLACE_INDEX_TTL_S = 10.0
+_place_index: Remembered[str, PlaceIndex] = Remembered(ttl_s=PLACE_INDEX_TTL_S, maxsize=1)
+
+
+def _load_place_index(session: Session) -> PlaceIndex:
+    rows = session.execute(select(Place.id, Place.name, func.ST_Y(Place.location), func.ST_X(Place.location))).all()
+    return PlaceIndex([_Near(id=pid, name=name, distance_m=0.0) for pid, name, _, _ in rows],
+                      [LatLng(lat, lng) for _, _, lat, lng in rows])
+
+
 def _nearest_place(session: Session, point: LatLng) -> _Near | None:
-    pt = sql_point(point)
-    candidates = (select(Place.id).order_by(Place.location.op("<->")(pt))
-                  .limit(_KNN_CANDIDATES).scalar_subquery())
-    distance = func.ST_Distance(func.geography(Place.location), func.geography(pt))
-    row = session.execute(
-        select(Place.id, Place.name, distance)
-        .where(Place.id.in_(candidates), distance <= NEARBY_M)
-        .order_by(distance, Place.id).limit(1)
-    ).first()
-    return None if row is None else _Near(id=row[0], name=row[1], distance_m=float(row[2]))
+    return _place_index.get_or_load("places", lambda: _load_place_index(session)).nearest(point)
 
 
 def _about_m(distance_m: float) -> int:
@@ -157,4 +186,5 @@ def add_place(session: Session, *, name: str, kind: str, point: LatLng) -> Place
                   location=to_wkb(point))
     session.add(place)
     session.flush()
+    _place_index.forget()
     return place

@@ -1,5 +1,7 @@
 """The offline gazetteer on the demo city's places: reverse geocoding, address search and their HTTP contract."""
 
+import random
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -12,6 +14,7 @@ from geo.crs import wgs84_to_bd09, wgs84_to_gcj02
 from geo.distance import haversine_m
 from geo.latlng import LatLng
 from geo.models import Place, Region
+from geo.points import sql_point
 
 BEIZI_TEMPLE = LatLng(43.9583, 116.0625)  # fixtures/places.csv
 NORTH_OF_TEMPLE = LatLng(43.9593, 116.0625)  # 0.001 deg of latitude: about 111 m
@@ -30,6 +33,28 @@ def assert_field_error(reply, field: str) -> None:
 
 
 # --- reverse -------------------------------------------------------------------------
+def test_nearest_place_in_the_process_agrees_with_postgis(db: Session) -> None:
+    # Points around the demo places, many within 500 m of one: PostGIS on the sphere is the reference.
+    places = db.execute(select(func.ST_Y(Place.location), func.ST_X(Place.location))).all()
+    rng = random.Random(11)
+    points = [LatLng(lat + rng.uniform(-0.006, 0.006), lng + rng.uniform(-0.008, 0.008))
+              for lat, lng in places for _ in range(8)]
+    named = 0
+    for point in points:
+        distance = func.ST_Distance(func.geography(Place.location), func.geography(sql_point(point)))
+        expected = db.execute(select(Place.id, distance).where(distance <= gazetteer.NEARBY_M)
+                              .order_by(distance, Place.id).limit(1)).first()
+        found = gazetteer.reverse(db, point)
+        if expected is None:
+            assert found.place_id is None or found.distance_m > gazetteer.NEARBY_M - 2.0  # the edge, on a sphere
+            continue
+        if abs(expected[1] - gazetteer.NEARBY_M) < 2.0:
+            continue
+        named += 1
+        assert (found.place_id, found.distance_m) == (expected[0], pytest.approx(expected[1], abs=2.0))
+    assert named > len(points) // 3
+
+
 
 def test_point_next_to_a_place_names_it_with_its_distance(db: Session) -> None:
     found = gazetteer.reverse(db, NORTH_OF_TEMPLE)
