@@ -19,9 +19,10 @@ from dispatch.kernel import problems
 from dispatch.kernel.db import Database
 from dispatch.kernel.logging import configure as configure_logging
 from dispatch.kernel.middleware import RequestContext
+from dispatch.kernel.queues import queue
 from dispatch.kernel.redis import connect, connect_async
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import feed, stream
+from dispatch.tickets import feed, notify, stream
 from dispatch.tickets import router as tickets
 from geo import router as geo
 from technicians import router as technicians
@@ -47,9 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.stopping = asyncio.Event()
         feed.register(app.state.redis)  # the notifier's "feed" channel
         wechat_channel.register(settings.wechat, app.state.redis)  # template messages, when configured
+        drain_waker = notify.DrainWaker(queue()).start()  # commits wake it: no enqueue on the request path
         try:
             yield
         finally:
+            drain_waker.stop()
             app.state.stopping.set()
             await app.state.redis_async.aclose()
             app.state.redis.close()

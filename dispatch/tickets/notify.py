@@ -12,14 +12,18 @@ Routing is by topic: a channel receives the topics it was registered for
 WeChat outage never makes the live feed repeat an event.
 """
 
+import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import after_commit
@@ -83,26 +87,89 @@ def deliver(topic: str, payload: dict[str, Any]) -> None:
 
 
 def after_commit_drain(session: Session, queue: Queue) -> None:
-    """Enqueue the outbox drain on `queue` right after this session's transaction commits.
+    """Have the outbox drained on `queue` right after this session's transaction commits.
 
-    Nothing is enqueued when the transaction rolls back. If Redis is down at
-    that moment the failure is logged and swallowed: the rows are committed,
-    and the worker's periodic drain sends them later. Calling it several times
-    in one transaction enqueues one drain per queue.
+    Nothing is asked for when the transaction rolls back. In a process that
+    runs a `DrainWaker` for the queue (an API process) the commit only wakes
+    it; elsewhere (a job, the CLI) the drain is enqueued in place. If Redis is
+    down the failure is logged and swallowed: the rows are committed, and the
+    worker's periodic drain sends them later. Calling it several times in one
+    transaction asks once per queue.
     """
-    after_commit(session, f"notify.drain:{queue.key}", lambda: _enqueue_drain(queue))
+    waker = _WAKERS.get(queue.key)
+    if waker is not None and waker.pid == os.getpid():
+        after_commit(session, f"notify.drain:{queue.key}", waker.wake)
+    else:
+        after_commit(session, f"notify.drain:{queue.key}", lambda: _enqueue_drain(queue))
 
 
-def _enqueue_drain(queue: Queue) -> None:
+class Enqueued(Enum):
+    NOW = "now"  # a drain is queued that will take every row committed so far
+    BUSY = "busy"  # a drain runs and may have made its last claim already
+    FAILED = "failed"  # Redis is unreachable: the periodic drain sends the rows
+
+
+def _enqueue_drain(queue: Queue) -> Enqueued:
     # One drain at a time under a fixed id: a burst of 100 reports a second
     # enqueued (and the worker forked) 100 drains a second, each finding the
-    # rows the first had sent. A drain that is queued or running takes these
-    # rows too (it claims batches until one comes back short); a commit landing
-    # after its last claim waits for the periodic drain.
+    # rows the first had sent. A drain that is queued takes these rows too (it
+    # claims batches until one comes back short).
     try:
         queue.enqueue(DRAIN_JOB, job_id=DRAIN_NOW_JOB_ID, unique=True, result_ttl=0, failure_ttl=60,
                       job_timeout=DRAIN_JOB_TIMEOUT_S, description="outbox drain after commit")
     except DuplicateJobError:
-        return
+        queued = Job(DRAIN_NOW_JOB_ID, connection=queue.connection).get_status(refresh=True) is JobStatus.QUEUED
+        return Enqueued.NOW if queued else Enqueued.BUSY
     except (RedisError, OSError) as exc:
         log.warning("outbox_drain_enqueue_failed", queue=queue.name, error=f"{type(exc).__name__}: {exc}")
+        return Enqueued.FAILED
+    return Enqueued.NOW
+
+
+# While a drain runs, a woken waker asks again this often until one is queued.
+BUSY_RETRY_S = 0.05
+_WAKERS: dict[str, "DrainWaker"] = {}
+
+
+class DrainWaker:
+    """Enqueues the outbox drain from a thread of its own, so that a commit only sets a flag.
+
+    rq's enqueue is several Redis round trips: on the request path of every
+    report and grab it cost more than the report's own statements. The
+    thread coalesces a burst of commits into one enqueue; a commit that lands
+    while a drain runs (past its last claim, perhaps) is enqueued again once
+    that drain ends, so its rows go out at once and not at the next periodic
+    drain.
+    """
+
+    def __init__(self, queue: Queue) -> None:
+        self.pid = os.getpid()  # a forked child has no such thread: it enqueues in place
+        self._queue = queue
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-drain-waker", daemon=True)
+
+    def start(self) -> "DrainWaker":
+        _WAKERS[self._queue.key] = self
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        """Enqueue what was asked for, then end the thread."""
+        if _WAKERS.get(self._queue.key) is self:
+            del _WAKERS[self._queue.key]
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            while _enqueue_drain(self._queue) is Enqueued.BUSY and not self._stopping.wait(BUSY_RETRY_S):
+                pass
+            if self._stopping.is_set():
+                return

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import JobStatus
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -318,6 +319,60 @@ def test_a_burst_of_commits_queues_one_drain_that_delivers_them_all(outbox_db: E
         outbox.emit(session, "test", {"n": 31})
         notify.after_commit_drain(session, queue)
     assert queue.count == 1
+
+
+def _eventually(done: Any, what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.01)
+
+
+def test_an_api_process_enqueues_the_drain_from_its_waker_thread(outbox_db: Engine, redis: Redis,
+                                                                 job_database: Database) -> None:
+    queue = Queue(outbox.DRAIN_QUEUE, connection=redis)
+    recorder = Recorder()
+    notify.register_channel("test", recorder)
+    enqueuers: set[str] = set()
+    enqueue = Queue.enqueue
+
+    def watched(self: Queue, *args: Any, **kwargs: Any) -> Any:
+        enqueuers.add(threading.current_thread().name)
+        return enqueue(self, *args, **kwargs)
+
+    waker = notify.DrainWaker(queue).start()
+    try:
+        Queue.enqueue = watched  # type: ignore[method-assign]
+        for n in range(1, 31):
+            with Session(outbox_db) as session, session.begin():
+                outbox.emit(session, "test", {"n": n})
+                notify.after_commit_drain(session, queue)
+        _eventually(lambda: queue.count == 1, "one drain queued for the burst")
+    finally:
+        Queue.enqueue = enqueue  # type: ignore[method-assign]
+        waker.stop()
+    assert enqueuers == {"outbox-drain-waker"}  # never the committing thread
+
+    SimpleWorker([queue], connection=redis).work(burst=True)
+    assert recorder.numbers == list(range(1, 31))
+
+
+def test_a_commit_during_a_running_drain_is_drained_when_that_one_ends(outbox_db: Engine, redis: Redis) -> None:
+    queue = Queue(outbox.DRAIN_QUEUE, connection=redis)
+    running = queue.enqueue(notify.DRAIN_JOB, job_id=notify.DRAIN_NOW_JOB_ID)
+    queue.remove(running)  # taken by a worker: no longer queued, still holding the id
+    running.set_status(JobStatus.STARTED)
+    waker = notify.DrainWaker(queue).start()
+    try:
+        with Session(outbox_db) as session, session.begin():
+            outbox.emit(session, "test", {"n": 1})
+            notify.after_commit_drain(session, queue)
+        time.sleep(3 * notify.BUSY_RETRY_S)  # the waker keeps asking while the drain runs
+        assert queue.count == 0
+        running.delete()  # the drain ended (result_ttl=0)
+        _eventually(lambda: queue.count == 1, "a new drain queued once the running one ended")
+    finally:
+        waker.stop()
 
 
 def test_no_drain_is_enqueued_when_the_transaction_rolls_back(outbox_db: Engine, redis: Redis) -> None:
