@@ -48,6 +48,9 @@ class LiveKeys:
     def rate(self, technician_id: int) -> str:
         return f"{self.tag}:rate:{technician_id}"
 
+    def taps(self, technician_id: int) -> str:
+        return f"{self.tag}:taps:{technician_id}"
+
     def open(self, skill: str) -> str:
         """The geo set of technicians who could be offered a ticket needing `skill` (any: "*"), named in
         offerable.lua; members are "id|seen|active|hours|scope|roster|skills"."""
@@ -121,6 +124,30 @@ def put_on_duty(redis: Redis, keys: LiveKeys, technician_id: int, *, skills: lis
                 max_active: int, roster: str) -> None:
     """On duty, or what eligibility reads of the technician changed: skills, scope, limit or roster."""
     _change(redis, keys, "duty", technician_id, f"{','.join(skills)}|{scope_path}|{max_active}|{roster}")
+
+
+@dataclass(frozen=True)
+class GrabGate:
+    """What a grab needs to know of the technician before the pool is asked, read in one round trip."""
+
+    on_duty: bool
+    seen_at: float | None  # epoch s of the last accepted ping; None once stale or never located
+    taps: int  # grabs sent in the current window, this one included
+    window_left_ms: int
+
+
+async def grab_gate(redis: AsyncRedis, keys: LiveKeys, technician_id: int, *, window_ms: int) -> GrabGate:
+    """Count this grab in the technician's window and read their duty and last ping."""
+    member, taps = str(technician_id), keys.taps(technician_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hexists(keys.meta, member)
+        pipe.zscore(keys.fresh, member)
+        pipe.incr(taps)
+        pipe.pexpire(taps, window_ms, nx=True)
+        pipe.pttl(taps)
+        on_duty, seen, count, _, left = await pipe.execute()
+    return GrabGate(on_duty=bool(on_duty), seen_at=float(seen) if seen is not None else None, taps=int(count),
+                    window_left_ms=max(int(left), 0))
 
 
 def is_located(redis: Redis, keys: LiveKeys, technician_id: int) -> bool:

@@ -187,7 +187,7 @@ def str_enum(enum_type: type[StrEnum], length: int) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
-def after_commit(session: Session, key: str, callback: Callable[[], None]) -> None:
+def after_commit(session: Session, key: str, callback: Callable[[], object]) -> None:
     """Run `callback` once the outermost transaction has committed; dropped if it rolls back.
 
     For work outside PostgreSQL that must not run before the rows are durable
@@ -202,7 +202,7 @@ def after_commit(session: Session, key: str, callback: Callable[[], None]) -> No
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     # Fires for the outermost transaction only (savepoints do not commit).
-    callbacks: dict[str, Callable[[], None]] = session.info.pop(_AFTER_COMMIT, None) or {}
+    callbacks: dict[str, Callable[[], object]] = session.info.pop(_AFTER_COMMIT, None) or {}
     for key, callback in callbacks.items():
         try:
             callback()

@@ -46,6 +46,12 @@ class PoolSettings(BaseModel):
     rebuild_interval_s: int = 300
     near_radius_m: int = 5000
     near_limit: int = 100
+    # Grabs a technician may send per window: a finger taps a few a minute, a script hundreds.
+    grab_taps: int = Field(default=20, gt=0)
+    grab_window_s: int = Field(default=10, gt=0)
+    # Branches (region ids) whose technicians may grab off duty and with no fresh position: elsewhere a
+    # grab needs both, since the pool offers a ticket by where the technician is.
+    grab_anywhere_branch_ids: frozenset[int] = frozenset()
 
 
 class SlaSettings(BaseModel):

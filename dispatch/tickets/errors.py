@@ -1,4 +1,4 @@
-from dispatch.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from dispatch.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 
 
 class TicketNotFound(NotFound):
@@ -24,6 +24,16 @@ class LimitReached(Conflict):
 class LocationUnknown(Conflict):
     code = "location_unknown"
     title = "Your position is not known yet"
+
+
+class NotOnDuty(Conflict):
+    code = "not_on_duty"
+    title = "Go on duty to grab tickets"
+
+
+class GrabbingTooFast(RateLimited):
+    code = "too_many_grabs"
+    title = "Too many grabs in a short time"
 
 
 class ConcurrentChange(Conflict):

@@ -8,9 +8,12 @@ flushed, or the ticket is not in the pool) PostgreSQL arbitrates alone:
 slower, still exactly one winner.
 """
 
+import math
+
 import structlog
 from geoalchemy2 import Geography
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 from sqlalchemy import cast, func, select
 from sqlalchemy.orm import Session
@@ -20,14 +23,14 @@ from dispatch.kernel.db import UnitOfWork
 from dispatch.kernel.errors import OutOfScope
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import mirror, service
-from dispatch.tickets.errors import AlreadyTaken, LimitReached, LocationUnknown
+from dispatch.tickets.errors import AlreadyTaken, GrabbingTooFast, LimitReached, LocationUnknown, NotOnDuty
 from dispatch.tickets.lifecycle import GRABBABLE, Step
 from dispatch.tickets.models import Ticket, TicketState
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import sql_point
 from grab_pool import pool
-from technicians import presence
+from technicians import live, presence
 from technicians.presence import TechnicianRef
 
 log = structlog.get_logger()
@@ -39,6 +42,33 @@ def grabber_of(ref: TechnicianRef) -> pool.Grabber | None:
         return None
     return pool.Grabber(technician_id=ref.id, branch_id=ref.branch_id, scope_path=ref.scope_path,
                         max_active=ref.max_active)
+
+
+async def admit(redis: AsyncRedis, ref: TechnicianRef, *, settings: Settings, now_s: float) -> None:
+    """Turn a grab away before the pool is asked: too many taps, off duty, or no fresh position.
+
+    The pool offers tickets by where a technician is, so one who is off duty
+    or whose phone has not said where it is for `presence.freshness_s` may
+    not take one (unless their branch allows it). With Redis down none of it
+    can be read and the grab goes on: PostgreSQL arbitrates alone then.
+
+    Raises: GrabbingTooFast, NotOnDuty, LocationUnknown.
+    """
+    cfg = settings.pool
+    try:
+        gate = await live.grab_gate(redis, ref.keys, ref.id, window_ms=cfg.grab_window_s * 1000)
+    except RedisError as exc:
+        log.warning("grab_gate_unavailable", technician_id=ref.id, error=f"{type(exc).__name__}: {exc}")
+        return
+    if gate.taps > cfg.grab_taps:
+        raise GrabbingTooFast(f"at most {cfg.grab_taps} grabs per {cfg.grab_window_s} s; wait a moment",
+                              retry_after=max(1, math.ceil(gate.window_left_ms / 1000)))
+    if ref.branch_id in cfg.grab_anywhere_branch_ids:
+        return
+    if not gate.on_duty:
+        raise NotOnDuty("go on duty first: only technicians on duty grab tickets")
+    if gate.seen_at is None or now_s - gate.seen_at > settings.presence.freshness_s:
+        raise LocationUnknown("send your location first: tickets are grabbed by where you are")
 
 
 def refuse(claim: pool.Claim, ticket_id: int, grabber: pool.Grabber) -> None:

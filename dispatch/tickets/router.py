@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -16,10 +17,12 @@ from dispatch.tickets.deps import TicketInScope
 from dispatch.tickets.errors import (
     AlreadyTaken,
     ConcurrentChange,
+    GrabbingTooFast,
     IdempotencyKeyReused,
     InvalidTransition,
     LimitReached,
     LocationUnknown,
+    NotOnDuty,
     NotYourTicket,
     TicketNotFound,
     TooLarge,
@@ -110,7 +113,8 @@ def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
 
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
-             responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound))
+             responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound, NotOnDuty,
+                                    LocationUnknown, GrabbingTooFast))
 async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: UnitOfWorkDep,
                       request: Request) -> TicketRead:
     """Claim a pooled ticket for the calling technician; exactly one caller wins.
@@ -123,6 +127,7 @@ async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: U
     grabber = grabs.grabber_of(caller.ref)
     if grabber is None:
         raise OutOfScope("technicians of the whole company grab from a branch's pool")
+    await grabs.admit(state.redis_async, caller.ref, settings=state.settings, now_s=time.time())
     claimed = await pool.grab_async(state.redis_async, grabber, ticket_id, request_id=pool.new_request_id(),
                                     lease_ms=state.settings.pool.lease_ms)
     grabs.refuse(claimed, ticket_id, grabber)

@@ -1,7 +1,9 @@
 """Grabs and the near-me pool over HTTP, against a live server committing for real so the pool mirrors it."""
 
 import math
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from geo.latlng import LatLng
 from grab_pool import pool
 from grab_pool.pool import PoolKeys
 from technicians import live
-from tests.conftest import log_in
+from tests.conftest import log_in, on_duty
 
 HERE = LatLng(43.935, 116.08)  # grid XL-G05
 DISPATCHER = "dispatcher.xl"
@@ -34,6 +36,7 @@ def north_of(point: LatLng, metres: float) -> LatLng:
 class Desk:
     def __init__(self, api: httpx.Client, engine: Engine, redis: Redis) -> None:
         self.api, self.engine, self.redis = api, engine, redis
+        self.on_duty: set[str] = set()
 
     def headers(self, username: str) -> dict[str, str]:
         return log_in(self.api, username)
@@ -49,7 +52,11 @@ class Desk:
         assert reply.status_code == 201, reply.text
         return dict(reply.json())
 
-    def grab(self, ticket_id: int, username: str) -> httpx.Response:
+    def grab(self, ticket_id: int, username: str, at: LatLng = HERE) -> httpx.Response:
+        """A grab by a technician on duty here (a grab needs duty and a fresh position)."""
+        if username not in self.on_duty:
+            on_duty(self.api, self.headers(username), at={"lat": at.lat, "lng": at.lng})
+            self.on_duty.add(username)
         return self.api.post(f"/api/v1/tickets/{ticket_id}/grab", headers=self.headers(username))
 
     def events(self, ticket_id: int, action: str) -> list[dict[str, Any]]:
@@ -64,8 +71,9 @@ class Desk:
         return int(self.scalar("SELECT id FROM region WHERE code = :c", c=code))
 
     def place(self, username: str, at: LatLng) -> None:
-        live.place_at(self.redis, live.LiveKeys.of(self.branch_id("XL")), self.technician_id(username), point=at,
-                      seen_at=0)
+        """On duty at `at`, as the phone reports it."""
+        on_duty(self.api, self.headers(username), at={"lat": at.lat, "lng": at.lng})
+        self.on_duty.add(username)
 
     def pool_check(self) -> list[str]:
         with session_scope() as session:
@@ -110,7 +118,7 @@ def test_grabs_the_pool_turns_away_cost_no_postgresql_statement(desk: Desk) -> N
 
     event.listen(Engine, "before_cursor_execute", count)
     try:
-        replies = [desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers) for _ in range(20)]
+        replies = [desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers) for _ in range(15)]
     finally:
         event.remove(Engine, "before_cursor_execute", count)
     assert {r.status_code for r in replies} == {409}
@@ -122,7 +130,7 @@ def test_refusals_say_why(desk: Desk) -> None:
     assert desk.grab(987654321, "tech01").status_code == 404
     not_a_technician = desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=desk.headers(DISPATCHER))
     assert not_a_technician.status_code == 403
-    other_branch = desk.grab(ticket["id"], "tech33")  # an Erenhot technician
+    other_branch = desk.grab(ticket["id"], "tech33", at=LatLng(43.66, 111.96))  # an Erenhot technician
     assert other_branch.status_code == 403 and other_branch.json()["code"] == "out_of_scope"
     reply = desk.api.post(f"/api/v1/tickets/{ticket['id']}/invalidate", json={"reason": "虚假报修"},
                           headers=desk.headers(DISPATCHER))
@@ -205,6 +213,7 @@ def test_with_redis_down_reports_grabs_and_assigns_still_work_exactly_once(setti
                 "contact": {"name": "张三", "phone": "13911112222"}}
         tickets = [client.post("/api/v1/tickets", json={**body, "contact": {"name": "张三", "phone": f"1391111222{i}"}},
                                headers=log_in(client, DISPATCHER)).json()["id"] for i in range(2)]
+        # Redis down: duty and position cannot be read, PostgreSQL arbitrates the grab alone.
         assert client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech01")).status_code == 200
         late = client.post(f"/api/v1/tickets/{tickets[0]}/grab", headers=log_in(client, "tech02"))
         assert late.status_code == 409 and late.json()["code"] == "already_taken"
@@ -266,3 +275,55 @@ def test_an_assign_made_on_a_version_a_grab_has_passed_is_turned_away(desk: Desk
     reassigned = desk.api.post(f"/api/v1/tickets/{ticket['id']}/assign",
                                json={"technician_id": desk.technician_id("tech16")}, headers=desk.headers(DISPATCHER))
     assert reassigned.status_code == 200 and reassigned.json()["technician_id"] == desk.technician_id("tech16")
+
+
+# --- who may grab, and how fast ----------------------------------------------------------------
+
+def test_a_grab_needs_duty_and_a_fresh_position(desk: Desk) -> None:
+    ticket = desk.report()
+    headers = desk.headers("tech05")
+    off_duty = desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers)
+    assert off_duty.status_code == 409 and off_duty.json()["code"] == "not_on_duty"
+    assert desk.api.put("/api/v1/me/duty", json={"on_duty": True}, headers=headers).status_code < 300
+    unlocated = desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers)
+    assert unlocated.status_code == 409 and unlocated.json()["code"] == "location_unknown"
+    on_duty(desk.api, headers, at={"lat": HERE.lat, "lng": HERE.lng})
+    keys = live.LiveKeys.of(desk.branch_id("XL"))
+    desk.redis.zadd(keys.fresh, {str(desk.technician_id("tech05")): time.time() - 3600})  # last ping an hour ago
+    stale = desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers)
+    assert stale.status_code == 409 and stale.json()["code"] == "location_unknown"
+    assert desk.pool_check() == [] and desk.events(ticket["id"], "grab") == []  # nothing was claimed
+    on_duty(desk.api, headers, at={"lat": HERE.lat, "lng": HERE.lng})
+    assert desk.api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=headers).status_code == 200
+
+
+def test_a_technician_tapping_faster_than_a_finger_is_slowed_and_nobody_else(desk: Desk,
+                                                                              settings: Settings) -> None:
+    tickets = [desk.report()["id"] for _ in range(3)]
+    desk.grab(tickets[0], "tech06")  # on duty, and the first tap of the window
+    headers = desk.headers("tech06")
+    taps = 2 * settings.pool.grab_taps
+
+    def tap(n: int) -> httpx.Response:
+        return desk.api.post(f"/api/v1/tickets/{tickets[1]}/grab", headers=headers)
+
+    with ThreadPoolExecutor(max_workers=16) as pool_of_fingers:
+        replies = list(pool_of_fingers.map(tap, range(taps)))
+    slowed = [r for r in replies if r.status_code == 429]
+    assert len(slowed) == taps + 1 - settings.pool.grab_taps  # every tap past the window's allowance
+    assert all(r.json()["code"] == "too_many_grabs" and 1 <= int(r.headers["Retry-After"]) <= 10 for r in slowed)
+    assert desk.grab(tickets[2], "tech07").status_code == 200  # another technician is not slowed
+
+
+def test_a_branch_may_let_its_technicians_grab_off_duty(settings: Settings, committed_db: Engine,
+                                                         redis: Redis) -> None:
+    with committed_db.connect() as conn:
+        xl = conn.execute(text("SELECT id FROM region WHERE code = 'XL'")).scalar_one()
+    anywhere = settings.pool.model_copy(update={"grab_anywhere_branch_ids": frozenset({xl})})
+    app = create_app(settings.model_copy(update={"pool": anywhere}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = {"type_code": "broadband_fault", "description": "断网了", "location": {"lat": HERE.lat, "lng": HERE.lng},
+                "contact": {"name": "张三", "phone": "13911113333"}}
+        ticket = client.post("/api/v1/tickets", json=body, headers=log_in(client, DISPATCHER)).json()
+        grabbed = client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=log_in(client, "tech08"))
+        assert grabbed.status_code == 200, grabbed.text

@@ -11,6 +11,7 @@ from dispatch.accounts.models import User
 from dispatch.tickets.models import Ticket
 from geo.models import Region
 from technicians.models import Technician
+from tests.conftest import on_duty
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}  # grid XL-G05
 XL_G01_POINT = {"lat": 43.96, "lng": 116.05}
@@ -90,7 +91,7 @@ def test_every_action_on_another_branchs_ticket_is_404_and_changes_nothing(clien
 
 def test_technician_of_another_branch_cannot_grab(client: TestClient, as_user, two_branches) -> None:
     xl, _ = two_branches
-    reply = client.post(f"{TICKETS}/{xl['id']}/grab", headers=as_user("tech33"))
+    reply = client.post(f"{TICKETS}/{xl['id']}/grab", headers=on_duty(client, as_user("tech33"), at=EH_POINT))
     assert reply.status_code == 403 and reply.json()["code"] == "out_of_scope"
     assert client.get(f"{TICKETS}/{xl['id']}", headers=as_user("dispatcher.xl")).json()["state"] == "pending"
 

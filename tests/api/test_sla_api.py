@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from dispatch.tickets import sla
 from dispatch.tickets.models import SurgeSwitch, Ticket
 from geo.models import Region
+from tests.conftest import on_duty
 from tests.dispatch.test_sla import point_in, report
 
 BROADBAND = "broadband_fault"  # response 30 min, resolution 240 min
@@ -75,7 +76,8 @@ def test_surge_on_a_branch_applies_to_its_grids_with_the_factors_given(client, a
 def test_surge_moves_only_the_resolution_time_of_an_accepted_ticket(client, as_user, db, xl_point) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher, xl_point, phone="13900003008", type_code=BROADBAND)
-    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01")).status_code == 200
+    tech01 = on_duty(client, as_user("tech01"))
+    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=tech01).status_code == 200
     assert surge(client, dispatcher, region_id(db, "XL"), on=True).json()["retimed"] == 1
     seen = client.get(f"/api/v1/tickets/{ticket['id']}", headers=dispatcher).json()
     assert (due_minutes(seen, "response_due_at"), due_minutes(seen, "resolution_due_at")) == (30, 360)

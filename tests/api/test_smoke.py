@@ -1,5 +1,7 @@
 from fastapi.testclient import TestClient
 
+from tests.conftest import on_duty
+
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 
 
@@ -15,12 +17,12 @@ def test_whole_lifecycle_reads_back_every_step(client: TestClient, as_user) -> N
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher)
     assert ticket["state"] == "pending" and ticket["number"].startswith("XL-")
-    grab = client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01"))
+    grab = client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=on_duty(client, as_user("tech01")))
     assert grab.status_code == 200, grab.text
     assert client.post(f"/api/v1/tickets/{ticket['id']}/arrive", json={"location": XL_POINT},
-                       headers=as_user("tech01")).status_code == 200
+                       headers=on_duty(client, as_user("tech01"))).status_code == 200
     done = client.post(f"/api/v1/tickets/{ticket['id']}/complete", json={"note": "换了光猫"},
-                       headers=as_user("tech01"))
+                       headers=on_duty(client, as_user("tech01")))
     assert done.json()["state"] == "awaiting_followup"
     closed = client.post(f"/api/v1/tickets/{ticket['id']}/followup", json={"satisfaction": 5},
                          headers=as_user("clerk.xl"))

@@ -138,7 +138,9 @@ class ApiServer:
     def start(self) -> None:
         env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": self.redis_url,
                "REDIS_QUEUE_URL": self.redis_url, "SECRET_KEY": self.secret, "LOG_LEVEL": "WARNING",
-               "LOG_JSON": "false", "DB_POOL_SIZE": "4"}
+               "LOG_JSON": "false", "DB_POOL_SIZE": "4",
+               # Storms test who wins, not who may tap: the crowd taps like scripts, minted off duty.
+               "POOL__GRAB_TAPS": "1000000", "POOL__GRAB_ANYWHERE_BRANCH_IDS": f"[{XL_BRANCH}]"}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [FIELDPOOL, "serve", "--port", str(self.port), "--workers", str(self.workers),

@@ -19,6 +19,7 @@ from dispatch.kernel.settings import Settings, SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.models import EscalationStep, OutboxMessage, Ticket, TicketType
 from geo.models import Region
+from tests.conftest import on_duty
 
 SHORT = "sla_short"  # response 10 min, resolution 60 min: warnings at 8 and 48 min
 
@@ -100,7 +101,7 @@ def test_a_pending_ticket_warns_times_out_stays_grabbable_and_escalates_in_order
     assert seen["state"] == "timed_out"
     assert seen["sla"]["breached"] and seen["sla"]["escalation_level"] == 4
     assert [e["action"] for e in seen["events"]] == ["create", "sla_warning", "time_out"] + ["escalate"] * 4
-    grabbed = client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01"))
+    grabbed = client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=on_duty(client, as_user("tech01")))
     assert grabbed.status_code == 200, grabbed.text
     assert grabbed.json()["state"] == "accepted"
 
@@ -121,7 +122,8 @@ def test_escalation_stops_once_a_technician_takes_the_ticket(client, as_user, db
     ticket = report(client, dispatcher, g01)
     timed_out_at = at(ticket, "created_at") + timedelta(minutes=11)
     assert sweep(db, redis, settings, timed_out_at).escalated == 1
-    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech01")).status_code == 200
+    tech01 = on_duty(client, as_user("tech01"))
+    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=tech01).status_code == 200
 
     assert sweep(db, redis, settings, timed_out_at + timedelta(minutes=20)).escalated == 0
     seen = read(client, dispatcher, ticket["id"])
@@ -145,7 +147,7 @@ def test_an_accepted_ticket_past_its_resolution_sla_is_flagged_and_escalated_unt
         client, as_user, db, redis, settings, short_type, g01) -> None:
     dispatcher, tech = as_user("dispatcher.xl"), as_user("tech01")
     ticket = report(client, dispatcher, g01)
-    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=tech).status_code == 200
+    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=on_duty(client, tech)).status_code == 200
     created = at(ticket, "created_at")
     assert sweep(db, redis, settings, created + timedelta(minutes=30)).total == 0, "a taken ticket never times out"
     assert sweep(db, redis, settings, created + timedelta(minutes=48, seconds=1)).warned == 1

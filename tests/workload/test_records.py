@@ -14,6 +14,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.tickets.models import TicketEvent
 from geo.latlng import LatLng
 from technicians import live
+from tests.conftest import on_duty
 from tests.workload.conftest import EH_POINT, Books, local
 from workload import service
 from workload.models import Adjustment, AdjustmentKind, WorkRecord
@@ -104,7 +105,8 @@ def test_a_rating_after_the_period_closed_is_paid_next_month_and_the_record_stay
 
 def test_the_completing_technician_is_credited_after_a_reassignment(books: Books, redis: Redis) -> None:
     ticket = books.report()
-    grabbed = books.client.post(f"/api/v1/tickets/{ticket.id}/grab", headers=books.as_user("tech04"))
+    tech04 = on_duty(books.client, books.as_user("tech04"))
+    grabbed = books.client.post(f"/api/v1/tickets/{ticket.id}/grab", headers=tech04)
     assert grabbed.status_code == 200, grabbed.text
     tech05 = books.technician("tech05")
     moved = books.client.post(f"/api/v1/tickets/{ticket.id}/assign", json={"technician_id": tech05.id},
@@ -127,6 +129,7 @@ def test_the_completing_technician_is_credited_after_a_reassignment(books: Books
 
 def test_a_followup_through_the_api_applies_the_rating_to_the_record(books: Books) -> None:
     ticket = books.report()
+    on_duty(books.client, books.as_user("tech04"))
     for verb, user, body in (("grab", "tech04", None), ("complete", "tech04", {"note": "好了"}),
                              ("followup", "clerk.xl", {"satisfaction": 2})):
         reply = books.client.post(f"/api/v1/tickets/{ticket.id}/{verb}", json=body, headers=books.as_user(user))
