@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import DomainError
+from dispatch.kernel.inputs import Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import Settings
@@ -26,8 +27,8 @@ router = APIRouter(tags=["wechat"])
 XML = "application/xml"
 
 
-def _signed(signature: str = "", timestamp: str = "", nonce: str = "", msg_signature: str | None = None,
-            encrypt_type: str | None = None) -> Signed:
+def _signed(signature: Text = "", timestamp: Text = "", nonce: Text = "", msg_signature: Text | None = None,
+            encrypt_type: Text | None = None) -> Signed:
     return Signed(signature=signature, timestamp=timestamp, nonce=nonce, msg_signature=msg_signature,
                   encrypt_type=encrypt_type)
 
@@ -51,7 +52,7 @@ CheckedDep = Annotated[Signed, Depends(_checked)]
 
 @router.get("/wechat/callback", response_class=PlainTextResponse,
             responses=problem_docs(BadSignature, StaleDelivery))
-def verify_server(signed: CheckedDep, echostr: str = "") -> str:
+def verify_server(signed: CheckedDep, echostr: Text = "") -> str:
     """WeChat's server URL verification: echo `echostr` when the signature is ours."""
     return echostr
 
@@ -85,7 +86,7 @@ async def receive_message(request: Request, signed: CheckedDep, settings: Wechat
 
 
 @router.get("/wechat/oauth/start", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
-def start_sign_in(settings: WechatOn, redis: RedisDep, next: str = "/m/report") -> RedirectResponse:
+def start_sign_in(settings: WechatOn, redis: RedisDep, next: Text = "/m/report") -> RedirectResponse:
     """Sign in inside WeChat (snsapi_base), then land on `next` (a path on this site)."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=next))
 
@@ -99,8 +100,8 @@ def _to_wechat(settings: Settings, authorize_url: str, nonce: str) -> RedirectRe
 
 
 @router.get("/wechat/oauth/callback", status_code=302, responses=problem_docs(BadOAuthState, AlreadyBound))
-def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: str, state: str,
-                   cookie: Annotated[str | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
+def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: Text, state: Text,
+                   cookie: Annotated[Text | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
     """WeChat's redirect back: the page `next` receives the bearer token in the URL fragment."""
     signed_in = oauth.finish(session, redis, settings, code=code, state=state, cookie=cookie)
     # In the fragment, not the query: it never reaches a server log or a Referer header.
@@ -112,7 +113,7 @@ def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, cod
 
 
 @router.get("/wechat/bind/{code}", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
-def open_binding(code: str, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
+def open_binding(code: Text, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
     """A technician opens their binding link inside WeChat: sign in, bind, land on the technician page."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.TECH_HOME,
                                    binding_code=oauth.check_binding(redis, code)))
@@ -126,7 +127,7 @@ def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, 
 
 
 @router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig)
-def jssdk_config(url: Annotated[str, Query(max_length=2000)], settings: WechatOn,
+def jssdk_config(url: Annotated[Text, Query(max_length=2000)], settings: WechatOn,
                  client: ClientDep) -> dict[str, object]:
     """The signed `wx.config` for a page of this deployment, so it may call getLocation (type gcj02)."""
     return jssdk.config(client, settings.wechat, url=url)

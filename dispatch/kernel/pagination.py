@@ -2,12 +2,15 @@
 
 import base64
 import binascii
+import re
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from dispatch.kernel.errors import InvalidInput
+from dispatch.kernel.inputs import MAX_ID
+from dispatch.kernel.problems import raises
 
 T = TypeVar("T")
 
@@ -32,12 +35,14 @@ def _decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput("cursor", "not a cursor this server issued") from exc
     kind, _, value = raw.partition(":")
-    if kind != "id" or not value.isdigit():
+    if kind != "id" or not re.fullmatch("[0-9]{1,10}", value) or int(value) > MAX_ID:
         raise InvalidInput("cursor", "not a cursor this server issued")
     return int(value)
 
 
-async def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> PageParams:
+@raises(InvalidInput)
+async def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                      cursor: Annotated[str | None, Query(max_length=100)] = None) -> PageParams:
     return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)
 
 
