@@ -17,7 +17,16 @@ from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import Settings
 from wechat import jssdk, oauth
 from wechat.deps import ClientDep, WechatOn
-from wechat.errors import AlreadyBound, BadOAuthState, BadSignature, BodyTooLarge, MalformedDelivery, StaleDelivery
+from wechat.errors import (
+    AlreadyBound,
+    BadOAuthState,
+    BadSignature,
+    BodyTooLarge,
+    MalformedDelivery,
+    StaleDelivery,
+    WechatBadAnswer,
+    WechatUnreachable,
+)
 from wechat.guard import Signed, check_signature
 from wechat.schemas import BindingCreate, BindingRead, JssdkConfig
 from wechat.service import Context, receive
@@ -99,7 +108,8 @@ def _to_wechat(settings: Settings, authorize_url: str, nonce: str) -> RedirectRe
     return reply
 
 
-@router.get("/wechat/oauth/callback", status_code=302, responses=problem_docs(BadOAuthState, AlreadyBound))
+@router.get("/wechat/oauth/callback", status_code=302,
+            responses=problem_docs(BadOAuthState, AlreadyBound, WechatBadAnswer, WechatUnreachable))
 def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: Text, state: Text,
                    cookie: Annotated[Text | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
     """WeChat's redirect back: the page `next` receives the bearer token in the URL fragment."""
@@ -126,7 +136,8 @@ def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, 
     return oauth.issue_binding(session, redis, settings, actor=actor, technician_id=body.technician_id)
 
 
-@router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig)
+@router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig,
+            responses=problem_docs(WechatBadAnswer, WechatUnreachable))
 def jssdk_config(url: Annotated[Text, Query(max_length=2000)], settings: WechatOn,
                  client: ClientDep) -> dict[str, object]:
     """The signed `wx.config` for a page of this deployment, so it may call getLocation (type gcj02)."""
