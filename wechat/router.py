@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
-from dispatch.kernel.errors import DomainError
+from dispatch.kernel.errors import DomainError, NotFound
 from dispatch.kernel.inputs import Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
@@ -94,7 +94,8 @@ async def receive_message(request: Request, signed: CheckedDep, settings: Wechat
     return Response(reply, media_type=XML if reply.startswith("<") else "text/plain")
 
 
-@router.get("/wechat/oauth/start", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
+@router.get("/wechat/oauth/start", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "to WeChat's authorize page"}})
 def start_sign_in(settings: WechatOn, redis: RedisDep, next: Text = "/m/report") -> RedirectResponse:
     """Sign in inside WeChat (snsapi_base), then land on `next` (a path on this site)."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=next))
@@ -108,7 +109,7 @@ def _to_wechat(settings: Settings, authorize_url: str, nonce: str) -> RedirectRe
     return reply
 
 
-@router.get("/wechat/oauth/callback", status_code=302,
+@router.get("/wechat/oauth/callback", status_code=302, response_class=RedirectResponse,
             responses=problem_docs(BadOAuthState, AlreadyBound, WechatBadAnswer, WechatUnreachable))
 def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: Text, state: Text,
                    cookie: Annotated[Text | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
@@ -122,14 +123,15 @@ def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, cod
     return reply
 
 
-@router.get("/wechat/bind/{code}", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
+@router.get("/wechat/bind/{code}", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "to WeChat's authorize page"}})
 def open_binding(code: Text, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
     """A technician opens their binding link inside WeChat: sign in, bind, land on the technician page."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.TECH_HOME,
                                    binding_code=oauth.check_binding(redis, code)))
 
 
-@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead)
+@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead, responses=problem_docs(NotFound))
 def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, redis: RedisDep,
                   actor: Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]) -> oauth.Binding:
     """A one-time link (valid a day) binding a technician's WeChat to the account, for force-assignment and pushes."""

@@ -147,6 +147,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}}
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 PATH_NOT_FOUND = "`not_found`: no such resource"
+# FastAPI's own answer to a body it cannot even decode (bytes that are not UTF-8).
+BODY_UNREADABLE = "`http_error`: the body cannot be read"
 
 
 def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
@@ -180,6 +182,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
                 _describe(responses.setdefault(str(err.status), {"description": ""}), err)
             if route.dependant.path_params:
                 responses.setdefault("404", {"description": PATH_NOT_FOUND})
+            if route.dependant.body_params:
+                responses.setdefault("400", {"description": BODY_UNREADABLE})
             for status, entry in responses.items():
                 if status[0] in "45":
                     entry["content"] = PROBLEM_CONTENT
