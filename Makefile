@@ -12,7 +12,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 export FIELDPOOL_DEMO_PASSWORD ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install services browser migrate seed run worker test bench bench-grabs lint
+.PHONY: help install services browser migrate seed run worker test fuzz bench bench-grabs lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ run: seed ## install, migrate, seed, start the API and a worker
 
 test: install services browser ## run the whole suite on real PostgreSQL+PostGIS and Redis
 	$(BIN)/pytest -q
+
+fuzz: install services ## the Schemathesis run of every operation, longer (FUZZ_EXAMPLES per operation, default 50)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/pytest -q tests/api/test_fuzz.py
 
 bench: install services ## load at the door (64 clients vs GET /me), nearest, workload, grabs, a 10-min soak
 	$(BIN)/python -m tests.bench

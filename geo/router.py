@@ -7,6 +7,7 @@ from shapely.geometry import mapping
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.inputs import Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.settings import SettingsDep
 from geo import geocoding, regions
@@ -76,7 +77,7 @@ def reverse_geocode(lat: Lat, lng: Lng, session: SessionDep, actor: ActorDep, se
 
 @router.get("/geo/search", response_model=PlaceSearchRead, tags=["geo"],
             responses=problem_docs(Unauthorized, InvalidInput))
-def search_places(q: Annotated[str, Query(min_length=1, max_length=100, description="part of a place name")],
+def search_places(q: Annotated[Text, Query(min_length=1, max_length=100, description="part of a place name")],
                   session: SessionDep, actor: ActorDep, settings: SettingsDep,
                   limit: Annotated[int, Query(ge=1, le=50)] = 10) -> PlaceSearchRead:
     """Places of the service area matching q (WGS-84 points): gazetteer first, then Tencent's suggestions."""

@@ -3,15 +3,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dispatch.kernel.inputs import Id, Text
 from geo.gazetteer import Source
 from geo.models import RegionKind
 
 
 class RegionCreate(BaseModel):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     kind: RegionKind
-    parent_id: int | None = None
+    parent_id: Id | None = None
     boundary: dict[str, Any] | None = Field(default=None, description="GeoJSON Polygon or MultiPolygon, WGS-84")
 
 

@@ -6,11 +6,15 @@ from fastapi import Depends, Request
 from dispatch.accounts.service import TokenAuthenticator
 from dispatch.kernel.auth import Actor, ActorDep, api_key_scheme, bearer_scheme
 from dispatch.kernel.db import Database, SessionDep
+from dispatch.kernel.errors import Unauthorized
+from dispatch.kernel.problems import raises
+from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.presence import TechnicianRef
 from technicians.service import cached_ref, technician_of, technician_ref
 
 
+@raises(NotATechnician)
 def current_technician(actor: ActorDep, session: SessionDep) -> Technician:
     return technician_of(session, actor)
 
@@ -24,6 +28,7 @@ class TechnicianCaller:
     ref: TechnicianRef
 
 
+@raises(Unauthorized, NotATechnician)
 async def technician_caller(request: Request, token: Annotated[str | None, Depends(bearer_scheme)],
                             api_key: Annotated[str | None, Depends(api_key_scheme)]) -> TechnicianCaller:
     """The calling technician and their live-index reference, from the per-process caches when warm.

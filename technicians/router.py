@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
+from dispatch.kernel.inputs import Id
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
@@ -61,7 +62,7 @@ def on_duty_technicians(session: SessionDep, redis: RedisDep, actor: Staff) -> l
 
 
 @router.get("/{technician_id}", response_model=TechnicianRead, responses=problem_docs(NotFound))
-def get_technician(technician_id: int, session: SessionDep, actor: Staff) -> TechnicianRead:
+def get_technician(technician_id: Id, session: SessionDep, actor: Staff) -> TechnicianRead:
     """One technician of the caller's regions."""
     return _read(service.get_technician(session, technician_id, scope=actor.scope))
 
@@ -90,14 +91,14 @@ async def send_location(body: LocationPing, me: PingingTechnician, request: Requ
 
 
 @router.get("/{technician_id}/roster", response_model=RosterRead, responses=problem_docs(NotFound))
-def get_roster(technician_id: int, session: SessionDep, actor: Staff) -> RosterRead:
+def get_roster(technician_id: Id, session: SessionDep, actor: Staff) -> RosterRead:
     """A technician's weekly on-duty windows (local time); none means any time."""
     technician = service.get_technician(session, technician_id, scope=actor.scope)
     return _roster(technician.id, presence.list_roster(session, technician.id))
 
 
 @router.put("/{technician_id}/roster", response_model=RosterRead, responses=problem_docs(NotFound, InvalidInput))
-def set_roster(technician_id: int, body: list[ShiftIn], session: SessionDep, redis: RedisDep,
+def set_roster(technician_id: Id, body: list[ShiftIn], session: SessionDep, redis: RedisDep,
                actor: Manager) -> RosterRead:
     """Replace a technician's weekly shifts; outside them they are not offered tickets."""
     technician = service.get_technician(session, technician_id, scope=actor.scope)

@@ -4,6 +4,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
+from dispatch.kernel.inputs import Flag, Id, Text
 from geo.crs import Crs
 
 Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
@@ -12,12 +13,12 @@ Skill = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"
 
 
 class TechnicianCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     phone: str = Phone
     username: str = Username
-    password: str = Field(min_length=4, max_length=128)
+    password: Text = Field(min_length=4, max_length=128)
     skills: list[Skill] = Field(default_factory=list, max_length=20)
-    region_id: int
+    region_id: Id
     max_active: int = Field(default=5, ge=1, le=50)
 
 
@@ -37,7 +38,7 @@ class TechnicianRead(BaseModel):
 
 
 class DutyUpdate(BaseModel):
-    on_duty: bool
+    on_duty: Flag
 
 
 class DutyRead(BaseModel):

@@ -105,13 +105,18 @@ def engine(settings: Settings) -> Iterator[Engine]:
     # the second waits here for the first instead of dropping its schema.
     with engine.connect() as lock:
         lock.execute(text("SELECT pg_advisory_lock(hashtext('fieldpool test run'))"))
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        runner.upgrade(settings.database_url)
-        with Session(engine) as session, session.begin():
-            seed_demo(session, password=DEMO_PASSWORD)
+        build_demo_database(engine, settings.database_url)
         yield engine
     engine.dispose()
+
+
+def build_demo_database(engine: Engine, url: str) -> None:
+    """Empty the database, migrate it with the real Alembic chain and commit the demo city."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    runner.upgrade(url)
+    with Session(engine) as session, session.begin():
+        seed_demo(session, password=DEMO_PASSWORD)
 
 
 @pytest.fixture(autouse=True)
@@ -235,11 +240,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
-    """A real uvicorn serving the app on loopback, committing to the test database."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning",
-                            access_log=False)
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """A real uvicorn serving `app` on loopback in a thread of this process; its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -248,9 +252,18 @@ def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Itera
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the live server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
+    """A real uvicorn serving the app on loopback, committing to the test database."""
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 # --- commands in processes of their own ------------------------------------------------

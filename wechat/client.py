@@ -8,17 +8,21 @@ the call is retried once. wechatpy's own auto-retry refetches and retries
 without bound, so it is off.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import requests
 from redis import Redis
+from redis.exceptions import LockError
 from wechatpy import WeChatClient, WeChatOAuth
-from wechatpy.exceptions import WeChatClientException
+from wechatpy.exceptions import WeChatClientException, WeChatException
 from wechatpy.session.redisstorage import RedisStorage
 
+from dispatch.kernel.problems import RETRY_AFTER_S
 from dispatch.kernel.settings import WechatSettings
+from wechat.errors import WechatBadAnswer, WechatUnreachable
 
 T = TypeVar("T")
 
@@ -80,6 +84,22 @@ class AccountClient(WeChatClient):  # type: ignore[misc]
                 raise
         self._refresh(stale=token)
         return request()
+
+
+@contextmanager
+def answering_for(what: str) -> Iterator[None]:
+    """Calls to WeChat made for a request: down or slow is 503 (with Retry-After), a wrong answer 502.
+
+    wechatpy raises requests' own errors when WeChat cannot be reached, and hands back the raw
+    response (or fails on a missing key) when the body is not the JSON it expects.
+    """
+    try:
+        yield
+    except (requests.ConnectionError, requests.Timeout, LockError) as exc:
+        raise WechatUnreachable(f"{what}: WeChat did not answer ({type(exc).__name__})",
+                                retry_after=RETRY_AFTER_S) from exc
+    except (WeChatException, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise WechatBadAnswer(f"{what}: WeChat answered wrongly ({type(exc).__name__})") from exc
 
 
 class AccountOAuth(WeChatOAuth):  # type: ignore[misc]

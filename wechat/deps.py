@@ -2,12 +2,14 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from dispatch.kernel.problems import raises
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import Settings, SettingsDep
 from wechat.client import AccountClient
 from wechat.errors import WechatOff
 
 
+@raises(WechatOff)
 def wechat_settings(settings: SettingsDep) -> Settings:
     """The settings, when an official account is configured (503 problem JSON otherwise)."""
     if not settings.wechat.enabled:

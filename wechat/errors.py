@@ -1,11 +1,28 @@
 """What the WeChat layer refuses, each with its status and stable code."""
 
-from dispatch.kernel.errors import Conflict, DomainError, Forbidden, ServiceUnavailable
+from dispatch.kernel.errors import (
+    BadUpstreamAnswer,
+    Conflict,
+    DomainError,
+    Forbidden,
+    ServiceUnavailable,
+    UpstreamUnreachable,
+)
 
 
 class WechatOff(ServiceUnavailable):
     code = "wechat_off"
     title = "No WeChat official account is configured"
+
+
+class WechatUnreachable(UpstreamUnreachable):
+    code = "wechat_unreachable"
+    title = "The WeChat API cannot be reached"
+
+
+class WechatBadAnswer(BadUpstreamAnswer):
+    code = "wechat_bad_answer"
+    title = "The WeChat API answered with an error or garbage"
 
 
 class BadSignature(Forbidden):

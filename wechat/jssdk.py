@@ -6,7 +6,7 @@ from typing import Any
 
 from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.settings import WechatSettings
-from wechat.client import AccountClient
+from wechat.client import AccountClient, answering_for
 
 JS_APIS = ["getLocation", "openLocation", "chooseImage", "uploadImage", "startRecord", "stopRecord", "uploadVoice"]
 
@@ -21,7 +21,8 @@ def config(client: AccountClient, cfg: WechatSettings, *, url: str) -> dict[str,
     if not url.startswith(base):
         raise InvalidInput("url", f"must be a page under {base}")
     page = url.split("#", 1)[0]
-    ticket = client.call(client.jsapi.get_jsapi_ticket)
+    with answering_for("the JS-SDK ticket"):
+        ticket = str(client.call(client.jsapi.get_jsapi_ticket))
     nonce, timestamp = secrets.token_hex(8), int(time.time())
     return {"appId": cfg.app_id, "timestamp": timestamp, "nonceStr": nonce,
             "signature": client.jsapi.get_jsapi_signature(nonce, ticket, timestamp, page), "jsApiList": JS_APIS}

@@ -26,9 +26,9 @@ from dispatch.kernel.errors import InvalidInput, NotFound, Unauthorized
 from dispatch.kernel.settings import Settings, WechatSettings
 from technicians.models import Technician
 from technicians.service import get_technician
-from wechat.client import AccountOAuth
+from wechat.client import AccountOAuth, answering_for
 from wechat.conversation import PREFIX
-from wechat.errors import AlreadyBound, BadOAuthState
+from wechat.errors import AlreadyBound, BadOAuthState, WechatBadAnswer
 
 STATE_TTL_S = 600
 COOKIE = "fp_wechat_oauth"
@@ -128,10 +128,13 @@ def finish(session: Session, redis: Redis, settings: Settings, *, code: str, sta
 
 def _openid(cfg: WechatSettings, code: str) -> str:
     try:
-        reply = AccountOAuth(cfg, redirect_uri=callback_url(cfg)).fetch_access_token(code)
-    except WeChatOAuthException as exc:
-        raise Unauthorized(f"WeChat refused the sign-in code ({exc.errcode})") from None
-    return str(reply["openid"])
+        with answering_for("the sign-in"):
+            return str(AccountOAuth(cfg, redirect_uri=callback_url(cfg)).fetch_access_token(code)["openid"])
+    except WechatBadAnswer as exc:
+        refusal = exc.__cause__
+        if isinstance(refusal, WeChatOAuthException) and refusal.errcode is not None:
+            raise Unauthorized(f"WeChat refused the sign-in code ({refusal.errcode})") from None
+        raise
 
 
 def issue_binding(session: Session, redis: Redis, settings: Settings, *, actor: Actor,

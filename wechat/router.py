@@ -10,13 +10,23 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
-from dispatch.kernel.errors import DomainError
+from dispatch.kernel.errors import DomainError, NotFound
+from dispatch.kernel.inputs import Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import Settings
 from wechat import jssdk, oauth
 from wechat.deps import ClientDep, WechatOn
-from wechat.errors import AlreadyBound, BadOAuthState, BadSignature, BodyTooLarge, MalformedDelivery, StaleDelivery
+from wechat.errors import (
+    AlreadyBound,
+    BadOAuthState,
+    BadSignature,
+    BodyTooLarge,
+    MalformedDelivery,
+    StaleDelivery,
+    WechatBadAnswer,
+    WechatUnreachable,
+)
 from wechat.guard import Signed, check_signature
 from wechat.schemas import BindingCreate, BindingRead, JssdkConfig
 from wechat.service import Context, receive
@@ -26,8 +36,8 @@ router = APIRouter(tags=["wechat"])
 XML = "application/xml"
 
 
-def _signed(signature: str = "", timestamp: str = "", nonce: str = "", msg_signature: str | None = None,
-            encrypt_type: str | None = None) -> Signed:
+def _signed(signature: Text = "", timestamp: Text = "", nonce: Text = "", msg_signature: Text | None = None,
+            encrypt_type: Text | None = None) -> Signed:
     return Signed(signature=signature, timestamp=timestamp, nonce=nonce, msg_signature=msg_signature,
                   encrypt_type=encrypt_type)
 
@@ -51,7 +61,7 @@ CheckedDep = Annotated[Signed, Depends(_checked)]
 
 @router.get("/wechat/callback", response_class=PlainTextResponse,
             responses=problem_docs(BadSignature, StaleDelivery))
-def verify_server(signed: CheckedDep, echostr: str = "") -> str:
+def verify_server(signed: CheckedDep, echostr: Text = "") -> str:
     """WeChat's server URL verification: echo `echostr` when the signature is ours."""
     return echostr
 
@@ -84,8 +94,9 @@ async def receive_message(request: Request, signed: CheckedDep, settings: Wechat
     return Response(reply, media_type=XML if reply.startswith("<") else "text/plain")
 
 
-@router.get("/wechat/oauth/start", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
-def start_sign_in(settings: WechatOn, redis: RedisDep, next: str = "/m/report") -> RedirectResponse:
+@router.get("/wechat/oauth/start", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "to WeChat's authorize page"}})
+def start_sign_in(settings: WechatOn, redis: RedisDep, next: Text = "/m/report") -> RedirectResponse:
     """Sign in inside WeChat (snsapi_base), then land on `next` (a path on this site)."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=next))
 
@@ -98,9 +109,10 @@ def _to_wechat(settings: Settings, authorize_url: str, nonce: str) -> RedirectRe
     return reply
 
 
-@router.get("/wechat/oauth/callback", status_code=302, responses=problem_docs(BadOAuthState, AlreadyBound))
-def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: str, state: str,
-                   cookie: Annotated[str | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
+@router.get("/wechat/oauth/callback", status_code=302, response_class=RedirectResponse,
+            responses=problem_docs(BadOAuthState, AlreadyBound, WechatBadAnswer, WechatUnreachable))
+def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, code: Text, state: Text,
+                   cookie: Annotated[Text | None, Cookie(alias=oauth.COOKIE)] = None) -> RedirectResponse:
     """WeChat's redirect back: the page `next` receives the bearer token in the URL fragment."""
     signed_in = oauth.finish(session, redis, settings, code=code, state=state, cookie=cookie)
     # In the fragment, not the query: it never reaches a server log or a Referer header.
@@ -111,22 +123,24 @@ def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, cod
     return reply
 
 
-@router.get("/wechat/bind/{code}", status_code=302, responses={302: {"description": "to WeChat's authorize page"}})
-def open_binding(code: str, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
+@router.get("/wechat/bind/{code}", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "to WeChat's authorize page"}})
+def open_binding(code: Text, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
     """A technician opens their binding link inside WeChat: sign in, bind, land on the technician page."""
     return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.TECH_HOME,
                                    binding_code=oauth.check_binding(redis, code)))
 
 
-@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead)
+@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead, responses=problem_docs(NotFound))
 def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, redis: RedisDep,
                   actor: Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]) -> oauth.Binding:
     """A one-time link (valid a day) binding a technician's WeChat to the account, for force-assignment and pushes."""
     return oauth.issue_binding(session, redis, settings, actor=actor, technician_id=body.technician_id)
 
 
-@router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig)
-def jssdk_config(url: Annotated[str, Query(max_length=2000)], settings: WechatOn,
+@router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig,
+            responses=problem_docs(WechatBadAnswer, WechatUnreachable))
+def jssdk_config(url: Annotated[Text, Query(max_length=2000)], settings: WechatOn,
                  client: ClientDep) -> dict[str, object]:
     """The signed `wx.config` for a page of this deployment, so it may call getLocation (type gcj02)."""
     return jssdk.config(client, settings.wechat, url=url)

@@ -1,8 +1,10 @@
 from pydantic import BaseModel, Field
 
+from dispatch.kernel.inputs import Id
+
 
 class BindingCreate(BaseModel):
-    technician_id: int
+    technician_id: Id
 
 
 class BindingRead(BaseModel):

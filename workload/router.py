@@ -10,6 +10,7 @@ from starlette.background import BackgroundTask
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound
+from dispatch.kernel.inputs import Day, Id
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.settings import SettingsDep
 from workload import service
@@ -29,8 +30,8 @@ from workload.schemas import (
 router = APIRouter(prefix="/api/v1/workload", tags=["workload"])
 Payroll = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.PAYROLL))]
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
-From = Annotated[date, Query(alias="from", description="first local date, included")]
-To = Annotated[date, Query(alias="to", description="last local date, included")]
+From = Annotated[Day, Query(alias="from", description="first local date, included")]
+To = Annotated[Day, Query(alias="to", description="last local date, included")]
 REPORT_ERRORS = problem_docs(InvalidInput, NotFound, Forbidden)
 
 
@@ -40,7 +41,7 @@ def _month(text: str) -> date:
 
 @router.get("", response_model=WorkloadRead, response_model_by_alias=True, responses=REPORT_ERRORS)
 def workload(start: From, end: To, session: SessionDep, actor: Payroll, settings: SettingsDep,
-             region_id: int | None = None) -> dict[str, Any]:
+             region_id: Id | None = None) -> dict[str, Any]:
     """Per technician over local dates from..to: tickets, hours, points and pay (records plus adjustments)."""
     scope = service.report_scope(session, actor=actor, start=start, end=end, region_id=region_id,
                                  cfg=settings.workload)
@@ -50,7 +51,7 @@ def workload(start: From, end: To, session: SessionDep, actor: Payroll, settings
 @router.get("/export", response_class=FileResponse, responses=REPORT_ERRORS)
 def export_workload(start: From, end: To, session: SessionDep, actor: Payroll, settings: SettingsDep,
                     format: ExportFormat = ExportFormat.CSV, detail: bool = True,
-                    region_id: int | None = None) -> FileResponse:
+                    region_id: Id | None = None) -> FileResponse:
     """The workload sheet as a file: csv (UTF-8 with BOM), xlsx (summary and detail sheets) or json rows."""
     scope = service.report_scope(session, actor=actor, start=start, end=end, region_id=region_id,
                                  cfg=settings.workload)

@@ -3,6 +3,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.kernel.inputs import Day, Id, Month, Prose, Text
+
 
 class WorkloadRow(BaseModel):
     technician_id: int
@@ -24,9 +26,9 @@ class WorkloadRead(BaseModel):
 
 
 class RateCreate(BaseModel):
-    type_code: str = Field(min_length=1, max_length=32)
-    region_id: int | None = None
-    valid_from: date
+    type_code: Text = Field(min_length=1, max_length=32)
+    region_id: Id | None = None
+    valid_from: Day
     piece_rate: Decimal = Field(ge=0, le=100000, max_digits=12, decimal_places=2)
     standard_hours: Decimal = Field(gt=0, le=1000, max_digits=8, decimal_places=2)
 
@@ -40,12 +42,12 @@ class RateRead(RateCreate):
 
 
 class AdjustmentCreate(BaseModel):
-    technician_id: int
+    technician_id: Id
     amount: Decimal = Field(ge=-100000, le=100000, max_digits=12, decimal_places=2)
-    reason: str = Field(min_length=2, max_length=500)
+    reason: Prose = Field(min_length=2, max_length=500)
     # The month it is paid in ("2026-11"); the current local month when left out.
-    month: str | None = Field(default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    work_record_id: int | None = None
+    month: Month | None = None
+    work_record_id: Id | None = None
 
 
 class AdjustmentRead(BaseModel):
@@ -64,8 +66,8 @@ class AdjustmentRead(BaseModel):
 
 
 class PeriodClose(BaseModel):
-    branch_id: int
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    branch_id: Id
+    month: Month
 
 
 class PeriodRead(BaseModel):

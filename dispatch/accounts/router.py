@@ -1,7 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form
 
 from dispatch.accounts import service
 from dispatch.accounts.errors import BadCredentials
@@ -18,6 +17,7 @@ from dispatch.accounts.schemas import (
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, Unauthorized
+from dispatch.kernel.inputs import Id, Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.settings import SettingsDep
 
@@ -26,10 +26,11 @@ Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
 
 
 @router.post("/auth/token", response_model=TokenRead, responses=problem_docs(BadCredentials))
-def log_in(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
-           settings: SettingsDep) -> TokenRead:
+def log_in(username: Annotated[Text, Form(max_length=64)], password: Annotated[Text, Form(max_length=128)],
+           session: SessionDep, settings: SettingsDep,
+           grant_type: Annotated[str | None, Form(pattern="^password$")] = None) -> TokenRead:
     """Exchange a username and password for a bearer token (OAuth2 password flow)."""
-    user = service.log_in(session, username=form.username, password=form.password)
+    user = service.log_in(session, username=username, password=password)
     token = service.token_for(f"user:{user.id}", secret=settings.secret_key, ttl_min=settings.token_ttl_min)
     return TokenRead(access_token=token, role=user.role, user_id=user.id, expires_in=settings.token_ttl_min * 60)
 
@@ -64,6 +65,6 @@ def list_api_keys(session: SessionDep, admin: Admin) -> list[ApiKey]:
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead, responses=problem_docs(Forbidden))
-def revoke_api_key(key_id: int, session: SessionDep, admin: Admin) -> ApiKey:
+def revoke_api_key(key_id: Id, session: SessionDep, admin: Admin) -> ApiKey:
     """Revoke a key at once; requests with it get 401 from then on."""
     return service.revoke_api_key(session, key_id=key_id)

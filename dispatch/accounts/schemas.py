@@ -1,8 +1,10 @@
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.kernel.auth import Role
+from dispatch.kernel.inputs import Id, Text
 
 Username = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 
@@ -15,12 +17,16 @@ class TokenRead(BaseModel):
     expires_in: int
 
 
+# Subscribers sign in through WeChat and API clients hold keys: neither is a log-in someone creates.
+LoginRole = Literal[Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL, Role.TECHNICIAN]
+
+
 class UserCreate(BaseModel):
     username: str = Username
-    name: str | None = Field(default=None, max_length=100)
-    password: str = Field(min_length=4, max_length=128)
-    role: Role
-    region_ids: list[int] = Field(default_factory=list, max_length=100)
+    name: Text | None = Field(default=None, max_length=100)
+    password: Text = Field(min_length=4, max_length=128)
+    role: LoginRole
+    region_ids: list[Id] = Field(default_factory=list, max_length=100)
 
 
 class UserRead(BaseModel):
@@ -44,8 +50,8 @@ class MeRead(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    region_ids: list[int] = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
+    region_ids: list[Id] = Field(min_length=1, max_length=100)
 
 
 class ApiKeyRead(BaseModel):

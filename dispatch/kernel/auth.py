@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, Unauthorized
+from dispatch.kernel.problems import raises
 
 JWT_ALGORITHM = "HS256"
 
@@ -94,6 +95,7 @@ bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+@raises(Unauthorized)
 async def current_actor(request: Request, session: SessionDep,
                         token: Annotated[str | None, Depends(bearer_scheme)],
                         api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor:
@@ -115,6 +117,7 @@ def require_role(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency admitting only the given roles (403 for the others); async: a check costs no thread."""
     allowed = frozenset(roles)
 
+    @raises(Forbidden)
     async def check(actor: ActorDep) -> Actor:
         if actor.role not in allowed:
             raise Forbidden(f"role {actor.role} may not do this", required=sorted(allowed))

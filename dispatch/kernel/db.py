@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from dispatch.kernel.errors import Overloaded
-from dispatch.kernel.problems import RETRY_AFTER_S
+from dispatch.kernel.errors import Overloaded, ServiceUnavailable
+from dispatch.kernel.problems import RETRY_AFTER_S, raises
 from dispatch.kernel.settings import Settings, get_settings
 
 # Constraint names must be deterministic so that Alembic can drop and alter
@@ -139,6 +139,7 @@ def _finish(session: Session, *, commit: bool) -> None:
         session.close()
 
 
+@raises(ServiceUnavailable)
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """Request-scoped session: committed when the endpoint returns, rolled back if it raises.
 

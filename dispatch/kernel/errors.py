@@ -65,6 +65,21 @@ class ServiceUnavailable(DomainError):
     title = "A required service is down"
 
 
+class UpstreamUnreachable(ServiceUnavailable):
+    """A service we call (WeChat, a geocoder) did not answer in time or refused the connection."""
+
+    code = "upstream_unreachable"
+    title = "A service this one depends on cannot be reached"
+
+
+class BadUpstreamAnswer(DomainError):
+    """A service we call answered with an error or with something that is not its documented reply."""
+
+    status = 502
+    code = "bad_upstream_answer"
+    title = "A service this one depends on answered wrongly"
+
+
 class Overloaded(ServiceUnavailable):
     """Every database connection stayed busy past the pool's wait: the caller should come back shortly."""
 

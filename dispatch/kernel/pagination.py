@@ -1,13 +1,15 @@
 """Keyset pagination: `limit` and an opaque `cursor`, answered as `{items, next_cursor}`."""
 
 import base64
-import binascii
+import re
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from dispatch.kernel.errors import InvalidInput
+from dispatch.kernel.inputs import MAX_ID, Text
+from dispatch.kernel.problems import raises
 
 T = TypeVar("T")
 
@@ -29,15 +31,17 @@ def encode_cursor(last_id: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, or a cursor that is not ASCII at all
         raise InvalidInput("cursor", "not a cursor this server issued") from exc
     kind, _, value = raw.partition(":")
-    if kind != "id" or not value.isdigit():
+    if kind != "id" or not re.fullmatch("[0-9]{1,10}", value) or int(value) > MAX_ID:
         raise InvalidInput("cursor", "not a cursor this server issued")
     return int(value)
 
 
-async def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> PageParams:
+@raises(InvalidInput)
+async def page_params(limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                      cursor: Annotated[Text | None, Query(max_length=100)] = None) -> PageParams:
     return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)
 
 

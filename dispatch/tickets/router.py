@@ -1,5 +1,5 @@
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
+from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
@@ -95,8 +96,8 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
 
 @router.get("/tickets", response_model=Page[TicketRead])
 def list_tickets(actor: ActorDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
-                 type_code: str | None = None, region_id: int | None = None, technician_id: int | None = None,
-                 created_from: datetime | None = None, created_to: datetime | None = None,
+                 type_code: Text | None = None, region_id: Id | None = None, technician_id: Id | None = None,
+                 created_from: Moment | None = None, created_to: Moment | None = None,
                  sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None) -> dict[str, Any]:
     """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA."""
     rows = service.list_tickets(session, actor=actor, limit=page.limit + 1, after_id=page.after_id, state=state,
@@ -115,7 +116,7 @@ def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
              responses=problem_docs(AlreadyTaken, OutOfScope, LimitReached, TicketNotFound, NotOnDuty,
                                     LocationUnknown, GrabbingTooFast))
-async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: UnitOfWorkDep,
+async def grab_ticket(ticket_id: Id, caller: CallingTechnician, unit_of_work: UnitOfWorkDep,
                       request: Request) -> TicketRead:
     """Claim a pooled ticket for the calling technician; exactly one caller wins.
 
@@ -140,7 +141,7 @@ async def grab_ticket(ticket_id: int, caller: CallingTechnician, unit_of_work: U
              responses=problem_docs(TicketNotFound, InvalidTransition, AlreadyTaken, InvalidInput, Forbidden))
 def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
                   settings: SettingsDep,
-                  if_match: Annotated[int | None, Header(description="the ticket version the dispatcher saw")] = None,
+                  if_match: Annotated[Count | None, Header(description="the ticket version the dispatcher saw")] = None,
                   ) -> TicketRead:
     """Force-assign a pending or timed-out ticket, or reassign an accepted one (dispatcher, admin).
 
@@ -226,7 +227,7 @@ def upload_attachment(ticket: TicketInScope, actor: ActorDep, session: SessionDe
 
 
 @router.get("/attachments/{attachment_id}", response_class=FileResponse, responses=problem_docs(NotFound))
-def download_attachment(attachment_id: int, actor: ActorDep, session: SessionDep,
+def download_attachment(attachment_id: Id, actor: ActorDep, session: SessionDep,
                         settings: SettingsDep) -> FileResponse:
     """The file, for those who may see its ticket."""
     attachment = attachments.get_visible(session, attachment_id, actor=actor)
@@ -249,7 +250,7 @@ def create_ticket_type(body: TicketTypeCreate, session: SessionDep, admin: Admin
 
 @router.patch("/ticket-types/{code}", response_model=TicketTypeRead, tags=["set-up"],
               responses=problem_docs(NotFound, Forbidden))
-def update_ticket_type(code: str, body: TicketTypeUpdate, session: SessionDep, admin: Admin) -> TicketType:
+def update_ticket_type(code: Text, body: TicketTypeUpdate, session: SessionDep, admin: Admin) -> TicketType:
     """Edit a ticket type (admin); tickets keep the SLA they were created with."""
     return service.update_type(session, code=code, body=body)
 
@@ -261,7 +262,7 @@ async def nearest_technicians(actor: ActorDep, session: SessionDep, redis: Redis
                               lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
                               crs_: Annotated[crs.Crs, Query(alias="crs")] = crs.Crs.WGS84,
                               k: Annotated[int, Query(ge=1, le=50)] = 5,
-                              type_code: str | None = None) -> list[NearestRead]:
+                              type_code: Text | None = None) -> list[NearestRead]:
     """The K nearest technicians who could take a ticket here now (on duty, fresh, skilled, not full)."""
     # On the event loop: the search is a tenth of a millisecond on this process's copy of the open
     # sets, less than the hop to a worker thread. Grids, types and names come from the process's
@@ -305,21 +306,21 @@ def _tips_read(ticket_type: TicketType) -> TipsRead:
 
 
 @router.get("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"], responses=problem_docs(NotFound))
-def get_tips(code: str, session: SessionDep) -> TipsRead:
+def get_tips(code: Text, session: SessionDep) -> TipsRead:
     """The self-help tips (知识库) of a ticket type, as markdown and as safe HTML (public)."""
     return _tips_read(tips.get_tips(session, code))
 
 
 @router.put("/ticket-types/{code}/tips", response_model=TipsRead, tags=["tips"],
             responses=problem_docs(NotFound, Forbidden, InvalidInput))
-def put_tips(code: str, body: TipsUpdate, session: SessionDep, admin: Admin) -> TipsRead:
+def put_tips(code: Text, body: TipsUpdate, session: SessionDep, admin: Admin) -> TipsRead:
     """Replace a ticket type's self-help tips (admin); the report page shows them at once."""
     return _tips_read(tips.set_tips(session, code=code, markdown=body.markdown))
 
 
 @router.post("/ticket-types/{code}/tips/outcome", response_model=TipOutcomeRead, status_code=201, tags=["tips"],
              responses=problem_docs(NotFound, Forbidden))
-def post_tip_outcome(code: str, body: TipOutcomeCreate, session: SessionDep, actor: ActorDep) -> TipOutcome:
+def post_tip_outcome(code: Text, body: TipOutcomeCreate, session: SessionDep, actor: ActorDep) -> TipOutcome:
     """Record whether the tips solved the problem; solved means no report and a visit saved
     (subscriber, clerk, dispatcher, admin, API)."""
     return tips.record_outcome(session, code=code, solved=body.solved, actor=actor)
@@ -328,8 +329,8 @@ def post_tip_outcome(code: str, body: TipOutcomeCreate, session: SessionDep, act
 @router.get("/tips/outcomes", response_model=TipOutcomeSummary, tags=["tips"],
             responses=problem_docs(Forbidden, InvalidInput))
 def tip_outcomes(session: SessionDep, staff: Staff, settings: SettingsDep,
-                 start: Annotated[date, Query(alias="from", description="first local day")],
-                 end: Annotated[date, Query(alias="to", description="last local day, included")]) -> TipOutcomeSummary:
+                 start: Annotated[Day, Query(alias="from", description="first local day")],
+                 end: Annotated[Day, Query(alias="to", description="last local day, included")]) -> TipOutcomeSummary:
     """How often the tips solved the problem per ticket type in a period: visits saved (staff)."""
     counts = tips.count_outcomes(session, start=start, end=end, tz=settings.timezone)
     return TipOutcomeSummary(solved=sum(c.solved for c in counts), not_solved=sum(c.not_solved for c in counts),
@@ -338,7 +339,7 @@ def tip_outcomes(session: SessionDep, staff: Staff, settings: SettingsDep,
 
 @router.get("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
             responses=problem_docs(sla.RegionNotFound))
-def get_surge(region_id: int, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> SurgeRead:
+def get_surge(region_id: Id, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> SurgeRead:
     """Whether the region itself is in surge mode, with its factors and who switched it last."""
     region = sla.get_region(session, region_id, actor=actor)
     return surge_read(region.id, sla.latest_switch(session, region.id), settings.sla)
@@ -346,7 +347,7 @@ def get_surge(region_id: int, actor: ActorDep, session: SessionDep, settings: Se
 
 @router.post("/regions/{region_id}/surge", response_model=SurgeRead, tags=["sla"],
              responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
-def switch_surge(region_id: int, body: SurgeBody, actor: ActorDep, session: SessionDep,
+def switch_surge(region_id: Id, body: SurgeBody, actor: ActorDep, session: SessionDep,
                  settings: SettingsDep) -> SurgeRead:
     """Switch the region (and all below it) to the surge SLA profile or back, audited (dispatcher, admin).
 
@@ -361,7 +362,7 @@ def switch_surge(region_id: int, body: SurgeBody, actor: ActorDep, session: Sess
 
 @router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
             responses=problem_docs(sla.RegionNotFound))
-def get_escalation_chain(region_id: int, actor: ActorDep, session: SessionDep,
+def get_escalation_chain(region_id: Id, actor: ActorDep, session: SessionDep,
                          settings: SettingsDep) -> EscalationChainRead:
     """The escalation chain in force for tickets in the region: its own, an ancestor's, or the default."""
     region = sla.get_region(session, region_id, actor=actor)
@@ -371,7 +372,7 @@ def get_escalation_chain(region_id: int, actor: ActorDep, session: SessionDep,
 
 @router.put("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],
             responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
-def set_escalation_chain(region_id: int, body: EscalationChainBody, actor: ActorDep,
+def set_escalation_chain(region_id: Id, body: EscalationChainBody, actor: ActorDep,
                          session: SessionDep) -> EscalationChainRead:
     """Replace the region's own escalation chain; steps are notified in the order given (admin)."""
     rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
@@ -382,10 +383,10 @@ Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Rol
 
 @router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
             responses=problem_docs(InvalidInput, NotFound, Forbidden))
-def ticket_stats(start: Annotated[date, Query(alias="from", description="first local date, included")],
-                 end: Annotated[date, Query(alias="to", description="last local date, included")],
+def ticket_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
                  session: SessionDep, actor: Analyst, settings: SettingsDep,
-                 region_id: int | None = None) -> dict[str, Any]:
+                 region_id: Id | None = None) -> dict[str, Any]:
     """Tickets reported in the period (local dates) in the caller's regions: counts by state, type, grid and
     technician, time to accept and to complete (median, p90, minutes), SLA attainment, timeout, invalid and
     satisfaction."""

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.kernel.auth import Role
+from dispatch.kernel.inputs import Flag, Id, Prose, Text
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.models import Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
@@ -16,8 +17,8 @@ from technicians.schemas import Skill
 TypeCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=20,
                                          pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Note = Annotated[Prose, StringConstraints(strip_whitespace=True, max_length=2000)]
+Reason = Annotated[Prose, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class Location(BaseModel):
@@ -35,18 +36,18 @@ class LocationRead(BaseModel):
 
 
 class Contact(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     phone: Phone
 
 
 class TicketCreate(BaseModel):
     type_code: TypeCode
-    description: str = Field(min_length=1, max_length=4000)
+    description: Prose = Field(min_length=1, max_length=4000)
     location: Location
-    address: str | None = Field(default=None, max_length=300)
+    address: Text | None = Field(default=None, max_length=300)
     contact: Contact
     source: Source | None = Field(default=None, description="Defaults from the caller: wechat, api or phone.")
-    attachments: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
+    attachments: list[Annotated[Text, StringConstraints(max_length=500)]] = Field(
         default_factory=list, max_length=9, description="References to media already held elsewhere.")
 
 
@@ -118,7 +119,7 @@ class TicketDetail(TicketRead):
 
 
 class AssignBody(BaseModel):
-    technician_id: int
+    technician_id: Id
     note: Note | None = None
 
 
@@ -135,14 +136,14 @@ class ArriveBody(BaseModel):
 
 
 class Material(BaseModel):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: Text = Field(min_length=1, max_length=64)
     qty: Decimal = Field(gt=0, le=10000, max_digits=10, decimal_places=3)
 
 
 class CompleteBody(BaseModel):
     note: Note
     materials: list[Material] = Field(default_factory=list, max_length=50)
-    photos: list[Annotated[str, StringConstraints(max_length=500)]] = Field(default_factory=list, max_length=20)
+    photos: list[Annotated[Text, StringConstraints(max_length=500)]] = Field(default_factory=list, max_length=20)
 
 
 class FollowupBody(BaseModel):
@@ -156,26 +157,26 @@ class TicketPatch(BaseModel):
 
 class TicketTypeCreate(BaseModel):
     code: TypeCode
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     kind: TicketKind = TicketKind.FAULT
     skills: list[Skill] = Field(default_factory=list)
     standard_hours: Decimal = Field(gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal = Field(ge=0, le=100000, max_digits=10, decimal_places=2)
     response_sla_min: int = Field(gt=0, le=60 * 24 * 30)
     resolution_sla_min: int = Field(gt=0, le=60 * 24 * 90)
-    tips: str = Field(default="", max_length=20000)
+    tips: Prose = Field(default="", max_length=20000)
 
 
 class TicketTypeUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Text | None = Field(default=None, min_length=1, max_length=100)
     kind: TicketKind | None = None
     skills: list[Skill] | None = None
     standard_hours: Decimal | None = Field(default=None, gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=10, decimal_places=2)
     response_sla_min: int | None = Field(default=None, gt=0, le=60 * 24 * 30)
     resolution_sla_min: int | None = Field(default=None, gt=0, le=60 * 24 * 90)
-    tips: str | None = Field(default=None, max_length=20000)
-    active: bool | None = None
+    tips: Prose | None = Field(default=None, max_length=20000)
+    active: Flag | None = None
 
 
 class TicketTypeRead(TicketTypeCreate):
@@ -252,11 +253,11 @@ class TipsRead(BaseModel):
 
 
 class TipsUpdate(BaseModel):
-    markdown: str = Field(max_length=20000)
+    markdown: Prose = Field(max_length=20000)
 
 
 class TipOutcomeCreate(BaseModel):
-    solved: bool = Field(description="True: the tips solved it and no report is filed (a visit saved).")
+    solved: Flag = Field(description="True: the tips solved it and no report is filed (a visit saved).")
 
 
 class TipOutcomeRead(BaseModel):
@@ -282,7 +283,7 @@ class TipOutcomeSummary(BaseModel):
 
 
 class SurgeBody(BaseModel):
-    on: bool
+    on: Flag
     reason: Reason | None = None
     response_factor: float | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
                                           description="Multiplies each type's response SLA; default from settings.")
@@ -302,11 +303,11 @@ class SurgeRead(BaseModel):
 
 
 class EscalationStepBody(BaseModel):
-    title: str = Field(min_length=1, max_length=100)
+    title: Text = Field(min_length=1, max_length=100)
     delay_min: int = Field(ge=0, le=60 * 24 * 7, description="Minutes after the breach.")
     role: Role | None = Field(default=None, description="Notify the users with this role at `reach`...")
     reach: RegionKind | None = Field(default=None, description="...of the ticket's grid, branch or company.")
-    user_id: int | None = Field(default=None, description="Or one named user.")
+    user_id: Id | None = Field(default=None, description="Or one named user.")
 
 
 class EscalationStepRead(EscalationStepBody):

@@ -41,6 +41,7 @@ class _State:
     unfollowed: set[str] = field(default_factory=set)
     menus: list[Any] = field(default_factory=list)
     delivered: list[dict[str, Any]] = field(default_factory=list)
+    garbage: bool = False  # every answer an HTML error page, as a broken proxy in front of WeChat gives
 
 
 def _json(status: int, body: dict[str, Any]) -> tuple[int, str, bytes]:
@@ -140,7 +141,18 @@ class WechatPeer:
 
     # --- WeChat's behaviour -----------------------------------------------------------------
 
+    def answer_garbage(self) -> None:
+        self.state.garbage = True
+
+    def stop(self) -> None:
+        """Gone: connections to its port are refused from now on."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
     def route(self, method: str, path: str, params: dict[str, str], body: Any) -> tuple[int, str, bytes]:
+        if self.state.garbage:
+            return 200, "text/html", b"<html><body>502 Bad Gateway</body></html>"
         if path == "/cgi-bin/token":
             return self._token(params.get("appid"), params.get("secret"), force=False)
         if path == "/cgi-bin/stable_token" and isinstance(body, dict):
@@ -207,6 +219,5 @@ class WechatPeer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self.stop()

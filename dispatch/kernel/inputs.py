@@ -1,0 +1,70 @@
+"""What the API accepts, said once: text a column can store, ids a column can hold, days a calendar can reach.
+
+Every schema and parameter uses these instead of bare `str`, `int`, `date`,
+so that no input gets as far as PostgreSQL (which refuses NUL in text and
+integers past its column) or date arithmetic (which overflows near year
+9999) to come back as a 500. `tests/api/test_openapi.py` holds the document
+to it.
+"""
+
+import re
+from datetime import date, datetime
+from typing import Annotated
+
+from annotated_types import Interval
+from pydantic import AfterValidator, Field, StrictBool, StringConstraints
+
+# A SERIAL / INTEGER column: ids and counts stop here.
+MAX_ID = 2**31 - 1
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+
+# C0 controls, DEL, C1 controls and lone surrogates (valid JSON escapes that UTF-8 cannot encode);
+# prose keeps tab, line feed and carriage return.
+_LINE_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_PROSE_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# The same rule as a JSON-schema pattern for the document (surrogates cannot be written in it).
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+PROSE_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+
+def _refusing(refused: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if refused.search(value):
+            raise ValueError(f"must not contain {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+Text = Annotated[str, _refusing(_LINE_REFUSED, "control characters (NUL, line breaks, tabs ...)"),
+                 Field(json_schema_extra={"pattern": LINE_PATTERN})]
+"""One line of text: a name, an address, a reason, a code from a query."""
+
+Prose = Annotated[str, _refusing(_PROSE_REFUSED, "control characters other than line breaks and tabs"),
+                  Field(json_schema_extra={"pattern": PROSE_PATTERN})]
+"""Multi-line text: a description, a note, tips."""
+
+Id = Annotated[int, Interval(ge=1, le=MAX_ID)]
+"""A row id: what a SERIAL column can hold."""
+
+Count = Annotated[int, Interval(ge=0, le=MAX_ID)]
+
+
+def _in_calendar(value: datetime) -> datetime:
+    if not FIRST_DAY <= value.date() <= LAST_DAY:
+        raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+Day = Annotated[date, Interval(ge=FIRST_DAY, le=LAST_DAY)]
+"""A calendar day the service can reason about (2000-01-01 .. 2100-12-31)."""
+
+Moment = Annotated[datetime, AfterValidator(_in_calendar)]
+"""An instant within the same span as `Day`."""
+
+Flag = StrictBool
+"""true or false, as the document says: not 0, 1 or "yes", which would switch a region's surge by accident."""
+
+Month = Annotated[str, StringConstraints(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
+"""A month as "2026-11", within the span of `Day`."""
