@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from dispatch.accounts.service import subscriber_by_phone, token_for
 from dispatch.app import create_app
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.db import UnitOfWork, get_database, get_session, get_unit_of_work
@@ -208,6 +209,14 @@ def log_in(client: TestClient | httpx.Client, username: str, password: str = DEM
         assert reply.status_code == 200, reply.text
         _tokens[username] = reply.json()["access_token"]
     return {"Authorization": f"Bearer {_tokens[username]}"}
+
+
+def subscriber_headers(db: Session, settings: Settings, *, phone: str = "13800001234",
+                       name: str = "李四") -> dict[str, str]:
+    """What WeChat OAuth hands a subscriber: a bearer token for `subscriber:<id>`."""
+    subscriber_id = subscriber_by_phone(db, phone=phone, name=name)
+    token = token_for(f"subscriber:{subscriber_id}", secret=settings.secret_key, ttl_min=5)
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
