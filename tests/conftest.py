@@ -231,9 +231,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
-    """A real uvicorn serving the app on loopback, committing to the test database."""
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """A real uvicorn serving the app made with `settings` on loopback, in a thread of this process."""
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
@@ -244,9 +244,18 @@ def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Itera
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the live server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
+    """A real uvicorn serving the app on loopback, committing to the test database."""
+    with serving(settings) as base_url:
+        yield base_url
 
 
 # --- commands in processes of their own ------------------------------------------------
