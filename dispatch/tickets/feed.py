@@ -16,8 +16,10 @@ every branch) must stay within one Redis Cluster slot. The price is that the
 feed lives on one shard, which its volume (a few events per ticket) allows.
 
 Scope: a technician follows their own stream (their offers and their tickets,
-so a publisher lists them in `technician_ids`); dispatchers, clerks, payroll
-and API keys follow the branch streams of their regions, admins every branch.
+so a publisher lists them in `technician_ids`) and reads their own part of an
+offer only; dispatchers, clerks, payroll and API keys follow the branch streams
+of their regions, admins every branch. Events carry no contact: who reported a
+ticket is read from the ticket, by those who may see it.
 """
 
 import json
