@@ -29,6 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from dispatch.accounts.service import subscriber_by_phone, token_for
 from dispatch.app import create_app
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.db import UnitOfWork, get_database, get_session, get_unit_of_work
@@ -226,6 +227,14 @@ def on_duty(client: TestClient | httpx.Client, headers: dict[str, str],
     located = client.put("/api/v1/me/location", json={**at, "accuracy_m": 10}, headers=headers)
     assert located.status_code < 300, located.text
     return headers
+
+
+def subscriber_headers(db: Session, settings: Settings, *, phone: str = "13800001234",
+                       name: str = "李四") -> dict[str, str]:
+    """What WeChat OAuth hands a subscriber: a bearer token for `subscriber:<id>`."""
+    subscriber_id = subscriber_by_phone(db, phone=phone, name=name)
+    token = token_for(f"subscriber:{subscriber_id}", secret=settings.secret_key, ttl_min=5)
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

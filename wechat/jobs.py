@@ -17,7 +17,7 @@ from dispatch.kernel.queues import queue
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.tickets import attachments, notify, outbox
-from dispatch.tickets.errors import TooLarge, UnsupportedMedia
+from dispatch.tickets.errors import AttachmentBudgetSpent, TooLarge, UnsupportedMedia
 from dispatch.tickets.models import Attachment, Ticket
 from wechat.client import AccountClient
 
@@ -74,9 +74,8 @@ def fetch_media(ticket_id: int, subscriber_id: int, media_id: str) -> int | None
         try:
             attachment = attachments.store(session, ticket=ticket, actor=actor_of_subscriber(subscriber),
                                            upload=io.BytesIO(content), media_dir=settings.media_dir,
-                                           max_image_bytes=settings.max_image_bytes,
-                                           max_media_bytes=settings.max_media_bytes)
-        except (UnsupportedMedia, TooLarge) as exc:
+                                           caps=attachments.Caps.of(settings))
+        except (UnsupportedMedia, TooLarge, AttachmentBudgetSpent) as exc:
             log.warning("wechat_media_refused", media_id=media_id, ticket_id=ticket_id, reason=exc.detail)
             return None
         return attachment.id

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     media_dir: Path = Path("var/media")
     max_image_bytes: int = 10 * 1024 * 1024
     max_media_bytes: int = 20 * 1024 * 1024
+    # Per ticket, whoever uploads: without a budget the disk fills one allowed file at a time.
+    max_attachments_per_ticket: int = Field(default=20, ge=1)
+    max_attachment_bytes_per_ticket: int = Field(default=50 * 1024 * 1024, ge=1)
     demo_password: str = Field(default="demo", validation_alias="FIELDPOOL_DEMO_PASSWORD")
     log_json: bool = True
     log_level: str = "INFO"

@@ -61,3 +61,8 @@ class UnsupportedMedia(InvalidInput):
     status = 415
     code = "unsupported_media_type"
     title = "Only photos, voice and video can be attached"
+
+
+class AttachmentBudgetSpent(Conflict):
+    code = "attachment_budget_exceeded"
+    title = "The ticket holds as many attachments as it may"

@@ -16,8 +16,10 @@ every branch) must stay within one Redis Cluster slot. The price is that the
 feed lives on one shard, which its volume (a few events per ticket) allows.
 
 Scope: a technician follows their own stream (their offers and their tickets,
-so a publisher lists them in `technician_ids`); dispatchers, clerks, payroll
-and API keys follow the branch streams of their regions, admins every branch.
+so a publisher lists them in `technician_ids`) and reads their own part of an
+offer only; dispatchers, clerks, payroll and API keys follow the branch streams
+of their regions, admins every branch. Events carry no contact: who reported a
+ticket is read from the ticket, by those who may see it.
 """
 
 import json
@@ -136,10 +138,27 @@ class Subscription:
 
     streams: dict[str, str]
     only_regions: dict[str, frozenset[int]] = field(default_factory=dict)
+    technician_id: int | None = None
 
     def visible(self, label: str, event: Mapping[str, Any]) -> bool:
         allowed = self.only_regions.get(label)
         return allowed is None or event.get("region_id") in allowed
+
+    def view(self, label: str, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The event as this follower may read it, None when it is not theirs to see.
+
+        A technician reads their own part only: an offer names everyone it went
+        to and how far each was, which tells one technician where the others are.
+        """
+        if not self.visible(label, event):
+            return None
+        if self.technician_id is None:
+            return dict(event)
+        me = self.technician_id
+        shown = {**event, "technician_ids": [t for t in event.get("technician_ids") or [] if t == me]}
+        if isinstance(event.get("distances_m"), dict):
+            shown["distances_m"] = {k: v for k, v in event["distances_m"].items() if k == str(me)}
+        return shown
 
 
 def subscription_for(session: Session, actor: Actor) -> Subscription:
@@ -153,7 +172,7 @@ def subscription_for(session: Session, actor: Actor) -> Subscription:
         raise Forbidden("the live feed is for technicians and staff")
     if actor.role is Role.TECHNICIAN:
         technician = technician_of(session, actor)
-        return Subscription(streams={f"t{technician.id}": tech_key(technician.id)})
+        return Subscription(streams={f"t{technician.id}": tech_key(technician.id)}, technician_id=technician.id)
     scope = actor.scope
     branch_ids = list(session.scalars(select(Region.id).where(
         Region.kind == RegionKind.BRANCH, regions.within(Region.id, scope)).order_by(Region.id)))

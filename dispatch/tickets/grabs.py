@@ -22,12 +22,11 @@ from dispatch.kernel.auth import Actor
 from dispatch.kernel.db import UnitOfWork
 from dispatch.kernel.errors import OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import mirror, service
+from dispatch.tickets import mirror, queries, service
 from dispatch.tickets.errors import AlreadyTaken, GrabbingTooFast, LimitReached, LocationUnknown, NotOnDuty
 from dispatch.tickets.lifecycle import GRABBABLE, Step
 from dispatch.tickets.models import Ticket, TicketState
 from geo.latlng import LatLng
-from geo.models import Region
 from geo.points import sql_point
 from grab_pool import pool
 from technicians import live, presence
@@ -189,15 +188,14 @@ def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int
         raise LocationUnknown("send your location first: the pool lists tickets near you")
     limit = settings.pool.near_limit
     hits = _near_in_pool(redis, ref, here, radius_m, limit)
-    in_scope = (Ticket.state.in_(GRABBABLE), Ticket.branch_id == ref.branch_id,
-                Ticket.region_id.in_(select(Region.id).where(Region.path.startswith(ref.scope_path))))
+    in_scope = queries.in_pool_of(ref)
     if hits is None:
         distance = func.ST_Distance(cast(Ticket.location, Geography), cast(sql_point(here), Geography))
         rows = session.execute(select(Ticket, distance).where(
-            *in_scope, func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m))
+            in_scope, func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m))
             .order_by(distance).limit(limit))
         return [(ticket, float(metres)) for ticket, metres in rows]
-    by_id = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(list(hits)), *in_scope))}
+    by_id = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(list(hits)), in_scope))}
     return [(by_id[tid], metres) for tid, metres in hits.items() if tid in by_id]
 
 

@@ -3,13 +3,16 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from dispatch.kernel.auth import Actor, Role
+from dispatch.kernel.auth import Role
+from dispatch.tickets.lifecycle import GRABBABLE
 from dispatch.tickets.models import Ticket, TicketState
+from dispatch.tickets.permissions import Viewer
 from geo import regions
-from technicians.models import Technician
+from geo.models import Region
+from technicians.presence import TechnicianRef
 
 
 class SlaStatus(StrEnum):
@@ -26,23 +29,32 @@ def sla_status(status: SlaStatus) -> ColumnElement[bool]:
                and_(accepted, Ticket.sla_breached_at.is_(None), Ticket.resolution_warned_at.is_not(None)))
 
 
-def visible_to(actor: Actor) -> ColumnElement[bool]:
-    """Staff and API keys see their regions; technicians their grab scope and own tickets;
-    subscribers only their own reports."""
+def in_pool_of(technician: TechnicianRef) -> ColumnElement[bool]:
+    """Grabbable tickets in the technician's grab scope: what the pool lists to them and may offer them."""
+    if technician.branch_id is None:
+        return false()  # bound to the whole company: dispatchers assign them, no branch pool is theirs
+    return and_(Ticket.state.in_(GRABBABLE), Ticket.branch_id == technician.branch_id,
+                Ticket.region_id.in_(select(Region.id).where(Region.path.startswith(technician.scope_path))))
+
+
+def visible_to(viewer: Viewer) -> ColumnElement[bool]:
+    """Staff and API keys see their regions; technicians their pool and their own tickets (anything else,
+    another's work in progress included, is not found); subscribers only their own reports."""
+    actor = viewer.actor
     if actor.role is Role.SUBSCRIBER:
         return Ticket.subscriber_id == actor.id
-    in_regions = regions.within(Ticket.region_id, actor.scope)
     if actor.role is Role.TECHNICIAN:
-        mine = Ticket.technician_id.in_(select(Technician.id).where(Technician.user_id == actor.id))
-        return or_(in_regions, mine)
-    return in_regions
+        if viewer.technician is None:
+            return false()
+        return or_(Ticket.technician_id == viewer.technician.id, in_pool_of(viewer.technician))
+    return regions.within(Ticket.region_id, actor.scope)
 
 
-def ticket_list(actor: Actor, *, state: TicketState | None, type_code: str | None, region_id: int | None,
+def ticket_list(viewer: Viewer, *, state: TicketState | None, type_code: str | None, region_id: int | None,
                 technician_id: int | None, created_from: datetime | None, created_to: datetime | None,
                 after_id: int | None, limit: int, sla: SlaStatus | None = None) -> Select[Ticket]:
     """Newest first; keyset on id so a page never shifts while tickets arrive."""
-    query = select(Ticket).where(visible_to(actor))
+    query = select(Ticket).where(visible_to(viewer))
     if state is not None:
         query = query.where(Ticket.state == state)
     if sla is not None:

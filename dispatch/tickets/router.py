@@ -14,9 +14,10 @@ from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
 from dispatch.tickets import attachments, grabs, offers, service, sla, stats, tips
-from dispatch.tickets.deps import TicketInScope
+from dispatch.tickets.deps import AttachableTicket, TicketInScope, ViewerDep
 from dispatch.tickets.errors import (
     AlreadyTaken,
+    AttachmentBudgetSpent,
     ConcurrentChange,
     GrabbingTooFast,
     IdempotencyKeyReused,
@@ -30,6 +31,7 @@ from dispatch.tickets.errors import (
     UnsupportedMedia,
 )
 from dispatch.tickets.models import Attachment, TicketState, TicketType, TipOutcome
+from dispatch.tickets.permissions import Viewer
 from dispatch.tickets.queries import SlaStatus
 from dispatch.tickets.schemas import (
     AcknowledgeBody,
@@ -89,28 +91,31 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
                                    idempotency_key=idempotency_key)
     if intake.merged:
         response.status_code = 200
-    return ticket_read(intake.ticket, merged=intake.merged,
+    return ticket_read(intake.ticket, Viewer(actor=actor), merged=intake.merged,
                        offers=[OfferRead(technician_id=c.technician_id, distance_m=round(c.distance_m, 1))
                                for c in intake.offers])
 
 
 @router.get("/tickets", response_model=Page[TicketRead])
-def list_tickets(actor: ActorDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
+def list_tickets(viewer: ViewerDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
                  type_code: Text | None = None, region_id: Id | None = None, technician_id: Id | None = None,
                  created_from: Moment | None = None, created_to: Moment | None = None,
                  sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None) -> dict[str, Any]:
-    """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA."""
-    rows = service.list_tickets(session, actor=actor, limit=page.limit + 1, after_id=page.after_id, state=state,
+    """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA.
+
+    A technician sees the pool of their grab scope (without the subscriber's contact) and their own tickets."""
+    rows = service.list_tickets(session, viewer=viewer, limit=page.limit + 1, after_id=page.after_id, state=state,
                                 type_code=type_code, region_id=region_id, technician_id=technician_id,
                                 created_from=created_from, created_to=created_to, sla=sla_status)
-    return page_of([ticket_read(t) for t in rows], page)
+    return page_of([ticket_read(t, viewer) for t in rows], page)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=problem_docs(TicketNotFound))
-def get_ticket(ticket: TicketInScope, session: SessionDep) -> TicketDetail:
-    """One ticket with every step it went through."""
-    events = [event_read(e) for e in service.list_events(session, ticket)]
-    return TicketDetail(**ticket_read(ticket).model_dump(), events=events)
+def get_ticket(ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) -> TicketDetail:
+    """One ticket with every step it went through (a technician reading the pool: without who and why)."""
+    in_full = viewer.sees_in_full(ticket)
+    events = [event_read(e, in_full=in_full) for e in service.list_events(session, ticket)]
+    return TicketDetail(**ticket_read(ticket, viewer).model_dump(), events=events)
 
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
@@ -134,12 +139,12 @@ async def grab_ticket(ticket_id: Id, caller: CallingTechnician, unit_of_work: Un
     grabs.refuse(claimed, ticket_id, grabber)
     ticket = await state.db.run(grabs.settle, unit_of_work, state.redis, claimed=claimed, grabber=grabber,
                                 ticket_id=ticket_id, actor=caller.actor, settings=state.settings)
-    return ticket_read(ticket)
+    return ticket_read(ticket, Viewer(actor=caller.actor, technician=caller.ref))
 
 
 @router.post("/tickets/{ticket_id}/assign", response_model=TicketRead,
              responses=problem_docs(TicketNotFound, InvalidTransition, AlreadyTaken, InvalidInput, Forbidden))
-def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+def assign_ticket(body: AssignBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
                   settings: SettingsDep,
                   if_match: Annotated[Count | None, Header(description="the ticket version the dispatcher saw")] = None,
                   ) -> TicketRead:
@@ -150,87 +155,96 @@ def assign_ticket(body: AssignBody, ticket: TicketInScope, actor: ActorDep, sess
     `already_taken` instead of taking the ticket off the technician who won.
     """
     service.require_version(ticket, if_match)
-    grabs.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=actor, note=body.note,
+    grabs.assign(session, redis, ticket=ticket, technician_id=body.technician_id, actor=viewer.actor, note=body.note,
                  settings=settings)
-    return ticket_read(ticket)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/release", response_model=TicketRead,
              responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def release_ticket(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+def release_ticket(body: ReasonBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
                    settings: SettingsDep) -> TicketRead:
     """Hand an accepted ticket back to the pool (its technician, dispatcher)."""
-    service.release(session, redis, ticket=ticket, actor=actor, reason=body.reason, settings=settings)
-    return ticket_read(ticket)
+    service.release(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason, settings=settings)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/arrive", response_model=TicketRead,
              responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def arrive(body: ArriveBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep) -> TicketRead:
+def arrive(body: ArriveBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) -> TicketRead:
     """Check in on site with the phone's position (its technician)."""
     where = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
-    service.arrive(session, ticket=ticket, actor=actor, location=where)
-    return ticket_read(ticket)
+    service.arrive(session, ticket=ticket, actor=viewer.actor, location=where)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/complete", response_model=TicketRead,
              responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def complete(body: CompleteBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+def complete(body: CompleteBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
              settings: SettingsDep) -> TicketRead:
     """Finish the work; the ticket waits for the follow-up (its technician)."""
-    service.complete(session, redis, ticket=ticket, actor=actor, body=body, settings=settings)
-    return ticket_read(ticket)
+    service.complete(session, redis, ticket=ticket, actor=viewer.actor, body=body, settings=settings)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/followup", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def followup(body: FollowupBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep,
+def followup(body: FollowupBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep,
              settings: SettingsDep) -> TicketRead:
     """Record the rating and close the ticket (its subscriber, clerk, dispatcher)."""
-    service.followup(session, ticket=ticket, actor=actor, satisfaction=body.satisfaction, comment=body.comment,
-                     settings=settings)
-    return ticket_read(ticket)
+    service.followup(session, ticket=ticket, actor=viewer.actor, satisfaction=body.satisfaction,
+                     comment=body.comment, settings=settings)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/invalidate", response_model=TicketRead, responses=TRANSITION_ERRORS)
-def invalidate(body: ReasonBody, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+def invalidate(body: ReasonBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
                settings: SettingsDep) -> TicketRead:
     """Mark a fake or duplicate report invalid (dispatcher, admin)."""
-    service.invalidate(session, redis, ticket=ticket, actor=actor, reason=body.reason, settings=settings)
-    return ticket_read(ticket)
+    service.invalidate(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason, settings=settings)
+    return ticket_read(ticket, viewer)
 
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead,
               responses={**TRANSITION_ERRORS, **problem_docs(InvalidInput)})
-def change_type(body: TicketPatch, ticket: TicketInScope, actor: ActorDep, session: SessionDep, redis: RedisDep,
+def change_type(body: TicketPatch, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
                 settings: SettingsDep) -> TicketRead:
     """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
-    service.retype(session, redis, ticket=ticket, actor=actor, type_code=body.type_code, settings=settings)
-    return ticket_read(ticket)
+    service.retype(session, redis, ticket=ticket, actor=viewer.actor, type_code=body.type_code, settings=settings)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],
              responses=problem_docs(TicketNotFound, InvalidTransition, Forbidden))
-def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, actor: ActorDep,
+def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, viewer: ViewerDep,
                            session: SessionDep) -> TicketRead:
     """Stop a breached ticket's escalation: you have taken it on; it stays red until dealt with (dispatcher, admin)."""
-    sla.acknowledge(session, ticket=ticket, actor=actor, note=body.note)
-    return ticket_read(ticket)
+    sla.acknowledge(session, ticket=ticket, actor=viewer.actor, note=body.note)
+    return ticket_read(ticket, viewer)
 
 
 @router.post("/tickets/{ticket_id}/attachments", response_model=AttachmentRead, status_code=201,
-             responses=problem_docs(TicketNotFound, TooLarge, UnsupportedMedia))
-def upload_attachment(ticket: TicketInScope, actor: ActorDep, session: SessionDep, settings: SettingsDep,
+             responses=problem_docs(TicketNotFound, NotYourTicket, Forbidden, TooLarge, UnsupportedMedia,
+                                    AttachmentBudgetSpent))
+def upload_attachment(ticket: AttachableTicket, actor: ActorDep, session: SessionDep, settings: SettingsDep,
                       file: Annotated[UploadFile, File()]) -> Attachment:
-    """Attach a photo, voice note or video; the type is read from the bytes."""
+    """Attach a photo, voice note or video; the type is read from the bytes (its subscriber, its technician,
+    dispatcher, clerk, admin). A ticket holds at most 20 files and 50 MB in all (configurable): 409 past that."""
     return attachments.store(session, ticket=ticket, actor=actor, upload=file.file, media_dir=settings.media_dir,
-                             max_image_bytes=settings.max_image_bytes, max_media_bytes=settings.max_media_bytes)
+                             caps=attachments.Caps.of(settings))
+
+
+@router.get("/tickets/{ticket_id}/attachments", response_model=list[AttachmentRead],
+            responses=problem_docs(TicketNotFound))
+def list_attachments(ticket: TicketInScope, session: SessionDep) -> list[Attachment]:
+    """The files on a ticket, oldest first, for those who may see the ticket."""
+    return attachments.list_for(session, ticket)
 
 
 @router.get("/attachments/{attachment_id}", response_class=FileResponse, responses=problem_docs(NotFound))
-def download_attachment(attachment_id: Id, actor: ActorDep, session: SessionDep,
+def download_attachment(attachment_id: Id, viewer: ViewerDep, session: SessionDep,
                         settings: SettingsDep) -> FileResponse:
     """The file, for those who may see its ticket."""
-    attachment = attachments.get_visible(session, attachment_id, actor=actor)
+    attachment = attachments.get_visible(session, attachment_id, viewer=viewer)
     return FileResponse(attachments.path_of(attachment, settings.media_dir), media_type=attachment.content_type)
 
 
@@ -276,9 +290,9 @@ async def nearest_technicians(actor: ActorDep, session: SessionDep, redis: Redis
 
 @router.get("/me/offers", response_model=list[MyOfferRead], tags=["technicians"],
             responses=problem_docs(Forbidden))
-def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
-    """Tickets offered to me that nobody has taken yet, nearest first."""
-    return [MyOfferRead(ticket=ticket_read(ticket), distance_m=offer.distance_m, ring=offer.ring,
+def my_offers(me: CurrentTechnician, viewer: ViewerDep, session: SessionDep) -> list[MyOfferRead]:
+    """Tickets offered to me that nobody has taken yet, nearest first (without the subscriber's contact)."""
+    return [MyOfferRead(ticket=ticket_read(ticket, viewer), distance_m=offer.distance_m, ring=offer.ring,
                         offered_at=offer.offered_at)
             for offer, ticket in offers.open_offers(session, technician_id=me.id)]
 
@@ -287,17 +301,19 @@ def my_offers(me: CurrentTechnician, session: SessionDep) -> list[MyOfferRead]:
             responses=problem_docs(Forbidden, LocationUnknown))
 def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, settings: SettingsDep,
             radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None) -> list[PoolTicketRead]:
-    """Grabbable tickets in my scope near my last position, nearest first."""
+    """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact)."""
     found = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
                           settings=settings)
-    return [PoolTicketRead(**ticket_read(ticket).model_dump(), distance_m=round(metres, 1)) for ticket, metres in found]
+    viewer = Viewer(actor=caller.actor, technician=caller.ref)
+    return [PoolTicketRead(**ticket_read(ticket, viewer).model_dump(), distance_m=round(metres, 1))
+            for ticket, metres in found]
 
 
 @router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],
             responses=problem_docs(Forbidden))
-def my_tickets(me: CurrentTechnician, session: SessionDep) -> list[TicketRead]:
+def my_tickets(me: CurrentTechnician, viewer: ViewerDep, session: SessionDep) -> list[TicketRead]:
     """My accepted tickets and those waiting for follow-up, oldest first."""
-    return [ticket_read(t) for t in service.held_by(session, technician_id=me.id)]
+    return [ticket_read(t, viewer) for t in service.held_by(session, technician_id=me.id)]
 
 
 def _tips_read(ticket_type: TicketType) -> TipsRead:

@@ -8,7 +8,9 @@ from dispatch.kernel.auth import Role
 from dispatch.kernel.inputs import Flag, Id, Prose, Text
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
+from dispatch.tickets.lifecycle import Action
 from dispatch.tickets.models import Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
+from dispatch.tickets.permissions import Viewer
 from geo.crs import Crs
 from geo.models import RegionKind
 from geo.points import from_wkb
@@ -94,7 +96,8 @@ class TicketRead(BaseModel):
     region_id: int
     branch_id: int
     outside_area: bool
-    contact: Contact
+    contact: Contact | None = Field(description="The subscriber's name and phone; null for a technician until "
+                                                "they hold the ticket (the pool shows where and what, not who).")
     technician_id: int | None
     attachments: list[str]
     completion_note: str | None
@@ -196,14 +199,15 @@ class AttachmentRead(BaseModel):
     created_at: datetime
 
 
-def ticket_read(ticket: Ticket, *, merged: bool = False, offers: list[OfferRead] | None = None) -> TicketRead:
-    """The API view of a ticket: WGS-84 location out of PostGIS, contact as one object."""
+def ticket_read(ticket: Ticket, viewer: Viewer, *, merged: bool = False,
+                offers: list[OfferRead] | None = None) -> TicketRead:
+    """The API view of a ticket as this viewer may see it: WGS-84 location out of PostGIS, contact as one object."""
     point = from_wkb(ticket.location)
     fields = {name: getattr(ticket, name) for name in TicketRead.model_fields
               if name not in {"location", "contact", "attachments", "offers", "merged", "sla"}}
+    contact = Contact(name=ticket.contact_name, phone=ticket.contact_phone) if viewer.sees_in_full(ticket) else None
     return TicketRead(**fields, location=LocationRead(lat=point.lat, lng=point.lng), sla=sla_read(ticket),
-                      contact=Contact(name=ticket.contact_name, phone=ticket.contact_phone),
-                      attachments=ticket.attachment_refs, merged=merged, offers=offers or [])
+                      contact=contact, attachments=ticket.attachment_refs, merged=merged, offers=offers or [])
 
 
 def sla_read(ticket: Ticket) -> SlaRead:
@@ -215,12 +219,19 @@ def sla_read(ticket: Ticket) -> SlaRead:
                    surge=ticket.sla_surge_id is not None)
 
 
-def event_read(event: TicketEvent) -> EventRead:
-    point = from_wkb(event.location) if event.location is not None else None
-    return EventRead(at=event.at, actor=event.actor, actor_role=event.actor_role, action=event.action,
-                     from_state=TicketState(event.from_state) if event.from_state else None,
+# The subscriber's own words (the report, a merged repeat): shown with the description in the pool.
+REPORT_ACTIONS = frozenset({Action.CREATE, Action.MERGE})
+
+
+def event_read(event: TicketEvent, *, in_full: bool) -> EventRead:
+    """One step; out of full view (a technician reading the pool) without who took it (a subscriber's log-in
+    is their name), where (another technician's position), or notes beyond the report's own words."""
+    point = from_wkb(event.location) if event.location is not None and in_full else None
+    return EventRead(at=event.at, actor=event.actor if in_full else event.actor_role, actor_role=event.actor_role,
+                     action=event.action, from_state=TicketState(event.from_state) if event.from_state else None,
                      to_state=TicketState(event.to_state), technician_id=event.technician_id,
-                     note=event.note, location=LocationRead(lat=point.lat, lng=point.lng) if point else None)
+                     note=event.note if in_full or event.action in REPORT_ACTIONS else None,
+                     location=LocationRead(lat=point.lat, lng=point.lng) if point else None)
 
 
 class NearestRead(BaseModel):

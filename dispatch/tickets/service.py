@@ -38,6 +38,7 @@ from dispatch.tickets.models import (
     TicketState,
     TicketType,
 )
+from dispatch.tickets.permissions import Viewer
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
@@ -301,17 +302,17 @@ def _number(session: Session, redis: Redis, ticket: Ticket, *, placement: region
 
 # --- reads ------------------------------------------------------------------
 
-def get_ticket(session: Session, ticket_id: int, *, actor: Actor) -> Ticket:
+def get_ticket(session: Session, ticket_id: int, *, viewer: Viewer) -> Ticket:
     """Raises: TicketNotFound (also when outside the caller's scope: existence must not leak)."""
-    ticket = session.scalars(select(Ticket).where(Ticket.id == ticket_id, queries.visible_to(actor))).first()
+    ticket = session.scalars(select(Ticket).where(Ticket.id == ticket_id, queries.visible_to(viewer))).first()
     if ticket is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
     return ticket
 
 
-def list_tickets(session: Session, *, actor: Actor, limit: int, after_id: int | None,
+def list_tickets(session: Session, *, viewer: Viewer, limit: int, after_id: int | None,
                  **filters: Any) -> list[Ticket]:
-    return list(session.scalars(queries.ticket_list(actor, limit=limit, after_id=after_id, **filters)))
+    return list(session.scalars(queries.ticket_list(viewer, limit=limit, after_id=after_id, **filters)))
 
 
 def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:

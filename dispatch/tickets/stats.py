@@ -19,6 +19,7 @@ from dispatch.kernel.auth import Actor
 from dispatch.tickets import queries
 from dispatch.tickets.lifecycle import Action
 from dispatch.tickets.models import Ticket, TicketEvent, TicketState
+from dispatch.tickets.permissions import Viewer
 from geo import regions
 from geo.models import Region
 from technicians.models import Technician
@@ -51,7 +52,7 @@ def _base(actor: Actor, period: Period) -> Any:
     query = (select(Ticket.id, Ticket.state, Ticket.type_code, Ticket.region_id, Ticket.technician_id,
                     Ticket.created_at, Ticket.completed_at, Ticket.response_due_at, Ticket.resolution_due_at,
                     Ticket.satisfaction, accepted_at.label("accepted_at"), timed_out.label("timed_out"))
-             .where(queries.visible_to(actor),
+             .where(queries.visible_to(Viewer(actor=actor)),  # staff only: no technician's pool
                     Ticket.created_at >= _local_midnight(period.span.start, period.tz),
                     Ticket.created_at < _local_midnight(period.span.end_exclusive, period.tz)))
     if period.region_id is not None:

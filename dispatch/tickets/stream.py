@@ -81,8 +81,9 @@ async def _messages(request: Request, redis: AsyncRedis, followed: feed.Subscrip
             continue
         for entry in entries:
             positions[entry.label] = entry.position
-            if followed.visible(entry.label, entry.event):
-                data = json.dumps(entry.event, ensure_ascii=False)
+            shown = followed.view(entry.label, entry.event)
+            if shown is not None:
+                data = json.dumps(shown, ensure_ascii=False)
                 yield f"id: {feed.encode_cursor(positions)}\nevent: {entry.type}\ndata: {data}\n\n"
 
 

@@ -15,6 +15,7 @@ from dispatch.app import create_app
 from dispatch.kernel.db import get_session
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.models import Attachment
+from tests.conftest import on_duty, subscriber_headers
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 
@@ -45,9 +46,9 @@ def mp4() -> bytes:
     return struct.pack(">I", 4 + len(ftyp)) + ftyp + struct.pack(">I", 8) + b"mdat"
 
 
-def new_ticket(client: TestClient, headers: dict[str, str]) -> dict:
+def new_ticket(client: TestClient, headers: dict[str, str], phone: str = "13900000801") -> dict:
     body = {"type_code": "broadband_fault", "description": "光猫灯不亮", "location": XL_POINT,
-            "contact": {"name": "张三", "phone": "13900000801"}}
+            "contact": {"name": "张三", "phone": phone}}
     reply = client.post("/api/v1/tickets", json=body, headers=headers)
     assert reply.status_code == 201, reply.text
     return reply.json()
@@ -105,9 +106,11 @@ def test_text_file_is_415(client: TestClient, as_user, db: Session) -> None:
 
 @pytest.fixture
 def small_caps(settings: Settings, db: Session, redis: Redis, tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
-    """An app whose photo cap is 1000 bytes, with a media directory of its own."""
+    """An app whose photo cap is 1000 bytes and whose tickets hold 3 files and 2000 bytes, with a media
+    directory of its own."""
     media = tmp_path / "media"
-    app = create_app(settings.model_copy(update={"max_image_bytes": 1000, "media_dir": media}))
+    app = create_app(settings.model_copy(update={"max_image_bytes": 1000, "max_attachments_per_ticket": 3,
+                                                 "max_attachment_bytes_per_ticket": 2000, "media_dir": media}))
 
     def test_session() -> Iterator[Session]:
         with db.begin_nested():
@@ -165,3 +168,91 @@ def test_download_needs_credentials(client: TestClient, as_user) -> None:
     ticket = new_ticket(client, headers)
     attachment = upload(client, ticket["id"], headers, png()).json()
     assert client.get(f"/api/v1/attachments/{attachment['id']}").status_code == 401
+
+
+# --- the ticket's budget -------------------------------------------------------------------
+
+def test_a_ticket_holds_so_many_files_and_the_next_is_409_with_the_budget(small_caps, as_user, db: Session) -> None:
+    small, media = small_caps
+    headers = as_user("dispatcher.xl")
+    ticket = new_ticket(small, headers)
+    for _ in range(3):
+        assert upload(small, ticket["id"], headers, png()).status_code == 201
+
+    reply = upload(small, ticket["id"], headers, png())
+
+    assert reply.status_code == 409
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    problem = reply.json()
+    assert problem["code"] == "attachment_budget_exceeded"
+    assert (problem["max_files"], problem["max_bytes"], problem["files"]) == (3, 2000, 3)
+    assert "3 files" in problem["detail"] and "no room for another file" in problem["detail"]
+    assert attachment_count(db) == 3
+    assert len(files_under(media)) == 3
+
+
+def test_a_file_that_would_pass_the_tickets_total_size_is_409_and_leaves_nothing(small_caps, as_user,
+                                                                                 db: Session) -> None:
+    small, media = small_caps
+    headers = as_user("dispatcher.xl")
+    ticket = new_ticket(small, headers)
+    photo = png(15, 15)
+    assert 700 < len(photo) < 1000  # under the photo cap; three pass the ticket's 2000 bytes
+    for _ in range(2):
+        assert upload(small, ticket["id"], headers, photo).status_code == 201
+
+    reply = upload(small, ticket["id"], headers, photo)
+
+    assert reply.status_code == 409
+    problem = reply.json()
+    assert problem["code"] == "attachment_budget_exceeded"
+    assert (problem["files"], problem["bytes"]) == (2, 2 * len(photo))
+    assert "total size" in problem["detail"]
+    assert attachment_count(db) == 2
+    assert len(files_under(media)) == 2
+    # The budget is the ticket's: another ticket takes the same photo.
+    assert upload(small, new_ticket(small, as_user("clerk.xl"), phone="13900000802")["id"], headers,
+                  photo).status_code == 201
+
+
+# --- who may upload --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("username", ["dispatcher.xl", "clerk.xl", "admin"])
+def test_staff_who_act_on_tickets_upload(client: TestClient, as_user, username: str) -> None:
+    ticket = new_ticket(client, as_user("dispatcher.xl"))
+    assert upload(client, ticket["id"], as_user(username), png()).status_code == 201
+
+
+def test_the_reporting_subscriber_uploads_and_another_subscriber_finds_no_ticket(
+        client: TestClient, as_user, db: Session, settings: Settings) -> None:
+    reporter = subscriber_headers(db, settings, phone="13900000801", name="张三")
+    ticket = new_ticket(client, reporter)
+    assert upload(client, ticket["id"], reporter, png()).status_code == 201
+    stranger = subscriber_headers(db, settings, phone="13900000899", name="路人")
+    assert upload(client, ticket["id"], stranger, png()).status_code == 404
+
+
+def test_payroll_and_a_technician_who_does_not_hold_it_are_refused_and_nothing_is_kept(
+        client: TestClient, as_user, db: Session, settings: Settings) -> None:
+    ticket = new_ticket(client, as_user("dispatcher.xl"))
+    before, files_before = attachment_count(db), files_under(settings.media_dir)
+    for username, code in (("payroll", "forbidden"), ("manager.xl", "forbidden"), ("tech02", "not_your_ticket")):
+        reply = upload(client, ticket["id"], as_user(username), png())
+        assert reply.status_code == 403, (username, reply.text)
+        assert reply.headers["content-type"].startswith("application/problem+json")
+        assert reply.json()["code"] == code
+    assert attachment_count(db) == before
+    assert files_under(settings.media_dir) == files_before
+
+
+def test_the_holder_uploads_while_working_and_after_completing_others_find_no_ticket(
+        client: TestClient, as_user) -> None:
+    ticket = new_ticket(client, as_user("dispatcher.xl"))
+    holder = on_duty(client, as_user("tech01"))
+    assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=holder).status_code == 200
+    assert upload(client, ticket["id"], holder, png()).status_code == 201
+    done = client.post(f"/api/v1/tickets/{ticket['id']}/complete", json={"note": "修好了"}, headers=holder)
+    assert done.status_code == 200, done.text
+
+    assert upload(client, ticket["id"], holder, png(2, 2)).status_code == 201  # completion photos
+    assert upload(client, ticket["id"], as_user("tech02"), png()).status_code == 404

@@ -202,6 +202,20 @@ def test_an_offer_reaches_its_technician_and_branch_on_another_server_and_no_one
         assert d_eh.ticket_ids(1002) == [1002]
 
 
+def test_a_technician_reads_only_their_own_part_of_an_offer_the_console_reads_all(world: World) -> None:
+    xl = world.branch_id("XL")
+    tech01, tech02 = world.technician_id("tech01"), world.technician_id("tech02")
+    distances = {str(tech01): 120, str(tech02): 340}
+
+    with streams(world, "tech01", "tech02", "dispatcher.xl") as (t1, t2, console):
+        world.publish(offer(1101, xl, tech01, tech02, ring=1, distances_m=distances))
+
+        [to_1], [to_2], [on_console] = t1.until(1101), t2.until(1101), console.until(1101)
+        assert (to_1.data["technician_ids"], to_1.data["distances_m"]) == ([tech01], {str(tech01): 120})
+        assert (to_2.data["technician_ids"], to_2.data["distances_m"]) == ([tech02], {str(tech02): 340})
+        assert (on_console.data["technician_ids"], on_console.data["distances_m"]) == ([tech01, tech02], distances)
+
+
 def test_reconnecting_with_last_event_id_replays_what_was_published_meanwhile(world: World) -> None:
     xl, tech01 = world.branch_id("XL"), world.technician_id("tech01")
 

@@ -6,15 +6,8 @@ from zoneinfo import ZoneInfo
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from dispatch.accounts.service import subscriber_by_phone, token_for
 from dispatch.kernel.settings import Settings
-
-
-def subscriber_headers(db: Session, settings: Settings, phone: str = "13800001234") -> dict[str, str]:
-    """What WeChat OAuth hands a subscriber: a bearer token for `subscriber:<id>`."""
-    subscriber_id = subscriber_by_phone(db, phone=phone, name="李四")
-    token = token_for(f"subscriber:{subscriber_id}", secret=settings.secret_key, ttl_min=5)
-    return {"Authorization": f"Bearer {token}"}
+from tests.conftest import subscriber_headers
 
 
 def this_month() -> dict[str, str]:

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from dispatch.app import create_app
 from dispatch.kernel.settings import Settings
-from tests.concurrency.storms import XL_BRANCH, ApiServer, Crowd, PrivateRedis
+from tests.concurrency.storms import ApiServer, Crowd, PrivateRedis
 from tests.conftest import TEST_REDIS_URL, serving
 
 
@@ -17,8 +18,9 @@ from tests.conftest import TEST_REDIS_URL, serving
 def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
     """The live server with the storms' allowances: they test who wins, and the crowd, minted off duty,
     taps like a script (the duty and tap rules have their tests in tests/api/test_grab_pool_api.py)."""
-    storms = settings.pool.model_copy(update={"grab_taps": 1_000_000,
-                                              "grab_anywhere_branch_ids": frozenset({XL_BRANCH})})
+    with committed_db.connect() as conn:
+        branches = frozenset(conn.execute(text("SELECT id FROM region WHERE kind = 'branch'")).scalars())
+    storms = settings.pool.model_copy(update={"grab_taps": 1_000_000, "grab_anywhere_branch_ids": branches})
     with serving(create_app(settings.model_copy(update={"pool": storms}))) as url:
         yield url
 

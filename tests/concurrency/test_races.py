@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +26,10 @@ from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from dispatch.app import create_app
+from dispatch.kernel.settings import Settings
 from grab_pool.pool import PoolKeys
-from tests.conftest import log_in
+from tests.conftest import log_in, serving
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 DISPATCHER = "dispatcher.xl"
@@ -294,3 +297,33 @@ def test_one_technician_grabbing_many_tickets_at_once_never_exceeds_max_active(w
     assert {r.json()["code"] for r in replies if r.status_code == 409} == {"limit_reached"}
     held = world.scalar("SELECT count(*) FROM ticket WHERE technician_id = :id AND state = 'accepted'", id=tech_id)
     assert held == limit
+
+
+# --- the last slot of a ticket's attachment budget ---------------------------------------------
+
+# A valid 1x1 PNG: the attachment sniffs types from the bytes.
+PHOTO = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108020000009077"
+                      "53de0000000c4944415408d763f8cfc000000301010018dd8db00000000049454e44ae426082")
+
+
+@pytest.mark.parametrize("budget", ["files", "bytes"])
+def test_racing_uploads_never_squeeze_past_the_last_slot_of_a_tickets_budget(
+        settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path, budget: str) -> None:
+    caps = {"max_attachments_per_ticket": 3} if budget == "files" else {
+        "max_attachment_bytes_per_ticket": 3 * len(PHOTO) + len(PHOTO) // 2}
+    media = tmp_path / "media"
+    with serving(create_app(settings.model_copy(update={**caps, "media_dir": media}))) as base_url, \
+            httpx.Client(base_url=base_url, timeout=60) as api:
+        world = World(api=api, engine=committed_db, base_url=base_url)
+        ticket_id = world.report()
+        headers = world.headers(DISPATCHER)
+        path = f"/api/v1/tickets/{ticket_id}/attachments"
+        for _ in range(2):
+            assert api.post(path, files={"file": ("a.png", PHOTO)}, headers=headers).status_code == 201
+
+        replies = race(base_url, [lambda c: c.post(path, files={"file": ("a.png", PHOTO)}, headers=headers)] * 8)
+
+    assert sorted(r.status_code for r in replies) == [201] + [409] * 7, [r.text for r in replies]
+    assert {r.json()["code"] for r in replies if r.status_code == 409} == {"attachment_budget_exceeded"}
+    assert world.scalar("SELECT count(*) FROM attachment WHERE ticket_id = :id", id=ticket_id) == 3
+    assert len([p for p in media.rglob("*") if p.is_file()]) == 3

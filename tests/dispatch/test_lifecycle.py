@@ -261,8 +261,8 @@ def test_reassign_moves_an_accepted_ticket_to_another_technician(desk: Desk) -> 
     assert ticket["technician_id"] == other
     last = desk.read(ticket_id)["events"][-1]
     assert (last["action"], last["technician_id"], last["note"]) == ("reassign", other, "离得近")
-    # The former holder lost it: their check-in is refused.
-    assert desk.post(ticket_id, "arrive", HOLDER, {"location": XL_POINT}).json()["code"] == "not_your_ticket"
+    # The former holder lost it: another technician's work in progress does not exist for them.
+    assert desk.post(ticket_id, "arrive", HOLDER, {"location": XL_POINT}).json()["code"] == "ticket_not_found"
 
 
 def test_release_puts_the_ticket_back_in_the_pool_without_a_technician(desk: Desk) -> None:
@@ -351,14 +351,15 @@ def test_type_change_is_audited_and_the_due_times_follow_the_new_type(desk: Desk
     ("complete", {"note": "修好了"}),
     ("release", {"reason": "不想去"}),
 ])
-def test_technician_other_than_the_holder_gets_not_your_ticket(desk: Desk, verb: str, body: dict) -> None:
+def test_technician_other_than_the_holder_is_told_the_ticket_does_not_exist(desk: Desk, verb: str,
+                                                                           body: dict) -> None:
     ticket_id = desk.in_state(S.ACCEPTED)
     before = desk.read(ticket_id)
 
     reply = desk.post(ticket_id, verb, OTHER, body)
 
-    assert reply.status_code == 403
-    assert reply.json()["code"] == "not_your_ticket"
+    assert reply.status_code == 404
+    assert reply.json()["code"] == "ticket_not_found"
     assert snapshot(desk.read(ticket_id)) == snapshot(before)
 
 
