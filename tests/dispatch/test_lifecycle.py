@@ -15,6 +15,7 @@ from dispatch.accounts.models import User
 from dispatch.tickets.lifecycle import NEXT_STATE, Action
 from dispatch.tickets.models import Ticket, TicketEvent, TicketState
 from technicians.models import Technician
+from tests.conftest import on_duty
 
 S = TicketState
 XL_POINT = {"lat": 43.935, "lng": 116.08}
@@ -33,8 +34,12 @@ class Desk:
 
     def __init__(self, client: TestClient, as_user: Headers, db: Session) -> None:
         self.client, self.as_user, self.db = client, as_user, db
+        self.on_duty: set[str] = set()
 
     def post(self, ticket_id: int, verb: str, username: str, body: dict[str, Any] | None = None) -> Any:
+        if verb == "grab" and username.startswith("tech") and username not in self.on_duty:
+            on_duty(self.client, self.as_user(username))  # a phone that grabs is on duty and located
+            self.on_duty.add(username)
         return self.client.post(f"/api/v1/tickets/{ticket_id}/{verb}", json=body, headers=self.as_user(username))
 
     def ok(self, ticket_id: int, verb: str, username: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
