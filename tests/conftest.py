@@ -46,7 +46,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
 TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
-                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome")
+                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome, audit_event")
 
 
 @pytest.fixture(scope="session")
@@ -173,7 +173,11 @@ def redis() -> Iterator[Redis]:
 
 @pytest.fixture
 def app(settings: Settings, db: Session, redis: Redis) -> FastAPI:
-    app = create_app(settings)
+    return in_test_transaction(create_app(settings), db)
+
+
+def in_test_transaction(app: FastAPI, db: Session) -> FastAPI:
+    """The app with its sessions and units of work inside the test's rolled-back transaction."""
 
     def test_session() -> Iterator[Session]:
         with db.begin_nested():
@@ -225,8 +229,14 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Iterator[str]:
     """A real uvicorn serving the app on loopback, committing to the test database."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning",
-                            access_log=False)
+    with serving(create_app(settings)) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` served by a real uvicorn on loopback, in a thread; its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -235,9 +245,11 @@ def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Itera
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the live server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 # --- commands in processes of their own ------------------------------------------------

@@ -159,11 +159,12 @@ def log_in(session: Session, redis: Redis, *, username: str, password: str, addr
         return _refused(session, user, username, AccountLocked(_LOCKED), reason="locked")
     if not right or user is None:
         locks = attempt.failures >= cfg.lock_after
-        if locks and user is not None:
-            _lock(session, user, failures=attempt.failures)
         # An unknown username "locks" the same way, so the answers tell no one which usernames exist.
         refusal = AccountLocked(_LOCKED) if locks else BadCredentials("wrong username or password")
-        return _refused(session, user, username, refusal, reason="wrong_password")
+        refused = _refused(session, user, username, refusal, reason="wrong_password")
+        if locks and user is not None:
+            _lock(session, user, failures=attempt.failures)
+        return refused
     if not user.active:
         return _refused(session, user, username, BadCredentials("this account is deactivated"), reason="deactivated")
     throttle.succeeded(redis, attempt)
