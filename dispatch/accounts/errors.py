@@ -1,4 +1,4 @@
-from dispatch.kernel.errors import DomainError, Forbidden, Unauthorized
+from dispatch.kernel.errors import Forbidden, RateLimited, Unauthorized
 
 
 class BadCredentials(Unauthorized):
@@ -11,9 +11,7 @@ class AccountLocked(Forbidden):
     title = "Account locked"
 
 
-class TooManyAttempts(DomainError):
-    status = 429
-    code = "rate_limited"
+class TooManyAttempts(RateLimited):
     title = "Too many failed log-ins"
 
     def __init__(self, *, retry_after: int) -> None:

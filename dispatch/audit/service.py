@@ -28,15 +28,10 @@ def record(session: Session, *, action: AuditAction, actor: Actor | None, label:
 def list_events(session: Session, *, page: PageParams, actor_label: str | None, action: AuditAction | None,
                 since: datetime | None, until: datetime | None) -> list[AuditEvent]:
     """Newest first, `page.limit + 1` rows (the extra one says another page exists)."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(page.limit + 1)
-    if page.after_id is not None:
-        query = query.where(AuditEvent.id < page.after_id)
-    if actor_label is not None:
-        query = query.where(AuditEvent.actor_label == actor_label)
-    if action is not None:
-        query = query.where(AuditEvent.action == action)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.at < until)
-    return list(session.scalars(query))
+    wanted = [AuditEvent.id < page.after_id if page.after_id is not None else None,
+              AuditEvent.actor_label == actor_label if actor_label is not None else None,
+              AuditEvent.action == action if action is not None else None,
+              AuditEvent.at >= since if since is not None else None,
+              AuditEvent.at < until if until is not None else None]
+    query = select(AuditEvent).where(*(condition for condition in wanted if condition is not None))
+    return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(page.limit + 1)))

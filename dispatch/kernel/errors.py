@@ -51,6 +51,14 @@ class InvalidInput(DomainError):
         super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+class RateLimited(DomainError):
+    """Too many requests of one kind; `retry_after` (seconds) goes out as the Retry-After header."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
 class ServiceUnavailable(DomainError):
     status = 503
     code = "service_unavailable"
