@@ -9,14 +9,17 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatch import ops
 from dispatch.accounts import router as accounts
 from dispatch.accounts.service import TokenAuthenticator
+from dispatch.audit import router as audit
 from dispatch.kernel import problems
 from dispatch.kernel.db import Database
+from dispatch.kernel.hardening import BodyLimit, SecurityHeaders, docs_policy, page_policy
 from dispatch.kernel.logging import configure as configure_logging
 from dispatch.kernel.middleware import RequestContext
 from dispatch.kernel.queues import queue
@@ -34,6 +37,8 @@ from workload import router as workload
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A Fieldpool API app; served with `uvicorn --factory dispatch.app:create_app`."""
     settings = settings or get_settings()
+    if (unsafe := settings.unsafe_secret_key()) is not None:
+        raise RuntimeError(unsafe)
     configure_logging(json=settings.log_json, level=settings.log_level)
 
     @asynccontextmanager
@@ -58,19 +63,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.redis.close()
             app.state.db.dispose()
 
-    app = FastAPI(title="Fieldpool", version="1.0", lifespan=lifespan,
+    # No /redoc: its page needs fonts and scripts from other sites; /docs has the same and lets you try.
+    app = FastAPI(title="Fieldpool", version="1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Field dispatch and order grabbing (抢单). Errors are RFC 9457 problem JSON.")
     app.state.settings = settings
     app.state.authenticate = TokenAuthenticator(settings.secret_key)
     problems.install(app)
+    # Outermost last: the headers go on every answer, a 413 and a 500 included, and every answer has a request id.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       larger=((ATTACHMENT_UPLOAD, settings.max_media_bytes + MULTIPART_OVERHEAD),))
     app.add_middleware(RequestContext)
+    app.add_middleware(SecurityHeaders, page_csp=page_policy(settings.map_tile_url))
     # Routes are matched in order: the phones' hot paths (pings, grabs) come early. tickets before
     # technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, technicians.me_router, tickets.router, geo.router,
-                   technicians.router, stream.router, wechat.router, workload.router):
+                   technicians.router, stream.router, wechat.router, workload.router, audit.router):
         app.include_router(router)
     _mount_pages(app, tile_url=settings.map_tile_url)
+    _mount_docs(app)
     return app
+
+
+ATTACHMENT_UPLOAD = r"/api/v1/tickets/\d+/attachments"
+# An upload's multipart framing around the file itself (boundaries, part headers).
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _mount_docs(app: FastAPI) -> None:
+    page = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="Fieldpool API").body
+    headers = {"Content-Security-Policy": docs_policy(bytes(page).decode())}
+    app.add_api_route("/docs", lambda: HTMLResponse(page, headers=headers), methods=["GET"], include_in_schema=False)
 
 
 # The pages people use: plain HTML, CSS and ES modules (no build step), each

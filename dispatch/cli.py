@@ -65,6 +65,10 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(envvar="POR
           reload: bool = False,
           keep_alive: Annotated[int, typer.Option(help="seconds an idle connection stays open")] = 75) -> None:
     """Run the HTTP API, one process per core (WEB_CONCURRENCY or --workers to choose)."""
+    unsafe = get_settings().unsafe_secret_key()
+    if unsafe is not None:
+        typer.echo(f"not serving: {unsafe}", err=True)
+        raise typer.Exit(2)
     # Each process keeps its own copy of the live index, following the change log: any number serve alike.
     processes = 1 if reload else workers or _cores()
     metrics_dir = None
@@ -175,7 +179,7 @@ def users_create(username: str, role: Role,
     """Create a log-in (the first admin of a fresh deployment, for instance)."""
     with session_scope() as session:
         user = create_user(session, username=username, password=password, role=role, name=name,
-                           region_ids=region or [])
+                           region_ids=region or [], actor=OPERATOR)
         typer.echo(f"created {user.role} {user.username} (id {user.id})")
 
 
@@ -237,7 +241,7 @@ def export_workload(
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn()) as bar:
                 task = bar.add_task("workload lines", total=workload.export_size(session, scope=scope) if detail else 0)
-                workload.export_workload(session, scope=scope, fmt=format, detail=detail, path=out,
+                workload.export_workload(session, actor=OPERATOR, scope=scope, fmt=format, detail=detail, path=out,
                                          tz=settings.timezone, progress=lambda n: bar.advance(task, n))
     except DomainError as exc:
         typer.echo(f"error: {exc.detail}", err=True)

@@ -1,11 +1,12 @@
 """Health, readiness and metrics for the operator's load balancer and Prometheus."""
 
+import ipaddress
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -15,7 +16,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatch.kernel.auth import Actor, Authenticator, Role, bearer_scheme
 from dispatch.kernel.db import Database
+from dispatch.kernel.errors import Forbidden
 from dispatch.kernel.problems import problem
 from dispatch.kernel.queues import periodic_outcomes, queue
 from dispatch.tickets import mirror
@@ -31,12 +34,45 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _from_loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:  # not an address at all (a test client's name)
+        return False
+
+
+def _actor_of(database: Database, authenticate: Authenticator, token: str) -> Actor:
+    with database.session_scope() as session:
+        return authenticate(session, token, None)
+
+
+async def sees_internals(request: Request, token: Annotated[str | None, Depends(bearer_scheme)]) -> bool:
+    """Versions, checks and traffic are for this machine (Prometheus, `make bench`) or an admin's token.
+
+    Behind a reverse proxy on the same machine, the proxy must send X-Forwarded-For (uvicorn trusts it from
+    loopback), or every client would look local.
+
+    Raises: Unauthorized (a bearer token that is not valid).
+    """
+    if _from_loopback(request):
+        return True
+    if not token:
+        return False
+    state = request.app.state
+    actor = state.authenticate.cached(token) or await state.db.run(_actor_of, state.db, state.authenticate, token)
+    return actor.role is Role.ADMIN
+
+
+Insider = Annotated[bool, Depends(sees_internals)]
+
+
 @router.get("/readyz", responses={503: {"description": "PostgreSQL is down"}})
-def readyz(request: Request) -> Any:
+def readyz(request: Request, insider: Insider) -> Any:
     """PostgreSQL and PostGIS reachable (else 503); Redis and the grab pool up, or "degraded".
 
     Without Redis the service still takes reports and arbitrates grabs in
-    PostgreSQL alone, so it stays in the load balancer, saying so.
+    PostgreSQL alone, so it stays in the load balancer, saying so. The checks
+    (with versions) are shown from loopback or to an admin; anyone else gets the status alone.
     """
     checks: dict[str, str] = {}
     database: Database = request.app.state.db
@@ -50,12 +86,13 @@ def readyz(request: Request) -> Any:
         checks["redis"] = "ok"
     except RedisError as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
+    details = {"checks": checks} if insider else {}
     if checks["postgres"] != "ok":
-        return problem(503, "service_unavailable", "A required service is down", "not reachable: postgres",
-                       checks=checks)
+        return problem(503, "service_unavailable", "A required service is down",
+                       "not reachable: postgres" if insider else "not ready", **details)
     checks["pool"] = _pool_state(request, redis_up=checks["redis"] == "ok")
     degraded = any(state != "ok" for name, state in checks.items() if name != "postgis")
-    return JSONResponse({"status": "degraded" if degraded else "ok", "checks": checks})
+    return JSONResponse({"status": "degraded" if degraded else "ok", **details})
 
 
 def _pool_state(request: Request, *, redis_up: bool) -> str:
@@ -97,9 +134,12 @@ class PeriodicJobs(Collector):
         yield from (runs, failures, succeeded, failed)
 
 
-@router.get("/metrics", response_class=Response)
-def metrics() -> Response:
-    """Prometheus text exposition: HTTP figures summed over every API process, and the worker's jobs."""
+@router.get("/metrics", response_class=Response, responses={403: {"description": "neither loopback nor an admin"}})
+def metrics(insider: Insider) -> Response:
+    """Prometheus text exposition: HTTP figures summed over every API process, and the worker's jobs
+    (from loopback or with an admin's bearer token)."""
+    if not insider:
+        raise Forbidden("metrics are served to this machine or an admin's token")
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)

@@ -1,4 +1,5 @@
-from dispatch.kernel.errors import Conflict, DomainError, Forbidden
+from dispatch.kernel import errors
+from dispatch.kernel.errors import Conflict, Forbidden
 
 
 class NotATechnician(Forbidden):
@@ -16,9 +17,7 @@ class OffShift(Conflict):
     title = "Outside your roster window: positions are kept only while you work"
 
 
-class RateLimited(DomainError):
-    status = 429
-    code = "rate_limited"
+class RateLimited(errors.RateLimited):
     title = "Too many location pings"
 
 

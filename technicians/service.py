@@ -44,7 +44,7 @@ def create_technician(session: Session, *, actor: Actor, name: str, phone: str, 
     if actor.scope is not None and not regions.covers_any(region_id, actor.scope, session):
         raise OutOfScope(f"region {region_id} is outside your regions")
     user = accounts.create_user(session, username=username, password=password, role=Role.TECHNICIAN,
-                                name=name, region_ids=[region_id])
+                                name=name, region_ids=[region_id], actor=actor)
     technician = Technician(user_id=user.id, name=name, phone=phone, skills=sorted(set(skills)),
                             region_id=region_id, max_active=max_active,
                             home=to_wkb(home) if home else None)

@@ -47,7 +47,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
 TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
-                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome")
+                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome, audit_event")
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +179,11 @@ def redis() -> Iterator[Redis]:
 
 @pytest.fixture
 def app(settings: Settings, db: Session, redis: Redis) -> FastAPI:
-    app = create_app(settings)
+    return in_test_transaction(create_app(settings), db)
+
+
+def in_test_transaction(app: FastAPI, db: Session) -> FastAPI:
+    """The app with its sessions and units of work inside the test's rolled-back transaction."""
 
     def test_session() -> Iterator[Session]:
         with db.begin_nested():

@@ -60,7 +60,8 @@ def export_workload(start: From, end: To, session: SessionDep, actor: Payroll, s
     with tempfile.NamedTemporaryFile(prefix="workload-", suffix=f".{format}", delete=False) as handle:
         path = Path(handle.name)
     try:
-        service.export_workload(session, scope=scope, fmt=format, detail=detail, path=path, tz=settings.timezone)
+        service.export_workload(session, actor=actor, scope=scope, fmt=format, detail=detail, path=path,
+                                tz=settings.timezone)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

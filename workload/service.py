@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ScalarSelect, column, func, select, table
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from dispatch.audit import service as audit
+from dispatch.audit.models import AuditAction
 from dispatch.kernel.auth import Actor
 from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.settings import WorkloadSettings
@@ -305,9 +307,11 @@ def workload_rows(session: Session, *, scope: queries.Scope) -> list[dict[str, o
     return [dict(row._mapping) for row in session.execute(queries.summary(scope))]
 
 
-def export_workload(session: Session, *, scope: queries.Scope, fmt: export.ExportFormat, detail: bool, path: Path,
-                    tz: str, progress: export.Progress | None = None) -> None:
-    """Write the workload sheet of a scope to `path`, streaming its lines."""
+def export_workload(session: Session, *, actor: Actor, scope: queries.Scope, fmt: export.ExportFormat, detail: bool,
+                    path: Path, tz: str, progress: export.Progress | None = None) -> None:
+    """Write the workload sheet of a scope to `path`, streaming its lines; audited (pay data leaving the system)."""
+    audit.record(session, action=AuditAction.WORKLOAD_EXPORTED, actor=actor, start=str(scope.span.start),
+                 end=str(scope.span.end), region_id=scope.region_id, format=fmt, detail=detail)
     sheet = export.build_sheet(session, scope=scope, tz=tz, detail=detail,
                                flags_as_text=fmt is not export.ExportFormat.JSON,
                                summary=fmt is export.ExportFormat.XLSX or not detail)

@@ -20,6 +20,8 @@ class User(Base):
     region_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set after too many failed log-ins; only an admin's unlock clears it.
+    locked_at: Mapped[datetime | None]
 
 
 class Subscriber(Base):

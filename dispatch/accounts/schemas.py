@@ -39,6 +39,16 @@ class UserRead(BaseModel):
     region_ids: list[int]
     active: bool
     created_at: datetime
+    locked_at: datetime | None
+
+
+class UserPatch(BaseModel):
+    """Only the fields sent change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    role: Role | None = None
+    region_ids: list[int] | None = Field(default=None, max_length=100)
+    active: bool | None = None
 
 
 class MeRead(BaseModel):

@@ -4,17 +4,22 @@ import hashlib
 import hmac
 import secrets
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cachetools import TTLCache
-from sqlalchemy import func, select
+from redis import Redis
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from dispatch.accounts.errors import BadCredentials
+from dispatch.accounts import throttle
+from dispatch.accounts.errors import AccountLocked, BadCredentials
 from dispatch.accounts.models import ApiKey, Subscriber, User
+from dispatch.audit.models import AuditAction
+from dispatch.audit.service import record
 from dispatch.kernel.auth import (
     Actor,
     PrincipalKind,
@@ -22,7 +27,8 @@ from dispatch.kernel.auth import (
     issue_token,
     read_token,
 )
-from dispatch.kernel.errors import InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.errors import DomainError, InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.settings import LoginSettings
 from geo.models import Region
 
 _hasher = PasswordHasher()
@@ -50,25 +56,40 @@ def _check_regions(session: Session, region_ids: list[int]) -> None:
         raise InvalidInput("region_ids", f"unknown regions {missing}")
 
 
+def _check_role(role: Role, region_ids: list[int]) -> None:
+    if role in {Role.SUBSCRIBER, Role.API}:
+        raise InvalidInput("role", f"{role} is not a log-in role")
+    if role is not Role.ADMIN and not region_ids:
+        raise InvalidInput("region_ids", f"a {role} must be bound to at least one region")
+
+
 def create_user(session: Session, *, username: str, password: str, role: Role, name: str | None = None,
-                region_ids: list[int] | None = None) -> User:
-    """Add a log-in.
+                region_ids: list[int] | None = None, actor: Actor | None = None) -> User:
+    """Add a log-in; audited when someone (not the demo seed) adds it.
 
     Raises:
         InvalidInput: username taken, unknown region, or a regional role without regions.
     """
     region_ids = region_ids or []
     _check_regions(session, region_ids)
-    if role not in {Role.ADMIN, Role.SUBSCRIBER} and not region_ids:
-        raise InvalidInput("region_ids", f"a {role} must be bound to at least one region")
-    if role in {Role.SUBSCRIBER, Role.API}:
-        raise InvalidInput("role", f"{role} is not a log-in role")
+    _check_role(role, region_ids)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise InvalidInput("username", f"{username!r} is taken")
     user = User(username=username, name=name or username, password_hash=hash_password(password),
                 role=role, region_ids=region_ids)
     session.add(user)
     session.flush()
+    if actor is not None:
+        record(session, action=AuditAction.USER_CREATED, actor=actor, target=("user", user.id),
+               username=username, role=role, region_ids=region_ids)
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """Raises: NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
     return user
 
 
@@ -76,20 +97,100 @@ def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
-def log_in(session: Session, *, username: str, password: str) -> User:
-    """The active user with these credentials.
+def change_user(session: Session, *, user: User, actor: Actor, role: Role | None = None,
+                region_ids: list[int] | None = None, name: str | None = None, active: bool | None = None) -> User:
+    """Change a log-in's role, regions, name or whether it may log in; audited with each value before and after.
 
     Raises:
-        BadCredentials: unknown user, wrong password or deactivated.
+        InvalidInput: unknown region, or a regional role without regions.
     """
+    wanted = {"role": role, "region_ids": region_ids, "name": name, "active": active}
+    changes = {field: [getattr(user, field), value] for field, value in wanted.items()
+               if value is not None and value != getattr(user, field)}
+    if "region_ids" in changes:
+        _check_regions(session, changes["region_ids"][1])
+    _check_role(role or user.role, region_ids if region_ids is not None else user.region_ids)
+    for field, (_, value) in changes.items():
+        setattr(user, field, value)
+    if changes:
+        session.flush()
+        record(session, action=AuditAction.USER_CHANGED, actor=actor, target=("user", user.id), changes=changes)
+    return user
+
+
+def unlock_user(session: Session, redis: Redis, *, user: User, actor: Actor) -> User:
+    """Let a locked account log in again; its failed log-ins so far no longer count."""
+    throttle.forget(redis, user.username)
+    if user.locked_at is not None:
+        user.locked_at = None
+        session.flush()
+        record(session, action=AuditAction.USER_UNLOCKED, actor=actor, target=("user", user.id))
+    return user
+
+
+@dataclass(frozen=True)
+class LogIn:
+    """How a log-in attempt ended. A refusal is returned, not raised, so that its audit event and a lock
+    are committed; the caller raises it afterwards (`accepted`)."""
+
+    user: User | None
+    refusal: DomainError | None = None
+
+    def accepted(self) -> User:
+        """Raises: the refusal (BadCredentials, AccountLocked)."""
+        if self.refusal is not None:
+            raise self.refusal
+        assert self.user is not None
+        return self.user
+
+
+def log_in(session: Session, redis: Redis, *, username: str, password: str, address: str,
+           cfg: LoginSettings) -> LogIn:
+    """Check a username and password, throttled per username and address; lock the account after
+    `cfg.lock_after` failures. Every attempt past the throttle is audited.
+
+    Raises:
+        TooManyAttempts: the username or the address used up its failures for the window (nothing checked).
+    """
+    attempt = throttle.admit(redis, cfg, username=username, address=address)
     user = find_user(session, username)
-    if not _password_matches(user.password_hash if user else _DUMMY_HASH, password) or user is None:
-        raise BadCredentials("wrong username or password")
+    right = _password_matches(user.password_hash if user else _DUMMY_HASH, password)
+    if user is not None and user.locked_at is not None:
+        return _refused(session, user, username, AccountLocked(_LOCKED), reason="locked")
+    if not right or user is None:
+        locks = attempt.failures >= cfg.lock_after
+        # An unknown username "locks" the same way, so the answers tell no one which usernames exist.
+        refusal = AccountLocked(_LOCKED) if locks else BadCredentials("wrong username or password")
+        refused = _refused(session, user, username, refusal, reason="wrong_password")
+        if locks and user is not None:
+            _lock(session, user, failures=attempt.failures)
+        return refused
     if not user.active:
-        raise BadCredentials("this account is deactivated")
+        return _refused(session, user, username, BadCredentials("this account is deactivated"), reason="deactivated")
+    throttle.succeeded(redis, attempt)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    return user
+    record(session, action=AuditAction.LOGIN_SUCCEEDED, actor=actor_of_user(user), target=("user", user.id))
+    return LogIn(user)
+
+
+_LOCKED = "this account is locked after too many failed log-ins; an administrator can unlock it"
+
+
+def _lock(session: Session, user: User, *, failures: int) -> None:
+    # Conditional: of several failures past the limit at once, one locks the account and audits it.
+    locked = session.execute(update(User).where(User.id == user.id, User.locked_at.is_(None))
+                             .values(locked_at=func.now()).returning(User.locked_at)).scalar_one_or_none()
+    if locked is not None:
+        user.locked_at = locked
+        record(session, action=AuditAction.USER_LOCKED, actor=None, label=user.username, target=("user", user.id),
+               failures=failures)
+
+
+def _refused(session: Session, user: User | None, username: str, refusal: DomainError, *, reason: str) -> LogIn:
+    record(session, action=AuditAction.LOGIN_FAILED, actor=None, label=username,
+           target=("user", user.id) if user else None, reason=reason)
+    return LogIn(None, refusal)
 
 
 def token_for(principal: str, *, secret: str, ttl_min: int) -> str:
@@ -128,7 +229,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, name: str, region_ids: list[int], created_by: int) -> tuple[ApiKey, str]:
+def create_api_key(session: Session, *, name: str, region_ids: list[int], actor: Actor) -> tuple[ApiKey, str]:
     """A new API key and its secret, which is never stored.
 
     Raises:
@@ -138,9 +239,11 @@ def create_api_key(session: Session, *, name: str, region_ids: list[int], create
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey(name=name, prefix=prefix, key_hash=_digest(secret), region_ids=region_ids,
-                 created_by=created_by)
+                 created_by=actor.id)
     session.add(key)
     session.flush()
+    record(session, action=AuditAction.API_KEY_CREATED, actor=actor, target=("api_key", key.id), name=name,
+           prefix=prefix, region_ids=region_ids)
     return key, secret
 
 
@@ -148,12 +251,14 @@ def list_api_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_api_key(session: Session, *, key_id: int) -> ApiKey:
+def revoke_api_key(session: Session, *, key_id: int, actor: Actor) -> ApiKey:
     """Raises: NotFound."""
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"API key {key_id} does not exist")
-    key.revoked_at = key.revoked_at or func.now()
+    if key.revoked_at is None:
+        key.revoked_at = func.now()
+        record(session, action=AuditAction.API_KEY_REVOKED, actor=actor, target=("api_key", key.id), name=key.name)
     session.flush()
     session.refresh(key)
     return key
@@ -190,9 +295,11 @@ class TokenAuthenticator:
             return self._remembered.get(token)
 
     def __call__(self, session: Session, token: str | None, api_key: str | None) -> Actor:
-        if api_key:
-            return _actor_from_api_key(session, api_key)
+        # The bearer token decides when there is one: a stale key left in a client's configuration must not
+        # turn away a user who logged in.
         if not token:
+            if api_key:
+                return _actor_from_api_key(session, api_key)
             raise Unauthorized("send a bearer token or an X-API-Key")
         actor = self.cached(token)
         if actor is None:

@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from contextvars import ContextVar
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -13,6 +14,9 @@ REQUESTS = Counter("fieldpool_http_requests_total", "HTTP requests", ["method", 
 LATENCY = Histogram("fieldpool_http_request_seconds", "HTTP request latency", ["method", "route"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 log = structlog.get_logger()
+# The request's client address (after uvicorn's trusted proxy headers), for the audit log: set here once
+# rather than passed through every service that audits; jobs and the CLI have none.
+client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
 
 
 class RequestContext:
@@ -28,6 +32,7 @@ class RequestContext:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        address = client_address.set(scope["client"][0] if scope.get("client") else None)
         status = 500
         response_started = False
         started = time.perf_counter()
@@ -59,3 +64,4 @@ class RequestContext:
                 "request", method=scope["method"], path=scope["path"], route=route, status=status,
                 ms=round(elapsed * 1000, 1))
             structlog.contextvars.unbind_contextvars("request_id")
+            client_address.reset(address)

@@ -68,15 +68,19 @@ def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "validation_error", "Invalid input", detail, errors=errors)
 
 
-def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-             413: "too_large", 429: "rate_limited"}
-    response = problem(exc.status_code, codes.get(exc.status_code, "http_error"),
-                       str(exc.detail), str(exc.detail))
+# Starlette's own errors (and the door's body cap), by status: code and, where the detail varies, a title.
+HTTP_PROBLEMS = {401: ("unauthorized", None), 403: ("forbidden", None), 404: ("not_found", None),
+                 405: ("method_not_allowed", None), 413: ("too_large", "Request body too large"),
+                 429: ("rate_limited", None)}
+
+
+def http_problem(exc: StarletteHTTPException, request: Request | None = None) -> JSONResponse:
+    """An HTTPException (Starlette's or the body cap's) as problem JSON."""
+    code, title = HTTP_PROBLEMS.get(exc.status_code, ("http_error", None))
+    response = problem(exc.status_code, code, title or str(exc.detail), str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
-    if exc.status_code == 405:
+    if exc.status_code == 405 and request is not None:
         # Starlette names only the methods of the first route on the path; each method is a route here.
         response.headers["Allow"] = ", ".join(sorted(_methods_at(request)))
     return response
@@ -88,6 +92,11 @@ def _methods_at(request: Request) -> set[str]:
         if route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods or set()
     return methods
+
+
+def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return http_problem(exc, request)
 
 
 def unexpected() -> JSONResponse:

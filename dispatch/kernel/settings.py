@@ -139,6 +139,24 @@ class WorkloadSettings(BaseModel):
     max_range_days: int = 93
 
 
+class LoginSettings(BaseModel):
+    """Log-in throttling and lockout, counted in Redis so that every API process sees the same counts
+    (env: LOGIN__USER_LIMIT=5, ...)."""
+
+    window_s: int = Field(default=300, gt=0)
+    # Failed log-ins per window, for one username and from one client address, before 429.
+    user_limit: int = Field(default=5, gt=0)
+    address_limit: int = Field(default=50, gt=0)
+    # This many failures of one username within lock_window_s lock the account until an admin unlocks it.
+    lock_after: int = Field(default=20, gt=0)
+    lock_window_s: int = Field(default=24 * 3600, gt=0)
+
+
+# Printed here for anyone to read: `serve` refuses it outside FIELDPOOL_ENV=dev.
+DEV_SECRET_KEY = "dev-only-change-me-in-production-0123456789"
+MIN_SECRET_KEY_CHARS = 32
+
+
 class Settings(BaseSettings):
     """Everything a private deployment configures, as environment variables."""
 
@@ -151,13 +169,16 @@ class Settings(BaseSettings):
     sla: SlaSettings = SlaSettings()
     wechat: WechatSettings = WechatSettings()
     workload: WorkloadSettings = WorkloadSettings()
+    login: LoginSettings = LoginSettings()
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # rq does not run on Redis Cluster while the pool and the live index will,
     # so the queues get their own URL.
     redis_queue_url: str | None = None
-    secret_key: str = Field(default="dev-only-change-me-in-production-0123456789", min_length=32)
+    # "dev" lets the API sign tokens with the default or a short SECRET_KEY.
+    env: str = Field(default="production", validation_alias="FIELDPOOL_ENV")
+    secret_key: str = DEV_SECRET_KEY
     token_ttl_min: int = 12 * 60
     timezone: str = "Asia/Shanghai"
     media_dir: Path = Path("var/media")
@@ -166,6 +187,8 @@ class Settings(BaseSettings):
     # Per ticket, whoever uploads: without a budget the disk fills one allowed file at a time.
     max_attachments_per_ticket: int = Field(default=20, ge=1)
     max_attachment_bytes_per_ticket: int = Field(default=50 * 1024 * 1024, ge=1)
+    # Any other request body (JSON, forms) past this is refused with 413 as it streams in.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     demo_password: str = Field(default="demo", validation_alias="FIELDPOOL_DEMO_PASSWORD")
     log_json: bool = True
     log_level: str = "INFO"
@@ -185,6 +208,18 @@ class Settings(BaseSettings):
     @property
     def queue_url(self) -> str:
         return self.redis_queue_url or self.redis_url
+
+    def unsafe_secret_key(self) -> str | None:
+        """Why SECRET_KEY must not sign tokens in this deployment, or None when it may."""
+        if self.env == "dev":
+            return None
+        if self.secret_key == DEV_SECRET_KEY:
+            return ("SECRET_KEY is the default printed in the source: anyone could sign tokens; set a random one "
+                    "(make run writes one to .env) or FIELDPOOL_ENV=dev")
+        if len(self.secret_key) < MIN_SECRET_KEY_CHARS:
+            return (f"SECRET_KEY is shorter than {MIN_SECRET_KEY_CHARS} characters; set a random one "
+                    "or FIELDPOOL_ENV=dev")
+        return None
 
 
 @lru_cache

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from dispatch.accounts.models import Subscriber
 from dispatch.accounts.service import subscriber_by_phone
+from dispatch.audit import service as audit
+from dispatch.audit.models import AuditAction
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
@@ -419,6 +421,8 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
                       note=note, technician_id=technician.id, location=_whereabouts(redis, ticket, technician.id),
                       changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
                       data={"previous_technician_id": previous} if reassign else None)
+    audit.record(session, action=AuditAction.TICKET_ASSIGNED, actor=actor, target=("ticket", ticket.id),
+                 number=ticket.number, technician_id=technician.id, previous_technician_id=previous)
     _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
     return step
 
@@ -505,6 +509,8 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
     holder = ticket.technician_id
     step = transition(session, ticket, action=Action.INVALIDATE, actor=actor, note=reason,
                       changes={"invalid_reason": reason, "invalidated_at": _now()})
+    audit.record(session, action=AuditAction.TICKET_INVALIDATED, actor=actor, target=("ticket", ticket.id),
+                 number=ticket.number, reason=reason)
     _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
     return step
 

@@ -75,6 +75,27 @@ def test_token_signed_with_another_secret_is_401(client: TestClient, db: Session
     assert_problem(client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {forged}"}), 401)
 
 
+def test_401_details_are_the_services_own_words(client: TestClient, db: Session, settings: Settings) -> None:
+    user_id = db.scalars(select(User.id).where(User.username == "admin")).one()
+    expired = issue_token(f"user:{user_id}", secret=settings.secret_key, ttl=timedelta(minutes=-1))
+    forged = issue_token(f"user:{user_id}", secret="someone-elses-secret-0123456789-abcdef", ttl=timedelta(hours=1))
+    details = {token: assert_problem(client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}),
+                                     401)["detail"] for token in (expired, forged, "garbage", "a.b.c")}
+    assert details[expired] == "token expired; log in again"
+    assert {details[forged], details["garbage"], details["a.b.c"]} == {"token invalid"}
+
+
+@pytest.mark.parametrize("key", ["fpk_deadbeef_nope", "whatever"])
+def test_a_bad_api_key_beside_a_valid_bearer_token_lets_the_bearer_through(client: TestClient, as_user,
+                                                                           key: str) -> None:
+    headers = {**as_user("dispatcher.xl"), "X-API-Key": key}
+    for _ in range(2):  # the second time from the token cache
+        reply = client.get("/api/v1/me", headers=headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["label"] == "dispatcher.xl"
+    assert_problem(client.get("/api/v1/me", headers={"X-API-Key": key}), 401)
+
+
 # --- API keys ----------------------------------------------------------------------------
 
 def issue_key(client: TestClient, headers: dict[str, str], region_ids: list[int], name: str = "hotline") -> dict:

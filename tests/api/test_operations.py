@@ -19,14 +19,15 @@ def test_healthz_is_200(client: TestClient) -> None:
     assert reply.status_code == 200 and reply.json() == {"status": "ok"}
 
 
-def test_readyz_reports_postgis_redis_and_the_pool(client: TestClient, redis: Redis, settings: Settings) -> None:
-    reply = client.get("/readyz")
+def test_readyz_reports_postgis_redis_and_the_pool_to_an_admin(client: TestClient, redis: Redis, as_user) -> None:
+    admin = as_user("admin")
+    reply = client.get("/readyz", headers=admin)
     assert reply.status_code == 200, reply.text
     assert reply.json()["status"] == "degraded"  # the test Redis starts empty: no pool built yet
     assert reply.json()["checks"]["pool"].startswith("degraded: rebuilding branches")
 
     assert jobs.repair_pool()["rebuilt"] >= 2  # both demo branches
-    reply = client.get("/readyz")
+    reply = client.get("/readyz", headers=admin)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["status"] == "ok"
@@ -37,7 +38,8 @@ def test_readyz_reports_postgis_redis_and_the_pool(client: TestClient, redis: Re
 @pytest.fixture
 def client_without_redis(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
-    with TestClient(app, raise_server_exceptions=False) as unready:
+    # From loopback, as a load balancer's probe or Prometheus on the same machine: the checks are shown.
+    with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as unready:
         yield unready
 
 
@@ -61,7 +63,7 @@ def test_metrics_count_requests_by_route_template(client: TestClient, as_user) -
     ticket = client.post("/api/v1/tickets", json=body, headers=headers).json()
     assert client.get(f"/api/v1/tickets/{ticket['id']}", headers=headers).status_code == 200
     assert client.get("/api/v1/tickets/987654321", headers=headers).status_code == 404
-    reply = client.get("/metrics")
+    reply = client.get("/metrics", headers=as_user("admin"))
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain")
     lines = [line for line in reply.text.splitlines() if line.startswith("fieldpool_http_requests_total{")]
@@ -69,6 +71,34 @@ def test_metrics_count_requests_by_route_template(client: TestClient, as_user) -
     assert any('route="/api/v1/tickets/{ticket_id}"' in line and 'status="404"' in line for line in lines), lines
     assert not any(f"/api/v1/tickets/{ticket['id']}" in line or "987654321" in line for line in lines)
     assert "fieldpool_http_request_seconds_bucket" in reply.text
+
+
+def test_readyz_tells_anyone_else_only_the_status(client: TestClient, as_user) -> None:
+    for headers in ({}, as_user("dispatcher.xl")):
+        reply = client.get("/readyz", headers=headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"status": "degraded"}  # no versions, no checks
+
+
+def test_readyz_when_postgres_is_down_tells_anyone_else_nothing_more(settings: Settings, redis: Redis) -> None:
+    app = create_app(settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"}))
+    with TestClient(app, raise_server_exceptions=False) as outside:
+        reply = outside.get("/readyz")
+    assert reply.status_code == 503
+    assert "checks" not in reply.json() and "postgres" not in reply.text
+
+
+def test_metrics_only_from_loopback_or_to_an_admin(client: TestClient, as_user, settings: Settings,
+                                                    redis: Redis) -> None:
+    for headers in ({}, as_user("dispatcher.xl"), as_user("payroll")):
+        reply = client.get("/metrics", headers=headers)
+        assert reply.status_code == 403, reply.text
+        assert reply.headers["content-type"].startswith("application/problem+json")
+        assert "fieldpool_http_requests_total" not in reply.text
+    assert "fieldpool_http_requests_total" in client.get("/metrics", headers=as_user("admin")).text
+    with TestClient(create_app(settings), client=("::1", 50000)) as local:
+        assert "fieldpool_http_requests_total" in local.get("/metrics").text
+    assert client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_every_response_carries_a_request_id(client: TestClient, as_user) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from dispatch.cli import OPERATOR
 from workload import export, queries, service
 
 ROWS = int(os.environ.get("BENCH_WORKLOAD_ROWS", "1000000"))
@@ -108,8 +109,8 @@ def child(kind: str, url: str, out: str) -> None:
     if kind in {"project-csv", "project-xlsx"}:
         engine = create_engine(url)
         with Session(engine) as session:
-            service.export_workload(session, scope=_scope(), fmt=export.ExportFormat(kind.split("-")[1]), detail=True,
-                                    path=Path(out), tz=TZ)
+            service.export_workload(session, actor=OPERATOR, scope=_scope(),
+                                    fmt=export.ExportFormat(kind.split("-")[1]), detail=True, path=Path(out), tz=TZ)
         engine.dispose()
     elif kind == "raw-csv":
         with open(out, "w", encoding="utf-8-sig", newline="") as handle:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -91,8 +91,28 @@ def token_of(api: httpx.Client, username: str) -> str:
     return str(reply.json()["access_token"])
 
 
+# Chromium reports a refused script, style or image on the console; the event is there for what it does not.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', (e) =>
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`));
+"""
+
+
+def csp_violation(message: ConsoleMessage) -> bool:
+    return "CSP violation" in message.text or "Content Security Policy" in message.text
+
+
 @pytest.fixture
-def open_page(browser: Browser, server: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+def csp_violations() -> Iterator[list[str]]:
+    """What the pages' Content-Security-Policy refused; a test fails if anything was."""
+    violations: list[str] = []
+    yield violations
+    assert violations == [], "a page broke its Content-Security-Policy"
+
+
+@pytest.fixture
+def open_page(browser: Browser, server: str, request: pytest.FixtureRequest,
+              csp_violations: list[str]) -> Iterator[Callable[..., Page]]:
     """`open_page("/m/tech", phone=True)` → a page in a fresh browser context (its own storage)."""
     contexts: list[BrowserContext] = []
 
@@ -101,6 +121,8 @@ def open_page(browser: Browser, server: str, request: pytest.FixtureRequest) -> 
                                       base_url=server, geolocation=geolocation or XL_CENTRE, reduced_motion="reduce",
                                       permissions=["geolocation"], accept_downloads=True)
         context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        context.on("console", lambda message: csp_violation(message) and csp_violations.append(message.text))
         contexts.append(context)
         page = context.new_page()
         page.goto(path)

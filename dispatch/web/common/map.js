@@ -86,7 +86,7 @@ export class GridMap {
     this.svg.setAttribute('viewBox', this.box.join(' '));
     this.unit = Math.max(this.box[2], this.box[3]) / 100; // 1 % of the view: point sizes
     this.svg.style.setProperty('--unit', this.unit);
-    this.grids.setAttribute('style', `font-size:${this.unit * 2.2}px;stroke-width:${this.unit * 0.15}px`);
+    this.grids.style.cssText = `font-size:${this.unit * 2.2}px;stroke-width:${this.unit * 0.15}px`; // CSSOM: CSP allows it
     this.drawTiles();
   }
 

@@ -23,6 +23,8 @@ export function el(spec, attrs = {}, ...children) {
     if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
     else if (k === 'dataset') Object.assign(node.dataset, v);
     else if (k === 'text') node.textContent = v;
+    // Through the CSSOM: a style attribute is an inline style, which the pages' Content-Security-Policy refuses.
+    else if (k === 'style') node.style.cssText = v;
     else node.setAttribute(k, v === true ? '' : v);
   }
   for (const child of children.flat()) {
