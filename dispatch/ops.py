@@ -18,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.kernel.auth import Actor, Authenticator, Role, bearer_scheme
 from dispatch.kernel.db import Database
-from dispatch.kernel.errors import Forbidden
-from dispatch.kernel.problems import problem
+from dispatch.kernel.errors import Forbidden, Unauthorized
+from dispatch.kernel.problems import problem, raises
 from dispatch.kernel.queues import periodic_outcomes, queue
 from dispatch.tickets import mirror
 from grab_pool import pool
@@ -46,6 +46,7 @@ def _actor_of(database: Database, authenticate: Authenticator, token: str) -> Ac
         return authenticate(session, token, None)
 
 
+@raises(Unauthorized)
 async def sees_internals(request: Request, token: Annotated[str | None, Depends(bearer_scheme)]) -> bool:
     """Versions, checks and traffic are for this machine (Prometheus, `make bench`) or an admin's token.
 

@@ -45,9 +45,9 @@ class UserRead(BaseModel):
 class UserPatch(BaseModel):
     """Only the fields sent change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    role: Role | None = None
-    region_ids: list[int] | None = Field(default=None, max_length=100)
+    name: Text | None = Field(default=None, min_length=1, max_length=100)
+    role: LoginRole | None = None
+    region_ids: list[Id] | None = Field(default=None, max_length=100)
     active: bool | None = None
 
 

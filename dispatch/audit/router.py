@@ -1,7 +1,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from dispatch.audit import service
 from dispatch.audit.models import AuditAction
@@ -9,6 +8,7 @@ from dispatch.audit.schemas import AuditEventRead
 from dispatch.kernel.auth import Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
 from dispatch.kernel.errors import Forbidden, InvalidInput
+from dispatch.kernel.inputs import Moment, Text
 from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 
@@ -18,10 +18,10 @@ Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
 
 @router.get("", response_model=Page[AuditEventRead], responses=problem_docs(Forbidden, InvalidInput))
 def list_audit_events(session: SessionDep, admin: Admin, page: PageDep,
-                      actor: Annotated[str | None, Query(description="who: a username, or api:<key name>")] = None,
+                      actor: Annotated[Text | None, Query(description="who: a username, or api:<key name>")] = None,
                       action: AuditAction | None = None,
-                      since: Annotated[AwareDatetime | None, Query(alias="from", description="at or after")] = None,
-                      until: Annotated[AwareDatetime | None, Query(alias="to", description="before")] = None,
+                      since: Annotated[Moment | None, Query(alias="from", description="at or after")] = None,
+                      until: Annotated[Moment | None, Query(alias="to", description="before")] = None,
                       ) -> dict[str, object]:
     """Who did what, when and from where, newest first (admin only): log-ins, locks, user and API key
     changes, force-assigns, invalidations, exports."""

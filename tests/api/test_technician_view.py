@@ -16,7 +16,7 @@ from dispatch.tickets.models import Offer
 from geo.latlng import LatLng
 from technicians import live
 from technicians.models import Technician
-from tests.conftest import subscriber_headers
+from tests.conftest import on_duty, subscriber_headers
 
 TICKETS = "/api/v1/tickets"
 XL_POINT = {"lat": 43.935, "lng": 116.08}
@@ -40,6 +40,8 @@ def technician_id(db: Session, username: str) -> int:
 
 def act(client: TestClient, ticket_id: int, verb: str, headers: dict[str, str],
         body: dict[str, Any] | None = None) -> dict[str, Any]:
+    if verb == "grab":
+        on_duty(client, headers)  # a phone that grabs is on duty and located
     reply = client.post(f"{TICKETS}/{ticket_id}/{verb}", json=body, headers=headers)
     assert reply.status_code == 200, reply.text
     return dict(reply.json())
