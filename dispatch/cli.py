@@ -24,7 +24,7 @@ from dispatch.kernel.logging import configure as configure_logging
 from dispatch.kernel.queues import enqueue_tick, start_ticker, tick_died
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
-from dispatch.migrations import runner
+from dispatch.migrations import roles, runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, mirror, outbox
 from technicians import presence, replica
@@ -146,15 +146,20 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
 
 @db.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Apply the migrations up to REVISION."""
-    runner.upgrade(get_settings().database_url, revision)
+    """Apply the migrations up to REVISION as the owner (MIGRATION_DATABASE_URL), then grant the app's role
+    (DATABASE_URL's user) what it needs, creating it when missing."""
+    settings = get_settings()
+    runner.upgrade(settings.owner_database_url, revision)
     typer.echo(f"database at {revision}")
+    role = roles.provision(settings.owner_database_url, settings.database_url)
+    if role is not None:
+        typer.echo(f"role {role} may read and write the app's tables, and only add to ticket_event")
 
 
 @db.command("check")
 def db_check() -> None:
     """Fail when the models and the migrations have drifted apart."""
-    runner.check(get_settings().database_url)
+    runner.check(get_settings().owner_database_url)
     typer.echo("models and migrations agree")
 
 

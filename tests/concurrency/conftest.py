@@ -13,8 +13,8 @@ from tests.conftest import TEST_REDIS_URL
 
 
 @pytest.fixture
-def crowd(committed_db: Engine, settings: Settings) -> Iterator[Crowd]:
-    crowd = Crowd(committed_db, settings.secret_key)
+def crowd(committed_db: Engine, owner_engine: Engine, settings: Settings) -> Iterator[Crowd]:
+    crowd = Crowd(committed_db, settings.secret_key, owner=owner_engine)
     yield crowd
     crowd.disband()
 

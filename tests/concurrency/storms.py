@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import issue_token
 from dispatch.tickets import mirror
-from tests.conftest import TEST_DATABASE_URL, TRANSIENT_TABLES
+from tests.conftest import TEST_APP_DATABASE_URL, truncate_transient
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDPOOL = str(ROOT / ".venv/bin/fieldpool")
@@ -72,8 +72,8 @@ def bearer(user_id: int, secret: str) -> dict[str, str]:
 class Crowd:
     """Technicians of the Xilinhot branch minted in bulk: scope /1/2/, standing at the demo point."""
 
-    def __init__(self, engine: Engine, secret: str) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, secret: str, *, owner: Engine) -> None:
+        self.engine, self.owner = engine, owner
         self.secret = secret
         self._enlisted = 0
 
@@ -100,8 +100,8 @@ class Crowd:
 
     def disband(self) -> None:
         # Tickets and events refer to the crowd: they go first.
+        truncate_transient(self.owner)
         with self.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
             conn.execute(text("DELETE FROM technician t USING user_account u "
                               "WHERE u.id = t.user_id AND u.username LIKE :crowd"), {"crowd": f"{CROWD}%"})
             conn.execute(text("DELETE FROM user_account WHERE username LIKE :crowd"), {"crowd": f"{CROWD}%"})
@@ -136,7 +136,7 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": self.redis_url,
+        env = {**os.environ, "DATABASE_URL": TEST_APP_DATABASE_URL, "REDIS_URL": self.redis_url,
                "REDIS_QUEUE_URL": self.redis_url, "SECRET_KEY": self.secret, "LOG_LEVEL": "WARNING",
                "LOG_JSON": "false", "DB_POOL_SIZE": "4"}
         with self.log.open("wb") as log:
@@ -199,7 +199,7 @@ class PrivateRedis:
 
 def fieldpool(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
     """The CLI as an operator runs it, against the test database and the given Redis."""
-    env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url,
+    env = {**os.environ, "DATABASE_URL": TEST_APP_DATABASE_URL, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url,
            "LOG_LEVEL": "WARNING"}
     return subprocess.run([FIELDPOOL, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 
