@@ -3,8 +3,10 @@
 import os
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import structlog
@@ -13,6 +15,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
 from dispatch import serving
@@ -95,6 +98,11 @@ class CopyingWorker(Worker):
     def __init__(self, queues: list[Queue], *, connection: Redis, live_index: Redis, branch_ids: list[int]) -> None:
         super().__init__(queues, connection=connection, log_job_description=False, work_horse_killed_handler=tick_died)
         self.live_index, self.branch_ids = live_index, branch_ids
+        self.stop_asked = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_asked = True
+        super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -136,12 +144,39 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     # was 150 lines a minute of ticks. Jobs log what they did themselves; rq keeps its warnings and errors.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
-        CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
-                      live_index=live_index, branch_ids=branches).work(with_scheduler=True, burst=burst,
-                                                                       logging_level=rq_level)
+        while True:
+            loop = CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
+                                 live_index=live_index, branch_ids=branches)
+            try:
+                loop.work(with_scheduler=True, burst=burst, logging_level=rq_level)
+            except RedisError as exc:  # its teardown, with Redis gone
+                log.warning("worker_teardown_failed", error=f"{type(exc).__name__}: {exc}")
+            if burst or loop.stop_asked:
+                break
+            # rq's loop ends on any error it does not expect, a Redis restart among them: the worker would exit
+            # and every periodic job stop with it. A new loop takes over once Redis answers.
+            log.error("worker_loop_ended", restart="once Redis answers")
+            if not _redis_answers(connection):
+                break
     finally:
         if stop_ticks is not None:
             stop_ticks.set()
+
+
+def _redis_answers(connection: Redis) -> bool:
+    """Wait for the queues' Redis; False when the worker was asked to stop meanwhile."""
+    while True:
+        try:
+            connection.ping()
+            return True
+        except RedisError:
+            pass
+        except StopRequested:  # rq's signal handlers are still in place
+            return False
+        try:
+            time.sleep(1.0)
+        except StopRequested:
+            return False
 
 
 @db.command("upgrade")

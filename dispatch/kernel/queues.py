@@ -142,7 +142,14 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
 
     def tick() -> None:
         due = {job.job_id: 0.0 for job in jobs}
+        server = _server_run(queue.connection)
         while True:
+            now_serving = _server_run(queue.connection)
+            if now_serving is not None and server is not None and now_serving != server:
+                # Redis restarted, empty: every job runs now, as at start, so the live index and the pool are
+                # rebuilt at once instead of after their interval (rings meanwhile found nobody and ran out).
+                due = dict.fromkeys(due, 0.0)
+            server = now_serving or server
             now = time.monotonic()
             for job in jobs:
                 if now >= due[job.job_id]:
@@ -153,6 +160,14 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
 
     threading.Thread(target=tick, name="periodic-ticker", daemon=True).start()
     return stop
+
+
+def _server_run(connection: Redis) -> str | None:
+    """The Redis server's run id (new at every start), None while it does not answer."""
+    try:
+        return str(connection.info("server")["run_id"])
+    except (RedisError, OSError):
+        return None
 
 
 def _tick(queue: Queue, job: Periodic) -> None:

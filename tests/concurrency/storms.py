@@ -130,15 +130,18 @@ class ApiServer:
     workers: int = 3
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    database_url: str = TEST_APP_DATABASE_URL
+    env: dict[str, str] = field(default_factory=dict)
+    killed: int = 0  # API processes this test killed itself: `serve` restarts them
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": TEST_APP_DATABASE_URL, "REDIS_URL": self.redis_url,
+        env = {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                "REDIS_QUEUE_URL": self.redis_url, "SECRET_KEY": self.secret, "LOG_LEVEL": "WARNING",
-               "LOG_JSON": "false", "DB_POOL_SIZE": "4"}
+               "LOG_JSON": "false", "DB_POOL_SIZE": "4", **self.env}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [FIELDPOOL, "serve", "--port", str(self.port), "--workers", str(self.workers),
@@ -152,6 +155,20 @@ class ApiServer:
             raise AssertionError(f"the API exited with {self.process.returncode}: {self.log.read_text()}")
         return self.log.read_text().count("Application startup complete") >= self.workers
 
+    def api_processes(self) -> list[int]:
+        """The pids of the processes `serve` supervises."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        # Spawned processes (the resource tracker is one too, not an API process).
+        return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def kill_one(self) -> int:
+        """SIGKILL one API process, as the kernel's OOM killer would; returns its pid."""
+        pid = self.api_processes()[0]
+        os.kill(pid, signal.SIGKILL)
+        self.killed += 1
+        return pid
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -162,7 +179,7 @@ class ApiServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         restarted = self.log.read_text().count("died")
-        assert restarted == 0, f"{restarted} API processes died during the test:\n{self.log.read_text()}"
+        assert restarted == self.killed, f"{restarted} API processes died during the test:\n{self.log.read_text()}"
 
 
 @dataclass
