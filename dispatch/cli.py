@@ -24,7 +24,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.errors import DomainError, InvalidInput
 from dispatch.kernel.logging import configure as configure_logging
-from dispatch.kernel.queues import enqueue_tick, start_ticker, tick_died
+from dispatch.kernel.queues import enqueue_tick, reap_abandoned, start_ticker, tick_died
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import roles, runner
@@ -145,6 +145,8 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
         while True:
+            for job_id in reap_abandoned(connection, names):
+                log.warning("abandoned_job_failed", job_id=job_id, reason="its worker died mid-run")
             loop = CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
                                  live_index=live_index, branch_ids=branches)
             try:

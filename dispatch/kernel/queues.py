@@ -1,6 +1,7 @@
 """rq queues on their own Redis URL (rq does not run on Redis Cluster; the pool and live index will)."""
 
 import os
+import socket
 import threading
 import time
 import traceback
@@ -12,9 +13,10 @@ from types import TracebackType
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Callback, Queue
-from rq.exceptions import DuplicateJobError
-from rq.job import Job
+from rq import Callback, Queue, Worker
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from dispatch.kernel.redis import as_text
 from dispatch.kernel.settings import get_settings
@@ -160,6 +162,55 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
 
     threading.Thread(target=tick, name="periodic-ticker", daemon=True).start()
     return stop
+
+
+def reap_abandoned(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Fail the jobs left running by a worker of this host that is gone (SIGKILL, OOM); returns their ids.
+
+    rq reaps an abandoned job only once its heartbeat has expired and its
+    maintenance next runs, minutes later; until then the job still holds its
+    id, and the ticker's unique enqueue of that periodic job is turned away:
+    after a worker was killed mid-job, that job stopped until rq noticed.
+    Failing it here runs its failure callback like any failed run, and the
+    next tick runs it again. Workers of other hosts are left to rq.
+    """
+    here = socket.gethostname()
+    reaped: list[str] = []
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=connection)
+        for entry in map(as_text, connection.zrange(registry.key, 0, -1)):
+            job_id = entry.rpartition(":")[0]  # entries are <job id>:<execution id>
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                continue
+            if job.get_status(refresh=False) is JobStatus.STARTED and _gone(connection, job.worker_name, here):
+                connection.zadd(registry.key, {entry: 0})  # expired: rq's own cleanup fails it below
+                reaped.append(job_id)
+        if reaped:
+            registry.cleanup()
+    return reaped
+
+
+def _gone(connection: Redis, worker_name: str | None, here: str) -> bool:
+    if not worker_name:
+        return False
+    key = f"{Worker.redis_worker_namespace_prefix}{worker_name}"
+    found = {as_text(k): as_text(v) for k, v in connection.hgetall(key).items()}
+    if not found:
+        return True  # its registration expired: long dead
+    if found.get("hostname") != here or not found.get("pid"):
+        return False
+    pid = int(found["pid"])
+    if pid == os.getpid():
+        return True  # a restarted container gives the new worker the old one's pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _server_run(connection: Redis) -> str | None:

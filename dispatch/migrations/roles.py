@@ -57,19 +57,20 @@ def provision(owner_url: str, app_url: str) -> str | None:
 
 
 def _provision(conn: Connection, role: str, password: str | None) -> None:
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
+    # psycopg's own cursor: the statements are composed with its quoting (identifiers, the password literal).
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
     with raw.cursor() as cursor:
         for statement in _statements(role, password, database=conn.engine.url.database or ""):
             cursor.execute(statement)
 
 
-def _statements(role: str, password: str | None, *, database: str) -> Iterator[sql.Composable]:
+def _statements(role: str, password: str | None, *, database: str) -> Iterator[sql.Composed]:
     who = sql.Identifier(role)
     # CREATE ROLE has no IF NOT EXISTS; two first upgrades at once race on the catalog's unique key.
     yield sql.SQL("DO $$ BEGIN CREATE ROLE {} LOGIN; "
                   "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$").format(who)
-    attributes = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
+    attributes: sql.Composable = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
     if password:
         attributes = sql.SQL("{} PASSWORD {}").format(attributes, sql.Literal(password))
     yield sql.SQL("ALTER ROLE {} WITH {}").format(who, attributes)

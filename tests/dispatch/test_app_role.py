@@ -35,9 +35,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("statement", REFUSED)
 def test_the_app_role_is_refused(db: Session, statement: str) -> None:
-    with pytest.raises(ProgrammingError, match="permission denied|must be owner|must be able to SET ROLE"):
-        with db.begin_nested():
-            db.execute(text(statement))
+    with pytest.raises(ProgrammingError, match=r"permission denied|must be owner"), db.begin_nested():
+        db.execute(text(statement))
 
 
 def test_the_app_role_owns_nothing_and_has_no_attributes(engine: Engine) -> None:

@@ -135,13 +135,17 @@ class City:
 
 
 @pytest.fixture(scope="module")
-def city(private_postgres: PrivatePostgres, fault_redis: PrivateRedis) -> City:
-    # Logs outside pytest's base directory: other runs on the machine prune that while this one reads them.
+def city(private_postgres: PrivatePostgres, fault_redis: PrivateRedis,
+         request: pytest.FixtureRequest) -> Iterator[City]:
+    # Logs outside pytest's base directory (other runs on the machine prune that), kept when a test failed.
     city = City(private_postgres, fault_redis, Path(tempfile.mkdtemp(prefix="fieldpool-faults-logs-")))
+    failed_before = request.session.testsfailed
     for step in (("db", "upgrade"), ("seed", "demo")):
         done = city.fieldpool(*step)
         assert done.returncode == 0, done.stdout + done.stderr
-    return city
+    yield city
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(city.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
