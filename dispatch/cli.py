@@ -145,8 +145,11 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
         while True:
-            for job_id in reap_abandoned(connection, names):
-                log.warning("abandoned_job_failed", job_id=job_id, reason="its worker died mid-run")
+            try:
+                for job_id in reap_abandoned(connection, names):
+                    log.warning("abandoned_job_failed", job_id=job_id, reason="its worker died mid-run")
+            except RedisError as exc:  # rq reaps them itself in time
+                log.warning("abandoned_jobs_not_reaped", error=f"{type(exc).__name__}: {exc}")
             loop = CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
                                  live_index=live_index, branch_ids=branches)
             try:
@@ -188,7 +191,11 @@ def db_upgrade(revision: str = "head") -> None:
     settings = get_settings()
     runner.upgrade(settings.owner_database_url, revision)
     typer.echo(f"database at {revision}")
-    role = roles.provision(settings.owner_database_url, settings.database_url)
+    try:
+        role = roles.provision(settings.owner_database_url, settings.database_url)
+    except roles.UnfitRole as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if role is not None:
         typer.echo(f"role {role} may read and write the app's tables, and only add to ticket_event")
 

@@ -205,11 +205,11 @@ def _gone(connection: Redis, worker_name: str | None, here: str) -> bool:
     if pid == os.getpid():
         return True  # a restarted container gives the new worker the old one's pid
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # no signal: only whether the process exists
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
+        pass  # another user's process: alive
     return False
 
 

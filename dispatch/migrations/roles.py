@@ -40,6 +40,7 @@ def provision(owner_url: str, app_url: str) -> str | None:
         with engine.connect() as conn:
             if role is None or role == conn.execute(text("SELECT current_user")).scalar_one():
                 return None
+            _refuse_a_powerful_role(conn, role)
         attempt = 1
         while True:
             try:
@@ -54,6 +55,22 @@ def provision(owner_url: str, app_url: str) -> str | None:
             attempt += 1
     finally:
         engine.dispose()
+
+
+def _refuse_a_powerful_role(conn: Connection, role: str) -> None:
+    """Raises: UnfitRole (a superuser or an owner of tables here: taking its powers away would break more than
+    the app; most likely the two URLs were swapped)."""
+    found = conn.execute(text(
+        "SELECT r.rolsuper, EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid "
+        "  AND c.relnamespace = 'public'::regnamespace) FROM pg_roles r WHERE r.rolname = :role"),
+        {"role": role}).first()
+    if found is not None and (found[0] or found[1]):
+        raise UnfitRole(f"DATABASE_URL's role {role} is a superuser or owns the tables: give the app a role of its "
+                        "own (MIGRATION_DATABASE_URL names the owner)")
+
+
+class UnfitRole(Exception):
+    """DATABASE_URL names a role that must not be made the app's restricted role."""
 
 
 def _provision(conn: Connection, role: str, password: str | None) -> None:
