@@ -25,7 +25,16 @@ from sqlalchemy.pool import NullPool
 from dispatch.kernel.queues import periodic_outcomes
 from tests.concurrency.storms import FIELDPOOL, ApiServer, PrivateRedis, free_port, wait_until
 
-PG_BIN = Path(os.environ.get("FIELDPOOL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """FIELDPOOL_PG_BIN, else the newest Debian PostgreSQL's bin (the one ensure-services installs PostGIS for)."""
+    if "FIELDPOOL_PG_BIN" in os.environ:
+        return Path(os.environ["FIELDPOOL_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 SECRET = "fault-secret-key-0123456789-0123456789-abcdef"
 DEMO_PASSWORD = "demo-fault-pw"
 APP_ROLE = "fieldpool_app:fieldpool_app"
