@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
-export DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool
+# Migrations run as the tables' owner; the API, worker and CLI as a role that owns nothing
+# (created and granted by `fieldpool db upgrade`).
+export MIGRATION_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool
+export DATABASE_URL ?= postgresql+psycopg://fieldpool_app:fieldpool_app@127.0.0.1:5432/fieldpool
 export TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_test
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export FIELDPOOL_DEMO_PASSWORD ?= demo

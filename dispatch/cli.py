@@ -3,8 +3,10 @@
 import os
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import structlog
@@ -13,6 +15,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
 from dispatch import serving
@@ -21,10 +24,10 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.errors import DomainError, InvalidInput
 from dispatch.kernel.logging import configure as configure_logging
-from dispatch.kernel.queues import enqueue_tick, start_ticker, tick_died
+from dispatch.kernel.queues import enqueue_tick, reap_abandoned, start_ticker, tick_died
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
-from dispatch.migrations import runner
+from dispatch.migrations import roles, runner
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, jobs, mirror, outbox
 from technicians import presence, replica
@@ -99,6 +102,11 @@ class CopyingWorker(Worker):
     def __init__(self, queues: list[Queue], *, connection: Redis, live_index: Redis, branch_ids: list[int]) -> None:
         super().__init__(queues, connection=connection, log_job_description=False, work_horse_killed_handler=tick_died)
         self.live_index, self.branch_ids = live_index, branch_ids
+        self.stop_asked = False
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_asked = True
+        super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -140,25 +148,66 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     # was 150 lines a minute of ticks. Jobs log what they did themselves; rq keeps its warnings and errors.
     rq_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING"
     try:
-        CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
-                      live_index=live_index, branch_ids=branches).work(with_scheduler=True, burst=burst,
-                                                                       logging_level=rq_level)
+        while True:
+            try:
+                for job_id in reap_abandoned(connection, names):
+                    log.warning("abandoned_job_failed", job_id=job_id, reason="its worker died mid-run")
+            except RedisError as exc:  # rq reaps them itself in time
+                log.warning("abandoned_jobs_not_reaped", error=f"{type(exc).__name__}: {exc}")
+            loop = CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,
+                                 live_index=live_index, branch_ids=branches)
+            try:
+                loop.work(with_scheduler=True, burst=burst, logging_level=rq_level)
+            except RedisError as exc:  # its teardown, with Redis gone
+                log.warning("worker_teardown_failed", error=f"{type(exc).__name__}: {exc}")
+            if burst or loop.stop_asked:
+                break
+            # rq's loop ends on any error it does not expect, a Redis restart among them: the worker would exit
+            # and every periodic job stop with it. A new loop takes over once Redis answers.
+            log.error("worker_loop_ended", restart="once Redis answers")
+            if not _redis_answers(connection):
+                break
     finally:
         if stop_ticks is not None:
             stop_ticks.set()
 
 
+def _redis_answers(connection: Redis) -> bool:
+    """Wait for the queues' Redis; False when the worker was asked to stop meanwhile."""
+    while True:
+        try:
+            connection.ping()
+            return True
+        except RedisError:
+            pass
+        except StopRequested:  # rq's signal handlers are still in place
+            return False
+        try:
+            time.sleep(1.0)
+        except StopRequested:
+            return False
+
+
 @db.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Apply the migrations up to REVISION."""
-    runner.upgrade(get_settings().database_url, revision)
+    """Apply the migrations up to REVISION as the owner (MIGRATION_DATABASE_URL), then grant the app's role
+    (DATABASE_URL's user) what it needs, creating it when missing."""
+    settings = get_settings()
+    runner.upgrade(settings.owner_database_url, revision)
     typer.echo(f"database at {revision}")
+    try:
+        role = roles.provision(settings.owner_database_url, settings.database_url)
+    except roles.UnfitRole as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if role is not None:
+        typer.echo(f"role {role} may read and write the app's tables, and only add to ticket_event")
 
 
 @db.command("check")
 def db_check() -> None:
     """Fail when the models and the migrations have drifted apart."""
-    runner.check(get_settings().database_url)
+    runner.check(get_settings().owner_database_url)
     typer.echo("models and migrations agree")
 
 

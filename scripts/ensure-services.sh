@@ -12,13 +12,16 @@
 # it stops with one sentence on stderr saying what to install or start, and exits 1.
 #
 # Environment:
-#   DATABASE_URL       default postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool
-#   TEST_DATABASE_URL  default: same server as DATABASE_URL, database fieldpool_test
+#   MIGRATION_DATABASE_URL  the tables' owner, who creates the databases; default DATABASE_URL
+#   DATABASE_URL       default postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool (the app's own
+#                      role is created later, by `fieldpool db upgrade`)
+#   TEST_DATABASE_URL  default: same server as the owner's URL, database fieldpool_test
 #   REDIS_URL          default redis://127.0.0.1:6379/0
 set -euo pipefail
 
 PROG=ensure-services
-DATABASE_URL=${DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool}
+# The owner creates databases and extensions; the app's role could not.
+DATABASE_URL=${MIGRATION_DATABASE_URL:-${DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool}}
 if [[ -z ${TEST_DATABASE_URL:-} ]]; then
     # Same server/credentials as DATABASE_URL, database fieldpool_test (keep any ?query).
     _base=${DATABASE_URL%%\?*}

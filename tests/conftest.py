@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -35,13 +35,17 @@ from dispatch.kernel.cache import Remembered
 from dispatch.kernel.db import UnitOfWork, get_database, get_session, get_unit_of_work
 from dispatch.kernel.queues import queue
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.migrations import runner
+from dispatch.migrations import roles, runner
 from dispatch.seed import seed_demo
 from technicians import replica
 
 ROOT = Path(__file__).resolve().parents[1]
+# The owner's URL: the schema is dropped and migrated with it.
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL",
                                    "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_test")
+# The app's role, as `fieldpool db upgrade` provisions it: the suite, its servers and workers run as it.
+TEST_APP_DATABASE_URL = os.environ.get("TEST_APP_DATABASE_URL", make_url(TEST_DATABASE_URL).set(
+    username="fieldpool_app", password="fieldpool_app").render_as_string(hide_password=False))
 # A Redis database of its own, flushed around every test.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
@@ -54,10 +58,13 @@ TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, att
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     # Jobs and queues read the process settings (a worker has nothing else):
     # point those at the test database and Redis too.
-    saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL", "REDIS_QUEUE_URL")}
-    os.environ.update(DATABASE_URL=TEST_DATABASE_URL, REDIS_URL=TEST_REDIS_URL, REDIS_QUEUE_URL=TEST_REDIS_URL)
+    saved = {name: os.environ.get(name)
+             for name in ("DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "REDIS_QUEUE_URL")}
+    os.environ.update(DATABASE_URL=TEST_APP_DATABASE_URL, MIGRATION_DATABASE_URL=TEST_DATABASE_URL,
+                      REDIS_URL=TEST_REDIS_URL, REDIS_QUEUE_URL=TEST_REDIS_URL)
     _forget_process_settings()
-    yield Settings(database_url=TEST_DATABASE_URL, redis_url=TEST_REDIS_URL, log_json=False,
+    yield Settings(database_url=TEST_APP_DATABASE_URL, migration_database_url=TEST_DATABASE_URL,
+                   redis_url=TEST_REDIS_URL, log_json=False,
                     log_level="WARNING", media_dir=tmp_path_factory.mktemp("media"),
                     secret_key="test-secret-key-0123456789-0123456789-abcdef", db_pool_size=20)
     for name, value in saved.items():
@@ -78,7 +85,7 @@ def _forget_process_settings() -> None:
 
 def _services_up(settings: Settings) -> bool:
     try:
-        probe = create_engine(settings.database_url, poolclass=NullPool)
+        probe = create_engine(settings.owner_database_url, poolclass=NullPool)
         with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
         probe.dispose()
@@ -98,26 +105,39 @@ def _ensure_services() -> None:
 
 
 @pytest.fixture(scope="session")
-def engine(settings: Settings) -> Iterator[Engine]:
+def owner_engine(settings: Settings) -> Iterator[Engine]:
+    """The tables' owner: migrates, and empties tables the app's role may only add to."""
     if not _services_up(settings):
         _ensure_services()
-    engine = create_engine(settings.database_url)
+    owner = create_engine(settings.owner_database_url)
     # Two test runs on one machine share the test database and Redis number:
     # the second waits here for the first instead of dropping its schema.
-    with engine.connect() as lock:
+    with owner.connect() as lock:
         lock.execute(text("SELECT pg_advisory_lock(hashtext('fieldpool test run'))"))
-        build_demo_database(engine, settings.database_url)
-        yield engine
+        build_demo_database(owner, settings.owner_database_url, settings.database_url)
+        yield owner
+    owner.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings, owner_engine: Engine) -> Iterator[Engine]:
+    """The app's role, as the API and the worker connect."""
+    engine = create_engine(settings.database_url)
+    yield engine
     engine.dispose()
 
 
-def build_demo_database(engine: Engine, url: str) -> None:
-    """Empty the database, migrate it with the real Alembic chain and commit the demo city."""
-    with engine.begin() as conn:
+def build_demo_database(owner: Engine, owner_url: str, app_url: str) -> None:
+    """Empty the database, migrate it as its owner with the real Alembic chain, grant the app's role what
+    it needs, and commit the demo city through that role."""
+    with owner.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    runner.upgrade(url)
-    with Session(engine) as session, session.begin():
+    runner.upgrade(owner_url)
+    roles.provision(owner_url, app_url)
+    app = create_engine(app_url, poolclass=NullPool)
+    with Session(app) as session, session.begin():
         seed_demo(session, password=DEMO_PASSWORD)
+    app.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -139,12 +159,17 @@ def db(engine: Engine) -> Iterator[Session]:
         outer.rollback()
 
 
+def truncate_transient(owner: Engine) -> None:
+    """Empty what tests committed (the app's role may not: ticket_event is append-only to it)."""
+    with owner.begin() as conn:
+        conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
-def committed_db(engine: Engine) -> Iterator[Engine]:
+def committed_db(engine: Engine, owner_engine: Engine) -> Iterator[Engine]:
     """For races between connections: real commits, transient tables truncated afterwards."""
     yield engine
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
+    truncate_transient(owner_engine)
 
 
 # Columns that a worker's write-through and the duty switch change on committed demo technicians.

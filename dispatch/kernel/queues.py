@@ -1,6 +1,7 @@
 """rq queues on their own Redis URL (rq does not run on Redis Cluster; the pool and live index will)."""
 
 import os
+import socket
 import threading
 import time
 import traceback
@@ -12,9 +13,10 @@ from types import TracebackType
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Callback, Queue
-from rq.exceptions import DuplicateJobError
-from rq.job import Job
+from rq import Callback, Queue, Worker
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from dispatch.kernel.redis import as_text
 from dispatch.kernel.settings import get_settings
@@ -142,7 +144,14 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
 
     def tick() -> None:
         due = {job.job_id: 0.0 for job in jobs}
+        server = _server_run(queue.connection)
         while True:
+            now_serving = _server_run(queue.connection)
+            if now_serving is not None and server is not None and now_serving != server:
+                # Redis restarted, empty: every job runs now, as at start, so the live index and the pool are
+                # rebuilt at once instead of after their interval (rings meanwhile found nobody and ran out).
+                due = dict.fromkeys(due, 0.0)
+            server = now_serving or server
             now = time.monotonic()
             for job in jobs:
                 if now >= due[job.job_id]:
@@ -153,6 +162,63 @@ def start_ticker(queue: Queue, jobs: list[Periodic]) -> threading.Event:
 
     threading.Thread(target=tick, name="periodic-ticker", daemon=True).start()
     return stop
+
+
+def reap_abandoned(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Fail the jobs left running by a worker of this host that is gone (SIGKILL, OOM); returns their ids.
+
+    rq reaps an abandoned job only once its heartbeat has expired and its
+    maintenance next runs, minutes later; until then the job still holds its
+    id, and the ticker's unique enqueue of that periodic job is turned away:
+    after a worker was killed mid-job, that job stopped until rq noticed.
+    Failing it here runs its failure callback like any failed run, and the
+    next tick runs it again. Workers of other hosts are left to rq.
+    """
+    here = socket.gethostname()
+    reaped: list[str] = []
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=connection)
+        for entry in map(as_text, connection.zrange(registry.key, 0, -1)):
+            job_id = entry.rpartition(":")[0]  # entries are <job id>:<execution id>
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                continue
+            if job.get_status(refresh=False) is JobStatus.STARTED and _gone(connection, job.worker_name, here):
+                connection.zadd(registry.key, {entry: 0})  # expired: rq's own cleanup fails it below
+                reaped.append(job_id)
+        if reaped:
+            registry.cleanup()
+    return reaped
+
+
+def _gone(connection: Redis, worker_name: str | None, here: str) -> bool:
+    if not worker_name:
+        return False
+    key = f"{Worker.redis_worker_namespace_prefix}{worker_name}"
+    found = {as_text(k): as_text(v) for k, v in connection.hgetall(key).items()}
+    if not found:
+        return True  # its registration expired: long dead
+    if found.get("hostname") != here or not found.get("pid"):
+        return False
+    pid = int(found["pid"])
+    if pid == os.getpid():
+        return True  # a restarted container gives the new worker the old one's pid
+    try:
+        os.kill(pid, 0)  # no signal: only whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's process: alive
+    return False
+
+
+def _server_run(connection: Redis) -> str | None:
+    """The Redis server's run id (new at every start), None while it does not answer."""
+    try:
+        return str(connection.info("server")["run_id"])
+    except (RedisError, OSError):
+        return None
 
 
 def _tick(queue: Queue, job: Periodic) -> None:

@@ -171,7 +171,10 @@ class Settings(BaseSettings):
     workload: WorkloadSettings = WorkloadSettings()
     login: LoginSettings = LoginSettings()
 
+    # The app's role: it owns nothing, reads and writes the tables it uses (`fieldpool db upgrade` grants it).
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"
+    # The tables' owner, for migrations; unset, migrations run as `database_url`'s role and grant nothing.
+    migration_database_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     # rq does not run on Redis Cluster while the pool and the live index will,
     # so the queues get their own URL.
@@ -204,6 +207,10 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(default=3.0, gt=0)
     # Multiplies the interval of every periodic job of the worker (a test runs days of ticks in minutes).
     periodic_scale: float = Field(default=1.0, gt=0, le=100)
+
+    @property
+    def owner_database_url(self) -> str:
+        return self.migration_database_url or self.database_url
 
     @property
     def queue_url(self) -> str:

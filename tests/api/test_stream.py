@@ -153,12 +153,13 @@ class World:
 
 
 @pytest.fixture
-def world(live_server: str, server_b: str, committed_db: Engine, redis: Redis) -> Iterator[World]:
-    with committed_db.begin() as conn:
+def world(live_server: str, server_b: str, committed_db: Engine, owner_engine: Engine,
+          redis: Redis) -> Iterator[World]:
+    with owner_engine.begin() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
     with httpx.Client(base_url=live_server, timeout=TIMEOUT) as a, httpx.Client(base_url=server_b) as b:
         yield World(a=a, b=b, engine=committed_db)
-    with committed_db.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
 
 

@@ -107,7 +107,7 @@ def located(p: LatLng) -> dict[str, object]:
 
 def populate(base: str, engine: Engine, technicians: int) -> World:
     """Mint the technicians (max_active high enough never to bind), put each on duty at a point of its own."""
-    crowd = Crowd(engine, SECRET)
+    crowd = Crowd(engine, SECRET, owner=engine)
     members = crowd.enlist(technicians, max_active=lambda n: 1000)
     homes = grid_points(technicians, seed=1)
     world = World(members, homes, crowd.staff("dispatcher.xl"), grid_points(4096, seed=2))

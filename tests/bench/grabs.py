@@ -345,7 +345,7 @@ class Stage:
 def main(bench_url: str, redis_url: str) -> str:
     """Run every row of the grab benchmark against a freshly seeded bench database; returns the report."""
     engine = create_engine(bench_url)
-    crowd = Crowd(engine, SECRET)
+    crowd = Crowd(engine, SECRET, owner=engine)
     [holder, raw] = crowd.enlist(2)  # the taken ticket's holder: a loser never asks for their own ticket
     port = free_port()
     env = {"DATABASE_URL": bench_url, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url, "LOG_LEVEL": "WARNING",

@@ -26,8 +26,8 @@ def live_server(settings: Settings, committed_db: Engine, redis: Redis) -> Itera
 
 
 @pytest.fixture
-def crowd(committed_db: Engine, settings: Settings) -> Iterator[Crowd]:
-    crowd = Crowd(committed_db, settings.secret_key)
+def crowd(committed_db: Engine, owner_engine: Engine, settings: Settings) -> Iterator[Crowd]:
+    crowd = Crowd(committed_db, settings.secret_key, owner=owner_engine)
     yield crowd
     crowd.disband()
 

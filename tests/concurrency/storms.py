@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import issue_token
 from dispatch.tickets import mirror
-from tests.conftest import TEST_DATABASE_URL, TRANSIENT_TABLES
+from tests.conftest import TEST_APP_DATABASE_URL, truncate_transient
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDPOOL = str(ROOT / ".venv/bin/fieldpool")
@@ -72,8 +72,8 @@ def bearer(user_id: int, secret: str) -> dict[str, str]:
 class Crowd:
     """Technicians of the Xilinhot branch minted in bulk: scope /1/2/, standing at the demo point."""
 
-    def __init__(self, engine: Engine, secret: str) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, secret: str, *, owner: Engine) -> None:
+        self.engine, self.owner = engine, owner
         self.secret = secret
         self._enlisted = 0
 
@@ -100,8 +100,8 @@ class Crowd:
 
     def disband(self) -> None:
         # Tickets and events refer to the crowd: they go first.
+        truncate_transient(self.owner)
         with self.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {TRANSIENT_TABLES} RESTART IDENTITY CASCADE"))
             conn.execute(text("DELETE FROM technician t USING user_account u "
                               "WHERE u.id = t.user_id AND u.username LIKE :crowd"), {"crowd": f"{CROWD}%"})
             conn.execute(text("DELETE FROM user_account WHERE username LIKE :crowd"), {"crowd": f"{CROWD}%"})
@@ -130,17 +130,20 @@ class ApiServer:
     workers: int = 3
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    database_url: str = TEST_APP_DATABASE_URL
+    env: dict[str, str] = field(default_factory=dict)
+    killed: int = 0  # API processes this test killed itself: `serve` restarts them
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": self.redis_url,
+        env = {**os.environ, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
                "REDIS_QUEUE_URL": self.redis_url, "SECRET_KEY": self.secret, "LOG_LEVEL": "WARNING",
                "LOG_JSON": "false", "DB_POOL_SIZE": "4",
                # Storms test who wins, not who may tap: the crowd taps like scripts, minted off duty.
-               "POOL__GRAB_TAPS": "1000000", "POOL__GRAB_ANYWHERE_BRANCH_IDS": f"[{XL_BRANCH}]"}
+               "POOL__GRAB_TAPS": "1000000", "POOL__GRAB_ANYWHERE_BRANCH_IDS": f"[{XL_BRANCH}]", **self.env}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [FIELDPOOL, "serve", "--port", str(self.port), "--workers", str(self.workers),
@@ -154,6 +157,20 @@ class ApiServer:
             raise AssertionError(f"the API exited with {self.process.returncode}: {self.log.read_text()}")
         return self.log.read_text().count("Application startup complete") >= self.workers
 
+    def api_processes(self) -> list[int]:
+        """The pids of the processes `serve` supervises."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        # Spawned processes (the resource tracker is one too, not an API process).
+        return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def kill_one(self) -> int:
+        """SIGKILL one API process, as the kernel's OOM killer would; returns its pid."""
+        pid = self.api_processes()[0]
+        os.kill(pid, signal.SIGKILL)
+        self.killed += 1
+        return pid
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -164,7 +181,7 @@ class ApiServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         restarted = self.log.read_text().count("died")
-        assert restarted == 0, f"{restarted} API processes died during the test:\n{self.log.read_text()}"
+        assert restarted == self.killed, f"{restarted} API processes died during the test:\n{self.log.read_text()}"
 
 
 @dataclass
@@ -201,7 +218,7 @@ class PrivateRedis:
 
 def fieldpool(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
     """The CLI as an operator runs it, against the test database and the given Redis."""
-    env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url,
+    env = {**os.environ, "DATABASE_URL": TEST_APP_DATABASE_URL, "REDIS_URL": redis_url, "REDIS_QUEUE_URL": redis_url,
            "LOG_LEVEL": "WARNING"}
     return subprocess.run([FIELDPOOL, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 

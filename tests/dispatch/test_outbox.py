@@ -45,12 +45,12 @@ class Recorder:
 
 
 @pytest.fixture
-def outbox_db(engine: Engine) -> Iterator[Engine]:
+def outbox_db(engine: Engine, owner_engine: Engine) -> Iterator[Engine]:
     """Real commits (several connections race); the outbox is emptied before and after."""
-    with engine.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
     yield engine
-    with engine.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.execute(text("TRUNCATE outbox RESTART IDENTITY"))
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.accounts.service import subscriber_by_phone, token_for
 from dispatch.kernel.settings import Settings
-from tests.conftest import DEMO_PASSWORD, ROOT, TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.conftest import DEMO_PASSWORD, ROOT, TEST_APP_DATABASE_URL, TEST_REDIS_URL
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output"
@@ -58,7 +58,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture
 def worker(live_server: str, committed_db: Engine) -> Iterator[None]:
     """The real background worker (outbox drain, ring sweeps) on the test database and Redis."""
-    env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL, "REDIS_URL": TEST_REDIS_URL,
+    env = {**os.environ, "DATABASE_URL": TEST_APP_DATABASE_URL, "REDIS_URL": TEST_REDIS_URL,
            "REDIS_QUEUE_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING",
            # Time limits are checked every second: a test moves a due time into the past and watches.
            "SLA__SWEEP_INTERVAL_S": "1"}
