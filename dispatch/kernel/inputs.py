@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from annotated_types import Interval
-from pydantic import AfterValidator, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, Field, Strict, StrictBool, StringConstraints
 
 # A SERIAL / INTEGER column: ids and counts stop here.
 MAX_ID = 2**31 - 1
@@ -46,9 +46,18 @@ Prose = Annotated[str, _refusing(_PROSE_REFUSED, "control characters other than 
 """Multi-line text: a description, a note, tips."""
 
 Id = Annotated[int, Interval(ge=1, le=MAX_ID)]
-"""A row id: what a SERIAL column can hold."""
+"""A row id in a path, query or header: what a SERIAL column can hold (the URL says 42 as text)."""
 
 Count = Annotated[int, Interval(ge=0, le=MAX_ID)]
+
+Integer = Annotated[int, Strict()]
+"""A whole number in a JSON body, as the document says: not false, "5" or 5.0, which lax parsing takes for 0 or 5."""
+
+Number = Annotated[float, Strict()]
+"""A number in a JSON body: an integer or a fraction, not true or "43.9"."""
+
+JsonId = Annotated[Integer, Interval(ge=1, le=MAX_ID)]
+"""A row id in a JSON body."""
 
 
 def _in_calendar(value: datetime) -> datetime:

@@ -94,6 +94,11 @@ def test_user_roles_listed_are_the_ones_accepted(doc: dict[str, Any], client: Te
     ("get", "/api/v1/stats?from=9999-12-30&to=9999-12-31", None, "from"),
     ("post", "/api/v1/workload/periods", {"branch_id": 2, "month": "0000-01"}, "month"),
     ("post", "/api/v1/regions/1/surge", {"on": 1}, "on"),
+    # Numbers in a body are numbers: lax parsing would take false for 0 and "5" for 5.
+    ("put", "/api/v1/regions/1/escalation", {"steps": [{"title": "值机员", "delay_min": False}]}, "steps.0.delay_min"),
+    ("put", "/api/v1/regions/1/escalation", {"steps": [{"title": "值机员", "delay_min": "5"}]}, "steps.0.delay_min"),
+    ("post", "/api/v1/regions/1/surge", {"on": True, "response_factor": True}, "response_factor"),
+    ("post", "/api/v1/workload/periods", {"branch_id": "2", "month": "2026-11"}, "branch_id"),
 ])
 def test_bad_input_is_422_naming_the_field(client: TestClient, as_user: Callable[[str], dict[str, str]],
                                            method: str, path: str, body: dict[str, Any] | None, field: str) -> None:
