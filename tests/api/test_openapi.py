@@ -64,6 +64,14 @@ def test_every_error_is_documented_as_problem_json(doc: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]
 
 
+def test_a_grab_documents_duty_position_and_the_tap_limit(doc: dict[str, Any]) -> None:
+    responses = doc["paths"]["/api/v1/tickets/{ticket_id}/grab"]["post"]["responses"]
+    for code in ("already_taken", "not_on_duty", "location_unknown"):
+        assert f"`{code}`" in responses["409"]["description"]
+    assert "`too_many_grabs`" in responses["429"]["description"]
+    assert responses["429"]["headers"]["Retry-After"]["required"] is True
+
+
 def test_operations_behind_a_token_document_401(doc: dict[str, Any]) -> None:
     for path, method, operation in _operations(doc):
         if operation.get("security"):
