@@ -38,6 +38,8 @@ class TechnicianRead(BaseModel):
 
 
 class DutyUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"on_duty": True}]})
+
     on_duty: Flag
 
 
@@ -51,6 +53,9 @@ GEO_LAT_LIMIT = 85.05112878
 
 
 class LocationPing(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"lat": 43.935, "lng": 116.08, "crs": "gcj02",
+                                                               "accuracy_m": 15}]})
+
     lat: Number = Field(ge=-GEO_LAT_LIMIT, le=GEO_LAT_LIMIT, allow_inf_nan=False)
     lng: Number = Field(ge=-180, le=180, allow_inf_nan=False)
     crs: Crs = Crs.WGS84

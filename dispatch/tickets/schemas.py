@@ -43,6 +43,11 @@ class Contact(BaseModel):
 
 
 class TicketCreate(BaseModel):
+    # In /docs, and a report Schemathesis's examples phase files for real (tests/api/test_fuzz.py).
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "type_code": "broadband_fault", "description": "光猫红灯", "contact": {"name": "张三", "phone": "13900000001"},
+        "location": {"lat": 43.935, "lng": 116.08, "crs": "gcj02"}}]})
+
     type_code: TypeCode
     description: Prose = Field(min_length=1, max_length=4000)
     location: Location

@@ -72,6 +72,12 @@ def test_a_grab_documents_duty_position_and_the_tap_limit(doc: dict[str, Any]) -
     assert responses["429"]["headers"]["Retry-After"]["required"] is True
 
 
+def test_a_report_documents_the_200_of_a_merge(doc: dict[str, Any]) -> None:
+    responses = doc["paths"]["/api/v1/tickets"]["post"]["responses"]
+    merged, created = (responses[status]["content"]["application/json"]["schema"] for status in ("200", "201"))
+    assert merged == created
+
+
 def test_operations_behind_a_token_document_401(doc: dict[str, Any]) -> None:
     for path, method, operation in _operations(doc):
         if operation.get("security"):
