@@ -1,10 +1,10 @@
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
-from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Text
+from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Text
 from geo.crs import Crs
 
 Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
@@ -64,8 +64,8 @@ class LocationPing(BaseModel):
 
 class ShiftIn(BaseModel):
     weekday: Integer = Field(ge=0, le=6, description="0 = Monday")
-    starts: time
-    ends: time = Field(description="Earlier than `starts` for a shift running past midnight.")
+    starts: ClockTime
+    ends: ClockTime = Field(description="Earlier than `starts` for a shift running past midnight.")
 
 
 class RosterRead(BaseModel):

@@ -1,4 +1,5 @@
-"""What the API accepts, said once: text a column can store, ids a column can hold, days a calendar can reach.
+"""What the API accepts, said once: text a column can store, ids a column can hold, numbers that are numbers,
+days a calendar can reach.
 
 Every schema and parameter uses these instead of bare `str`, `int`, `date`,
 so that no input gets as far as PostgreSQL (which refuses NUL in text and
@@ -8,7 +9,7 @@ to it.
 """
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Annotated
 
 from annotated_types import Interval
@@ -84,6 +85,17 @@ Day = Annotated[date, Interval(ge=FIRST_DAY, le=LAST_DAY)]
 
 Moment = Annotated[datetime, AfterValidator(_in_calendar)]
 """An instant within the same span as `Day`."""
+
+def _on_the_wall_clock(value: time) -> time:
+    # An offset has no meaning for a time kept without a date (a TIME column drops it, PostgreSQL refuses one past
+    # ±15:59): say so instead of storing another hour.
+    if value.tzinfo is not None:
+        raise ValueError("must be a time of day without a UTC offset, such as 08:30")
+    return value
+
+
+ClockTime = Annotated[time, AfterValidator(_on_the_wall_clock)]
+"""A time of day on the local clock (the settings' TIMEZONE): "08:30", no offset."""
 
 Flag = StrictBool
 """true or false, as the document says: not 0, 1 or "yes", which would switch a region's surge by accident."""
