@@ -65,8 +65,9 @@ run: seed ## install, migrate, seed, start the API and a worker
 test: install services browser ## run the whole suite on real PostgreSQL+PostGIS and Redis
 	$(BIN)/pytest -q
 
-fuzz: install services ## the Schemathesis run of every operation, longer (FUZZ_EXAMPLES per operation, default 50)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} $(BIN)/pytest -q tests/api/test_fuzz.py
+fuzz: install services ## the Schemathesis run of every operation, longer: coverage phase too, FUZZ_EXAMPLES (50) each
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing} \
+	  $(BIN)/pytest -q tests/api/test_fuzz.py
 
 bench: install services ## load at the door (64 clients vs GET /me), nearest, workload, grabs, a 10-min soak
 	$(BIN)/python -m tests.bench

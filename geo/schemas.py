@@ -3,7 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dispatch.kernel.inputs import Id, Text
+from dispatch.kernel.inputs import JsonId, Text
 from geo.gazetteer import Source
 from geo.models import RegionKind
 
@@ -12,7 +12,7 @@ class RegionCreate(BaseModel):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
     name: Text = Field(min_length=1, max_length=100)
     kind: RegionKind
-    parent_id: Id | None = None
+    parent_id: JsonId | None = None
     boundary: dict[str, Any] | None = Field(default=None, description="GeoJSON Polygon or MultiPolygon, WGS-84")
 
 

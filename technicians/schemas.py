@@ -1,10 +1,10 @@
-from datetime import datetime, time
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
-from dispatch.kernel.inputs import Flag, Id, Text
+from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Text
 from geo.crs import Crs
 
 Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
@@ -18,8 +18,8 @@ class TechnicianCreate(BaseModel):
     username: str = Username
     password: Text = Field(min_length=4, max_length=128)
     skills: list[Skill] = Field(default_factory=list, max_length=20)
-    region_id: Id
-    max_active: int = Field(default=5, ge=1, le=50)
+    region_id: JsonId
+    max_active: Integer = Field(default=5, ge=1, le=50)
 
 
 class TechnicianRead(BaseModel):
@@ -38,6 +38,8 @@ class TechnicianRead(BaseModel):
 
 
 class DutyUpdate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"on_duty": True}]})
+
     on_duty: Flag
 
 
@@ -51,16 +53,19 @@ GEO_LAT_LIMIT = 85.05112878
 
 
 class LocationPing(BaseModel):
-    lat: float = Field(ge=-GEO_LAT_LIMIT, le=GEO_LAT_LIMIT, allow_inf_nan=False)
-    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"lat": 43.935, "lng": 116.08, "crs": "gcj02",
+                                                               "accuracy_m": 15}]})
+
+    lat: Number = Field(ge=-GEO_LAT_LIMIT, le=GEO_LAT_LIMIT, allow_inf_nan=False)
+    lng: Number = Field(ge=-180, le=180, allow_inf_nan=False)
     crs: Crs = Crs.WGS84
-    accuracy_m: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)
 
 
 class ShiftIn(BaseModel):
-    weekday: int = Field(ge=0, le=6, description="0 = Monday")
-    starts: time
-    ends: time = Field(description="Earlier than `starts` for a shift running past midnight.")
+    weekday: Integer = Field(ge=0, le=6, description="0 = Monday")
+    starts: ClockTime
+    ends: ClockTime = Field(description="Earlier than `starts` for a shift running past midnight.")
 
 
 class RosterRead(BaseModel):

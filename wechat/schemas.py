@@ -1,10 +1,10 @@
 from pydantic import BaseModel, Field
 
-from dispatch.kernel.inputs import Id
+from dispatch.kernel.inputs import JsonId
 
 
 class BindingCreate(BaseModel):
-    technician_id: Id
+    technician_id: JsonId
 
 
 class BindingRead(BaseModel):

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.kernel.inputs import Day, Id, Month, Prose, Text
+from dispatch.kernel.inputs import Day, JsonId, Month, Prose, Text
 
 
 class WorkloadRow(BaseModel):
@@ -27,7 +27,7 @@ class WorkloadRead(BaseModel):
 
 class RateCreate(BaseModel):
     type_code: Text = Field(min_length=1, max_length=32)
-    region_id: Id | None = None
+    region_id: JsonId | None = None
     valid_from: Day
     piece_rate: Decimal = Field(ge=0, le=100000, max_digits=12, decimal_places=2)
     standard_hours: Decimal = Field(gt=0, le=1000, max_digits=8, decimal_places=2)
@@ -42,12 +42,12 @@ class RateRead(RateCreate):
 
 
 class AdjustmentCreate(BaseModel):
-    technician_id: Id
+    technician_id: JsonId
     amount: Decimal = Field(ge=-100000, le=100000, max_digits=12, decimal_places=2)
     reason: Prose = Field(min_length=2, max_length=500)
     # The month it is paid in ("2026-11"); the current local month when left out.
     month: Month | None = None
-    work_record_id: Id | None = None
+    work_record_id: JsonId | None = None
 
 
 class AdjustmentRead(BaseModel):
@@ -66,7 +66,7 @@ class AdjustmentRead(BaseModel):
 
 
 class PeriodClose(BaseModel):
-    branch_id: Id
+    branch_id: JsonId
     month: Month
 
 

@@ -4,7 +4,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.kernel.auth import Role
-from dispatch.kernel.inputs import Id, Text
+from dispatch.kernel.inputs import JsonId, Text
 
 Username = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 
@@ -26,7 +26,7 @@ class UserCreate(BaseModel):
     name: Text | None = Field(default=None, max_length=100)
     password: Text = Field(min_length=4, max_length=128)
     role: LoginRole
-    region_ids: list[Id] = Field(default_factory=list, max_length=100)
+    region_ids: list[JsonId] = Field(default_factory=list, max_length=100)
 
 
 class UserRead(BaseModel):
@@ -61,7 +61,7 @@ class MeRead(BaseModel):
 
 class ApiKeyCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=100)
-    region_ids: list[Id] = Field(min_length=1, max_length=100)
+    region_ids: list[JsonId] = Field(min_length=1, max_length=100)
 
 
 class ApiKeyRead(BaseModel):

@@ -158,6 +158,8 @@ PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components
 PATH_NOT_FOUND = "`not_found`: no such resource"
 # FastAPI's own answer to a body it cannot even decode (bytes that are not UTF-8).
 BODY_UNREADABLE = "`http_error`: the body cannot be read"
+# Every 429 says when to come back; a 503 does where the wait is known (a saturated database, WeChat down).
+RETRY_AFTER_SENT = {"429": True, "503": False}
 
 
 def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
@@ -175,7 +177,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
 
     Each operation lists the errors its dependencies raise (`raises`) besides
     those its route declares, 404 where it has path parameters (see
-    `_on_validation_error`), and every error as problem JSON, 422 included.
+    `_on_validation_error`), every error as problem JSON, 422 included, and
+    the Retry-After header of a 429 or 503.
     """
     doc = FastAPI.openapi(app)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -198,6 +201,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
                     entry["content"] = PROBLEM_CONTENT
                     if status == "422":
                         entry["description"] = "`validation_error`: Invalid input, each field named in `errors`"
+                if status in RETRY_AFTER_SENT:
+                    entry["headers"] = {"Retry-After": {
+                        "description": "seconds to wait before trying again", "required": RETRY_AFTER_SENT[status],
+                        "schema": {"type": "integer", "minimum": 1}}}
     return doc
 
 

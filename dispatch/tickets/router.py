@@ -81,7 +81,8 @@ TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentCh
 
 
 @router.post("/tickets", response_model=TicketRead, status_code=201,
-             responses=problem_docs(InvalidInput, IdempotencyKeyReused, OutOfScope, Forbidden))
+             responses={200: {"model": TicketRead, "description": "Merged into the subscriber's open ticket"},
+                        **problem_docs(InvalidInput, IdempotencyKeyReused, OutOfScope, Forbidden)})
 def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
                   response: Response,
                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> TicketRead:

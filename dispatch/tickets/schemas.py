@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.kernel.auth import Role
-from dispatch.kernel.inputs import Flag, Id, Prose, Text
+from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Prose, Text
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.lifecycle import Action
@@ -26,8 +26,8 @@ Reason = Annotated[Prose, StringConstraints(strip_whitespace=True, min_length=1,
 class Location(BaseModel):
     """A point in any of the CRSs Chinese phones and maps give; stored as WGS-84."""
 
-    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
-    lng: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    lat: Number = Field(ge=-90, le=90, allow_inf_nan=False)
+    lng: Number = Field(ge=-180, le=180, allow_inf_nan=False)
     crs: Crs = Crs.WGS84
 
 
@@ -43,6 +43,11 @@ class Contact(BaseModel):
 
 
 class TicketCreate(BaseModel):
+    # In /docs, and a report Schemathesis's examples phase files for real (tests/api/test_fuzz.py).
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "type_code": "broadband_fault", "description": "光猫红灯", "contact": {"name": "张三", "phone": "13900000001"},
+        "location": {"lat": 43.935, "lng": 116.08, "crs": "gcj02"}}]})
+
     type_code: TypeCode
     description: Prose = Field(min_length=1, max_length=4000)
     location: Location
@@ -122,7 +127,7 @@ class TicketDetail(TicketRead):
 
 
 class AssignBody(BaseModel):
-    technician_id: Id
+    technician_id: JsonId
     note: Note | None = None
 
 
@@ -150,7 +155,7 @@ class CompleteBody(BaseModel):
 
 
 class FollowupBody(BaseModel):
-    satisfaction: int = Field(ge=1, le=5)
+    satisfaction: Integer = Field(ge=1, le=5)
     comment: Note | None = None
 
 
@@ -165,8 +170,8 @@ class TicketTypeCreate(BaseModel):
     skills: list[Skill] = Field(default_factory=list)
     standard_hours: Decimal = Field(gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal = Field(ge=0, le=100000, max_digits=10, decimal_places=2)
-    response_sla_min: int = Field(gt=0, le=60 * 24 * 30)
-    resolution_sla_min: int = Field(gt=0, le=60 * 24 * 90)
+    response_sla_min: Integer = Field(gt=0, le=60 * 24 * 30)
+    resolution_sla_min: Integer = Field(gt=0, le=60 * 24 * 90)
     tips: Prose = Field(default="", max_length=20000)
 
 
@@ -176,8 +181,8 @@ class TicketTypeUpdate(BaseModel):
     skills: list[Skill] | None = None
     standard_hours: Decimal | None = Field(default=None, gt=0, le=1000, max_digits=6, decimal_places=2)
     piece_rate: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=10, decimal_places=2)
-    response_sla_min: int | None = Field(default=None, gt=0, le=60 * 24 * 30)
-    resolution_sla_min: int | None = Field(default=None, gt=0, le=60 * 24 * 90)
+    response_sla_min: Integer | None = Field(default=None, gt=0, le=60 * 24 * 30)
+    resolution_sla_min: Integer | None = Field(default=None, gt=0, le=60 * 24 * 90)
     tips: Prose | None = Field(default=None, max_length=20000)
     active: Flag | None = None
 
@@ -296,9 +301,9 @@ class TipOutcomeSummary(BaseModel):
 class SurgeBody(BaseModel):
     on: Flag
     reason: Reason | None = None
-    response_factor: float | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
+    response_factor: Number | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
                                           description="Multiplies each type's response SLA; default from settings.")
-    resolution_factor: float | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
+    resolution_factor: Number | None = Field(default=None, ge=1, le=10, allow_inf_nan=False,
                                             description="Multiplies each type's resolution SLA.")
 
 
@@ -315,10 +320,10 @@ class SurgeRead(BaseModel):
 
 class EscalationStepBody(BaseModel):
     title: Text = Field(min_length=1, max_length=100)
-    delay_min: int = Field(ge=0, le=60 * 24 * 7, description="Minutes after the breach.")
+    delay_min: Integer = Field(ge=0, le=60 * 24 * 7, description="Minutes after the breach.")
     role: Role | None = Field(default=None, description="Notify the users with this role at `reach`...")
     reach: RegionKind | None = Field(default=None, description="...of the ticket's grid, branch or company.")
-    user_id: Id | None = Field(default=None, description="Or one named user.")
+    user_id: JsonId | None = Field(default=None, description="Or one named user.")
 
 
 class EscalationStepRead(EscalationStepBody):

@@ -64,6 +64,20 @@ def test_every_error_is_documented_as_problem_json(doc: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]
 
 
+def test_a_grab_documents_duty_position_and_the_tap_limit(doc: dict[str, Any]) -> None:
+    responses = doc["paths"]["/api/v1/tickets/{ticket_id}/grab"]["post"]["responses"]
+    for code in ("already_taken", "not_on_duty", "location_unknown"):
+        assert f"`{code}`" in responses["409"]["description"]
+    assert "`too_many_grabs`" in responses["429"]["description"]
+    assert responses["429"]["headers"]["Retry-After"]["required"] is True
+
+
+def test_a_report_documents_the_200_of_a_merge(doc: dict[str, Any]) -> None:
+    responses = doc["paths"]["/api/v1/tickets"]["post"]["responses"]
+    merged, created = (responses[status]["content"]["application/json"]["schema"] for status in ("200", "201"))
+    assert merged == created
+
+
 def test_operations_behind_a_token_document_401(doc: dict[str, Any]) -> None:
     for path, method, operation in _operations(doc):
         if operation.get("security"):
@@ -94,6 +108,11 @@ def test_user_roles_listed_are_the_ones_accepted(doc: dict[str, Any], client: Te
     ("get", "/api/v1/stats?from=9999-12-30&to=9999-12-31", None, "from"),
     ("post", "/api/v1/workload/periods", {"branch_id": 2, "month": "0000-01"}, "month"),
     ("post", "/api/v1/regions/1/surge", {"on": 1}, "on"),
+    # Numbers in a body are numbers: lax parsing would take false for 0 and "5" for 5.
+    ("put", "/api/v1/regions/1/escalation", {"steps": [{"title": "值机员", "delay_min": False}]}, "steps.0.delay_min"),
+    ("put", "/api/v1/regions/1/escalation", {"steps": [{"title": "值机员", "delay_min": "5"}]}, "steps.0.delay_min"),
+    ("post", "/api/v1/regions/1/surge", {"on": True, "response_factor": True}, "response_factor"),
+    ("post", "/api/v1/workload/periods", {"branch_id": "2", "month": "2026-11"}, "branch_id"),
 ])
 def test_bad_input_is_422_naming_the_field(client: TestClient, as_user: Callable[[str], dict[str, str]],
                                            method: str, path: str, body: dict[str, Any] | None, field: str) -> None:

@@ -353,6 +353,9 @@ def test_zero_length_shift_is_422_and_the_roster_is_unchanged(client: TestClient
     ({"weekday": 7, "starts": "08:00", "ends": "12:00"}, "0.weekday"),
     ({"weekday": 1, "starts": "25:00", "ends": "12:00"}, "0.starts"),
     ({"weekday": 1, "starts": "08:00"}, "0.ends"),
+    # A shift is local time: an offset would be dropped (or, past ±15:59, refused by PostgreSQL as a 500).
+    ({"weekday": 1, "starts": "08:00", "ends": "13:03:55-21:54"}, "0.ends"),
+    ({"weekday": 1, "starts": "08:00+08:00", "ends": "12:00"}, "0.starts"),
 ])
 def test_malformed_shift_is_422_naming_the_field(client: TestClient, as_user: Headers, db: Session,
                                                  shift: dict, field: str) -> None:
