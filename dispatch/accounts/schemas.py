@@ -47,7 +47,7 @@ class UserPatch(BaseModel):
 
     name: Text | None = Field(default=None, min_length=1, max_length=100)
     role: LoginRole | None = None
-    region_ids: list[Id] | None = Field(default=None, max_length=100)
+    region_ids: list[JsonId] | None = Field(default=None, max_length=100)
     active: bool | None = None
 
 

@@ -39,7 +39,7 @@ CALLERS = ("admin", "tech01", None)
 # table appends here in the writer's own transaction, so what a request rolled back leaves nothing.
 COUNT_WRITES = """
 CREATE TABLE fuzz_write (id bigserial PRIMARY KEY);
-CREATE FUNCTION fuzz_count_write() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION fuzz_count_write() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN INSERT INTO fuzz_write DEFAULT VALUES; RETURN NULL; END $$;
 DO $$
 DECLARE name text;
@@ -58,6 +58,12 @@ def _fuzz_database_url(test_url: str) -> str:
     return url.set(database=f"{url.database}_fuzz").render_as_string(hide_password=False)
 
 
+def _app_url(fuzz_url: str, app_url: str) -> str:
+    """The fuzz database, as the app's role of `app_url` connects."""
+    app = make_url(app_url)
+    return make_url(fuzz_url).set(username=app.username, password=app.password).render_as_string(hide_password=False)
+
+
 def _create_database(url: str) -> None:
     target = make_url(url)
     admin = create_engine(target.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
@@ -70,10 +76,11 @@ def _create_database(url: str) -> None:
 @pytest.fixture(scope="module")
 def fuzz_engine(engine: Engine, settings: Settings) -> Iterator[Engine]:
     """The demo city in a database of its own, rebuilt for every run (`engine` holds the run's lock)."""
-    url = os.environ.get("FUZZ_DATABASE_URL") or _fuzz_database_url(settings.database_url)
+    # As the suite: migrated by the owner, served as the app's role (the write counter runs as its owner).
+    url = os.environ.get("FUZZ_DATABASE_URL") or _fuzz_database_url(settings.owner_database_url)
     _create_database(url)
     fuzz = create_engine(url)
-    build_demo_database(fuzz, url)
+    build_demo_database(fuzz, url, _app_url(url, settings.database_url))
     with fuzz.begin() as conn:
         conn.exec_driver_sql(COUNT_WRITES)
     yield fuzz
@@ -89,7 +96,8 @@ def fuzz_server(fuzz_engine: Engine, settings: Settings) -> Iterator[str]:
         redis = Redis.from_url(TEST_REDIS_URL)
         redis.flushdb()
         replica.forget()
-        app = create_app(settings.model_copy(update={"database_url": fuzz_engine.url.render_as_string(False),
+        app_url = _app_url(fuzz_engine.url.render_as_string(False), settings.database_url)
+        app = create_app(settings.model_copy(update={"database_url": app_url, "migration_database_url": None,
                                                      "wechat": wechat}))
         with serving(app) as url:
             yield url
