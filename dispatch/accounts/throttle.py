@@ -49,7 +49,7 @@ def admit(redis: Redis, cfg: LoginSettings, *, username: str, address: str) -> A
         _unavailable(exc)
         return attempt
     if not admitted:
-        raise TooManyAttempts(retry_after=-(-int(value) // 1000))
+        raise TooManyAttempts(retry_after=max(1, -(-int(value) // 1000)))  # a PTTL read as it ran out: 1 s
     return Attempt(username=attempt.username, address=address, failures=int(value))
 
 
