@@ -2,18 +2,13 @@
 
 from fastapi.testclient import TestClient
 
-
-def on_duty(client: TestClient, headers: dict[str, str], lat: float | None = None, lng: float | None = None) -> None:
-    assert client.put("/api/v1/me/duty", json={"on_duty": True}, headers=headers).status_code == 200
-    if lat is not None:
-        reply = client.put("/api/v1/me/location", json={"lat": lat, "lng": lng}, headers=headers)
-        assert reply.status_code == 204, reply.text
+from tests.conftest import on_duty
 
 
 def test_a_branch_dispatcher_sees_their_located_technicians_only(client: TestClient, as_user) -> None:
-    on_duty(client, as_user("tech01"), 43.9636, 116.0541)
-    on_duty(client, as_user("tech02"))  # on duty, no position yet: nowhere to draw
-    on_duty(client, as_user("tech33"), 43.6535, 111.9770)  # Erenhot
+    on_duty(client, as_user("tech01"), at={"lat": 43.9636, "lng": 116.0541})
+    on_duty(client, as_user("tech02"), at=None)  # on duty, no position yet: nowhere to draw
+    on_duty(client, as_user("tech33"), at={"lat": 43.6535, "lng": 111.9770})  # Erenhot
 
     seen = client.get("/api/v1/technicians/on-duty", headers=as_user("dispatcher.xl")).json()
     assert [(t["name"], round(t["lat"], 3), round(t["lng"], 3), t["active_count"]) for t in seen] == [
@@ -23,7 +18,7 @@ def test_a_branch_dispatcher_sees_their_located_technicians_only(client: TestCli
 
 
 def test_off_duty_technicians_leave_the_map(client: TestClient, as_user) -> None:
-    on_duty(client, as_user("tech01"), 43.9636, 116.0541)
+    on_duty(client, as_user("tech01"), at={"lat": 43.9636, "lng": 116.0541})
     client.put("/api/v1/me/duty", json={"on_duty": False}, headers=as_user("tech01"))
     assert client.get("/api/v1/technicians/on-duty", headers=as_user("dispatcher.xl")).json() == []
 

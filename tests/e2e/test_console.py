@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from tests.conftest import on_duty
 from tests.e2e.conftest import sign_in, token_of
 
 SPOT = {"lat": 43.9455, "lng": 116.0702}
@@ -16,13 +17,6 @@ SPOT = {"lat": 43.9455, "lng": 116.0702}
 
 def bearer(api: httpx.Client, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_of(api, username)}"}
-
-
-def on_duty_at(api: httpx.Client, username: str, point: dict[str, float]) -> None:
-    headers = bearer(api, username)
-    assert api.put("/api/v1/me/duty", json={"on_duty": True}, headers=headers).status_code == 200
-    reply = api.put("/api/v1/me/location", json={**point, "crs": "wgs84"}, headers=headers)
-    assert reply.status_code == 204, reply.text
 
 
 def phone_in(api: httpx.Client, description: str) -> dict:
@@ -35,7 +29,7 @@ def phone_in(api: httpx.Client, description: str) -> dict:
 
 def test_a_new_report_shows_live_and_the_dispatcher_force_assigns_it_from_the_drawer(
         open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    on_duty_at(api, "tech04", {"lat": SPOT["lat"] + 0.004, "lng": SPOT["lng"]})  # tech04 fixes TV
+    on_duty(api, bearer(api, "tech04"), at={"lat": SPOT["lat"] + 0.004, "lng": SPOT["lng"]})  # tech04 fixes TV
     console = open_page("/console")
     sign_in(console, "dispatcher.xl")
     expect(console.locator("svg.gridmap .grid")).to_have_count(8)  # Xilinhot's grids are the map
@@ -95,7 +89,7 @@ def test_an_api_error_is_shown_in_words(open_page: Callable[..., Page], api: htt
 
 
 def test_payroll_downloads_the_month_xlsx(open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    on_duty_at(api, "tech04", SPOT)
+    on_duty(api, bearer(api, "tech04"), at=SPOT)
     ticket = phone_in(api, "电视雪花点")
     tech = bearer(api, "tech04")
     for step, body in (("grab", None), ("arrive", {"location": SPOT}), ("complete", {"note": "更换分支器"})):
