@@ -24,7 +24,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.db import session_scope
 from dispatch.kernel.errors import DomainError, InvalidInput
 from dispatch.kernel.logging import configure as configure_logging
-from dispatch.kernel.queues import enqueue_tick, reap_abandoned, start_ticker, tick_died
+from dispatch.kernel.queues import enqueue_tick, reap_abandoned, requeue_stranded, start_ticker, tick_died
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import roles, runner
@@ -152,6 +152,8 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
             try:
                 for job_id in reap_abandoned(connection, names):
                     log.warning("abandoned_job_failed", job_id=job_id, reason="its worker died mid-run")
+                for job_id in requeue_stranded(connection, names):
+                    log.warning("stranded_job_requeued", job_id=job_id, reason="its worker died as it took the job")
             except RedisError as exc:  # rq reaps them itself in time
                 log.warning("abandoned_jobs_not_reaped", error=f"{type(exc).__name__}: {exc}")
             loop = CopyingWorker([Queue(name, connection=connection) for name in names], connection=connection,

@@ -192,6 +192,36 @@ def reap_abandoned(connection: Redis, queue_names: list[str]) -> list[str]:
     return reaped
 
 
+def requeue_stranded(connection: Redis, queue_names: list[str]) -> list[str]:
+    """Put back on their queues the jobs a dead worker had taken off but not yet started; returns their ids.
+
+    rq moves a job to an intermediate list as it dequeues it and takes it off
+    only as the forked job starts; a worker killed in between strands it there,
+    and rq gives it up only after two maintenance runs ten minutes apart: a
+    periodic job's id stayed taken that long. While a live worker listens, a
+    job there may be its own, just taken: those are left to rq.
+    """
+    here = socket.gethostname()
+    requeued: list[str] = []
+    for name in queue_names:
+        queue = Queue(name, connection=connection)
+        workers = [key.removeprefix(Worker.redis_worker_namespace_prefix)
+                   for key in Worker.all_keys(connection=connection, queue=queue)]
+        if not all(_gone(connection, worker, here) for worker in workers):
+            continue
+        started = {entry.rpartition(":")[0]
+                   for entry in map(as_text, connection.zrange(queue.started_job_registry.key, 0, -1))}
+        for job_id in map(as_text, connection.lrange(queue.intermediate_queue_key, 0, -1)):
+            if job_id in started:
+                continue  # reap_abandoned's
+            with connection.pipeline() as pipe:
+                pipe.lrem(queue.intermediate_queue_key, 1, job_id)
+                pipe.lpush(queue.key, job_id)  # at the head, where it was taken from
+                pipe.execute()
+            requeued.append(job_id)
+    return requeued
+
+
 def _gone(connection: Redis, worker_name: str | None, here: str) -> bool:
     if not worker_name:
         return False

@@ -10,10 +10,10 @@ from multiprocessing.connection import Connection
 
 import structlog.testing
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 
 from dispatch.cli import CopyingWorker
-from dispatch.kernel.queues import Periodic, enqueue_tick, periodic_outcomes, queue, start_ticker
+from dispatch.kernel.queues import Periodic, enqueue_tick, periodic_outcomes, queue, requeue_stranded, start_ticker
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings
 from geo.latlng import LatLng
@@ -115,3 +115,49 @@ def test_a_tick_that_cannot_be_enqueued_stops_no_other(redis: Redis) -> None:
             stop.set()
     refused = [entry for entry in logs if entry["event"] == "tick_failed"]
     assert len(refused) >= 3 and {(e["log_level"], e["job_id"]) for e in refused} == {("error", "misnamed sweep!")}
+
+
+def _take(name: str, taken: Connection | None = None) -> None:
+    """A worker taking a job: dequeued by rq (onto its intermediate list), not yet started. Killed at once
+    when nobody waits on `taken`, else alive until told to go."""
+    connection = Redis.from_url(TEST_REDIS_URL)
+    queue = Queue("default", connection=connection)
+    Worker([queue], connection=connection, name=name).register_birth()
+    assert Queue.dequeue_any([queue], None, connection=connection) is not None
+    if taken is None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    taken.send(True)
+    taken.recv()
+
+
+def test_a_job_its_dead_worker_took_but_never_started_runs_again_at_once(settings: Settings, redis: Redis) -> None:
+    queue = Queue("default", connection=redis)
+    assert enqueue_tick(queue, fine_sweep, job_id="fine-sweep", timeout_s=60)
+    dying = FORK.Process(target=_take, args=("dying-worker",))
+    dying.start()
+    dying.join(DEADLINE_S)
+    assert dying.exitcode == -signal.SIGKILL and queue.count == 0
+    assert not enqueue_tick(queue, fine_sweep, job_id="fine-sweep", timeout_s=60), "its id is still taken"
+
+    assert requeue_stranded(redis, ["default"]) == ["fine-sweep"]
+
+    worker = CopyingWorker([queue], connection=redis, live_index=connect(settings.redis_url), branch_ids=[])
+    worker.execute_job(queue.fetch_job("fine-sweep"), queue)
+    [outcome] = periodic_outcomes(redis)
+    assert (outcome.job_id, outcome.runs, outcome.failures) == ("fine-sweep", 1, 0)
+    assert enqueue_tick(queue, fine_sweep, job_id="fine-sweep", timeout_s=60), "the next tick was turned away"
+
+
+def test_a_job_a_live_worker_has_just_taken_is_left_to_it(redis: Redis) -> None:
+    queue = Queue("default", connection=redis)
+    assert enqueue_tick(queue, fine_sweep, job_id="fine-sweep", timeout_s=60)
+    here, there = FORK.Pipe()
+    taking = FORK.Process(target=_take, args=("live-worker", there))
+    taking.start()
+    try:
+        assert here.poll(DEADLINE_S) and here.recv(), "the worker never took the job"
+        assert requeue_stranded(redis, ["default"]) == []
+        assert queue.count == 0
+    finally:
+        here.send(True)
+        taking.join(DEADLINE_S)

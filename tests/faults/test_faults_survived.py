@@ -307,12 +307,19 @@ def test_a_worker_killed_mid_job_is_started_again_and_its_jobs_resume(
         worker.kill()
         worker.start()  # as systemd or a container runtime would
 
+        waiting: set[str] = set()
+
         def resumed() -> bool:
             outcomes = {o.job_id: o for o in periodic_outcomes(queues)}
-            return all(j in outcomes and (outcomes[j].last_success_at or 0) > killed_at for j in PERIODIC)
+            waiting.clear()
+            waiting.update(j for j in PERIODIC if j not in outcomes or (outcomes[j].last_success_at or 0) <= killed_at)
+            return not waiting
 
         # Away until every periodic job has succeeded in the new worker, the one killed mid-run among them.
-        wait_until(resumed, what="the restarted worker's periodic jobs to succeed", timeout_s=RECOVERY_S)
+        try:
+            wait_until(resumed, what="the restarted worker's periodic jobs to succeed", timeout_s=RECOVERY_S)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: still waiting for {sorted(waiting)}; worker log in {worker.log}") from None
         return time.monotonic()
 
     recovery = weather(traffic, api, "worker SIGKILL", kill_and_restart)
