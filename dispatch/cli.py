@@ -244,11 +244,13 @@ def pool_rebuild() -> None:
 
 
 @pool_cli.command("check")
-def pool_check() -> None:
-    """Report every difference between the grab pool and PostgreSQL; exit 1 if there is any."""
+def pool_check(settle: Annotated[float, typer.Option(
+        help="seconds to wait before looking again: only drift seen both times, unchanged, is reported")] = 1.0,
+               ) -> None:
+    """Report every lasting difference between the grab pool and PostgreSQL; exit 1 if there is any."""
     settings = get_settings()
     with session_scope() as session:
-        drift = mirror.check(session, connect(settings.redis_url))
+        drift = mirror.lasting_drift(session, connect(settings.redis_url), settle=lambda: time.sleep(settle))
     for problem in drift:
         typer.echo(str(problem))
     if drift:

@@ -9,7 +9,7 @@ is repaired by the periodic rebuild; `check` reports any drift.
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -171,6 +171,23 @@ def check(session: Session, redis: Redis) -> list[Drift]:
         drift.extend(_branch_drift(branch_id, {e.ticket_id: e for e in entries}, held,
                                    pool.snapshot(redis, branch_id)))
     return drift
+
+
+def lasting_drift(session: Session, redis: Redis, *, settle: Callable[[], None]) -> list[Drift]:
+    """The drift `check` finds twice, the same both times, with `settle` (a wait) between the looks.
+
+    On a live service a commit's mirror lands just after it, and a sweep's
+    batch of timeouts mirrors ticket by ticket: one look taken between them
+    reports drift that heals by itself a moment later. What is still there,
+    unchanged, after a settle is drift.
+
+    Raises: RedisError.
+    """
+    first = check(session, redis)
+    if not first:
+        return []
+    settle()  # read committed: the second look's statements see what was committed meanwhile
+    return [drift for drift in check(session, redis) if drift in first]
 
 
 def _branch_drift(branch_id: int, expected: dict[int, pool.Entry], held: dict[int, int],

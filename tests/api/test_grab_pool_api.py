@@ -2,7 +2,7 @@
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,6 +98,29 @@ def test_the_first_grab_wins_the_next_is_already_taken_and_the_pool_agrees(desk:
     assert second.status_code == 409 and second.json()["code"] == "already_taken"
     assert len(desk.events(ticket["id"], "grab")) == 1
     assert desk.pool_check() == []
+
+
+def test_the_pool_check_reports_lasting_drift_not_a_mirror_landing_a_moment_late(desk: Desk) -> None:
+    ticket = desk.report()
+
+    def commit_unmirrored() -> None:
+        """Another process's commit, whose mirror has not landed yet."""
+        with desk.engine.begin() as conn:
+            conn.execute(text("UPDATE ticket SET version = version + 1 WHERE id = :id"), {"id": ticket["id"]})
+
+    def mirror_lands() -> None:
+        with session_scope() as session:
+            mirror.mirror_now(session, desk.redis, ticket["id"])
+
+    def lasting(settle: Callable[[], None]) -> list[str]:
+        with session_scope() as session:
+            return [str(d) for d in mirror.lasting_drift(session, desk.redis, settle=settle)]
+
+    commit_unmirrored()
+    assert lasting(settle=mirror_lands) == []
+    commit_unmirrored()
+    [stuck] = lasting(settle=lambda: None)
+    assert f"ticket {ticket['id']}" in stuck and "PostgreSQL has pending" in stuck
 
 
 def test_a_double_tap_answers_200_twice_with_one_event(desk: Desk) -> None:
