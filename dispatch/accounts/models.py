@@ -1,6 +1,7 @@
 """Users of the console and phones, subscribers, and API keys of other systems."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ARRAY, Boolean, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -24,6 +25,14 @@ class User(Base):
     locked_at: Mapped[datetime | None]
 
 
+class Importance(StrEnum):
+    """Why a subscriber's or a site's reports go before others (seed 001: enterprise lines, hospitals)."""
+
+    VIP = "vip"
+    ENTERPRISE = "enterprise"
+    HOSPITAL = "hospital"
+
+
 class Subscriber(Base):
     """A person who reports faults: known by WeChat openid, by phone, or both."""
 
@@ -33,6 +42,8 @@ class Subscriber(Base):
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True)
     name: Mapped[str | None] = mapped_column(String(100))
+    # Raises every report of theirs to the priority the settings give it (PRIORITY__RAISE).
+    importance: Mapped[Importance | None] = mapped_column(str_enum(Importance, 16))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -4,12 +4,14 @@ from fastapi import APIRouter, Depends, Form, Request
 
 from dispatch.accounts import service
 from dispatch.accounts.errors import AccountLocked, BadCredentials, TooManyAttempts
-from dispatch.accounts.models import ApiKey, User
+from dispatch.accounts.models import ApiKey, Subscriber, User
 from dispatch.accounts.schemas import (
     ApiKeyCreate,
     ApiKeyIssued,
     ApiKeyRead,
     MeRead,
+    SubscriberMark,
+    SubscriberRead,
     TokenRead,
     UserCreate,
     UserPatch,
@@ -25,6 +27,7 @@ from dispatch.kernel.settings import SettingsDep
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+Manager = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]
 
 
 @router.post("/auth/token", response_model=TokenRead,
@@ -91,3 +94,11 @@ def list_api_keys(session: SessionDep, admin: Admin) -> list[ApiKey]:
 def revoke_api_key(key_id: Id, session: SessionDep, admin: Admin) -> ApiKey:
     """Revoke a key at once; requests with it get 401 from then on."""
     return service.revoke_api_key(session, key_id=key_id, actor=admin)
+
+
+@router.post("/subscribers/importance", response_model=SubscriberRead, tags=["priority"],
+             responses=problem_docs(Forbidden, InvalidInput))
+def mark_subscriber(body: SubscriberMark, session: SessionDep, manager: Manager) -> Subscriber:
+    """Mark the subscriber with this phone as a VIP, an enterprise line or a hospital (null: none), so that their
+    reports are raised; created when new. Dispatchers and admins; audited."""
+    return service.mark_subscriber(session, actor=manager, phone=body.phone, importance=body.importance)

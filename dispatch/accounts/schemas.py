@@ -3,8 +3,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.accounts.models import Importance
 from dispatch.kernel.auth import Role
-from dispatch.kernel.inputs import JsonId, Text
+from dispatch.kernel.inputs import JsonId, Phone, Text
 
 Username = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 
@@ -77,3 +78,18 @@ class ApiKeyRead(BaseModel):
 
 class ApiKeyIssued(ApiKeyRead):
     key: str = Field(description="The secret, shown this once; only its hash is stored.")
+
+
+class SubscriberMark(BaseModel):
+    phone: Phone
+    importance: Importance | None = Field(description="vip, enterprise or hospital: their reports are raised "
+                                                      "(PRIORITY__RAISE_TO); null: no longer important.")
+
+
+class SubscriberRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    phone: str | None
+    name: str | None
+    importance: Importance | None

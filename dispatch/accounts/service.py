@@ -6,6 +6,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.accounts import throttle
 from dispatch.accounts.errors import AccountLocked, BadCredentials
-from dispatch.accounts.models import ApiKey, Subscriber, User
+from dispatch.accounts.models import ApiKey, Importance, Subscriber, User
 from dispatch.audit.models import AuditAction
 from dispatch.audit.service import record
 from dispatch.kernel.auth import (
@@ -309,8 +310,15 @@ class TokenAuthenticator:
         return actor
 
 
-def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> int:
-    """The id of the subscriber with this phone, created on first contact.
+class Reporter(NamedTuple):
+    """A subscriber as intake needs them: who, and whether their reports go first."""
+
+    id: int
+    importance: Importance | None
+
+
+def reporter_by_phone(session: Session, *, phone: str, name: str | None) -> Reporter:
+    """The subscriber with this phone, created on first contact.
 
     The upsert takes the row lock (held to commit) in the same statement, so
     concurrent reports from one phone are serialised without a second query.
@@ -318,7 +326,26 @@ def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> in
     stmt = insert(Subscriber).values(phone=phone, name=name)
     upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
                                         set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)})
-    return session.execute(upsert.returning(Subscriber.id)).scalar_one()
+    found = session.execute(upsert.returning(Subscriber.id, Subscriber.importance)).one()
+    return Reporter(found.id, found.importance)
+
+
+def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> int:
+    """The id of the subscriber with this phone, created on first contact."""
+    return reporter_by_phone(session, phone=phone, name=name).id
+
+
+def mark_subscriber(session: Session, *, actor: Actor, phone: str, importance: Importance | None) -> Subscriber:
+    """Mark (or unmark) the subscriber with this phone as important, created when new: an enterprise line is
+    registered before it ever reports. Audited."""
+    subscriber_id = subscriber_by_phone(session, phone=phone, name=None)
+    subscriber = session.get_one(Subscriber, subscriber_id)
+    before = subscriber.importance
+    subscriber.importance = importance
+    record(session, action=AuditAction.SUBSCRIBER_MARKED, actor=actor, target=("subscriber", subscriber_id),
+           before=before, after=importance)
+    session.flush()
+    return subscriber
 
 
 def subscriber_by_openid(session: Session, *, openid: str) -> Subscriber:

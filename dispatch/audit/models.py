@@ -22,6 +22,9 @@ class AuditAction(StrEnum):
     API_KEY_REVOKED = "api_key.revoked"
     TICKET_ASSIGNED = "ticket.assigned"  # force-assign or reassign by a dispatcher
     TICKET_INVALIDATED = "ticket.invalidated"
+    TICKET_PRIORITIZED = "ticket.prioritized"  # detail: from, to, reason
+    SUBSCRIBER_MARKED = "subscriber.marked"  # detail: importance, before and after
+    SITE_MARKED = "site.marked"  # an important site added or removed
     WORKLOAD_EXPORTED = "workload.exported"
 
 

@@ -102,3 +102,7 @@ Flag = StrictBool
 
 Month = Annotated[str, StringConstraints(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
 """A month as "2026-11", within the span of `Day`."""
+
+# A phone number as people write it: digits, an optional leading +, spaces or dashes inside.
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=20,
+                                         pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")]

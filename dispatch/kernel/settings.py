@@ -4,7 +4,7 @@ from datetime import time
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, Field, field_validator
@@ -32,6 +32,9 @@ class OfferSettings(BaseModel):
     sweep_interval_s: int = 15
     # Technicians closer together than this count as equally near; the fairer pick wins.
     tie_band_m: int = 300
+    # A P1 ticket's first ring: more technicians, further out.
+    urgent_k: int = Field(default=10, gt=0)
+    urgent_first_radius_m: int = Field(default=6000, gt=0)
 
 
 class PoolSettings(BaseModel):
@@ -54,6 +57,17 @@ class PoolSettings(BaseModel):
     grab_anywhere_branch_ids: frozenset[int] = frozenset()
 
 
+PriorityLevel = Literal["P1", "P2", "P3", "P4"]
+
+
+class PrioritySettings(BaseModel):
+    """What raises a report's priority (env: PRIORITY__RAISE_TO='{"hospital": "P1", ...}')."""
+
+    # A subscriber or site marked important raises its reports to at least this.
+    raise_to: dict[Literal["vip", "enterprise", "hospital"], PriorityLevel] = Field(
+        default={"hospital": "P1", "enterprise": "P2", "vip": "P2"})
+
+
 class SlaSettings(BaseModel):
     """Timeouts, warnings and escalation (env: SLA__SWEEP_INTERVAL_S=15, SLA__ESCALATION_DELAYS_MIN=[0,15,30,60])."""
 
@@ -67,6 +81,18 @@ class SlaSettings(BaseModel):
     # Surge mode multiplies a type's SLA minutes by these unless the switch names its own.
     surge_response_factor: float = Field(default=2.0, ge=1, le=10)
     surge_resolution_factor: float = Field(default=1.5, ge=1, le=10)
+    # A priority a ticket type names no minutes for scales the type's own (its P3 profile) by these.
+    priority_factors: dict[PriorityLevel, float] = Field(
+        default={"P1": 0.25, "P2": 0.5, "P3": 1.0, "P4": 2.0})
+    # A P1 breach climbs its chain with the steps' delays scaled by this: 0, every step at once.
+    urgent_escalation_factor: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("priority_factors")
+    @classmethod
+    def _every_level(cls, factors: dict[str, float]) -> dict[str, float]:
+        if set(factors) != {"P1", "P2", "P3", "P4"} or min(factors.values()) <= 0:
+            raise ValueError("give a factor above 0 for each of P1, P2, P3 and P4")
+        return factors
 
     @field_validator("escalation_delays_min")
     @classmethod
@@ -167,6 +193,7 @@ class Settings(BaseSettings):
     pool: PoolSettings = PoolSettings()
     geocoder: GeocoderSettings = GeocoderSettings()
     sla: SlaSettings = SlaSettings()
+    priority: PrioritySettings = PrioritySettings()
     wechat: WechatSettings = WechatSettings()
     workload: WorkloadSettings = WorkloadSettings()
     login: LoginSettings = LoginSettings()

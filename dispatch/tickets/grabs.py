@@ -26,6 +26,7 @@ from dispatch.tickets import mirror, queries, service
 from dispatch.tickets.errors import AlreadyTaken, GrabbingTooFast, LimitReached, LocationUnknown, NotOnDuty
 from dispatch.tickets.lifecycle import GRABBABLE, Step
 from dispatch.tickets.models import Ticket, TicketState
+from dispatch.tickets.permissions import require_manager
 from geo.latlng import LatLng
 from geo.points import sql_point
 from grab_pool import pool
@@ -157,7 +158,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
     if ticket.state not in GRABBABLE:
         return service.assign(session, redis, ticket=ticket, technician_id=technician_id, actor=actor, note=note,
                               settings=settings)
-    service.require_manager(actor, "assign tickets")
+    require_manager(actor, "assign tickets")
     claimed = pool.assign(redis, branch_id=ticket.branch_id, ticket_id=ticket.id, technician_id=technician_id,
                           request_id=pool.new_request_id(), lease_ms=settings.pool.lease_ms)
     if claimed.outcome is pool.Outcome.TAKEN:
@@ -175,7 +176,8 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
 
 def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int,
             settings: Settings) -> list[tuple[Ticket, float]]:
-    """Grabbable tickets in the technician's scope within `radius_m` of their position, nearest first.
+    """Grabbable tickets in the technician's scope within `radius_m` of their position, the most urgent first,
+    then the nearest.
 
     The pool's geo set orders them; PostgreSQL, the truth, says which are
     still grabbable and in scope. With the pool down or unbuilt PostgreSQL's
@@ -193,10 +195,11 @@ def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int
         distance = func.ST_Distance(cast(Ticket.location, Geography), cast(sql_point(here), Geography))
         rows = session.execute(select(Ticket, distance).where(
             in_scope, func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m))
-            .order_by(distance).limit(limit))
+            .order_by(Ticket.priority, distance).limit(limit))
         return [(ticket, float(metres)) for ticket, metres in rows]
     by_id = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(list(hits)), in_scope))}
-    return [(by_id[tid], metres) for tid, metres in hits.items() if tid in by_id]
+    return sorted(((by_id[tid], metres) for tid, metres in hits.items() if tid in by_id),
+                  key=lambda found: (found[0].priority, found[1]))
 
 
 def _near_in_pool(redis: Redis, ref: TechnicianRef, here: LatLng, radius_m: int,

@@ -33,6 +33,7 @@ class Action(StrEnum):
     FOLLOWUP = "followup"
     INVALIDATE = "invalidate"
     RETYPE = "retype"
+    PRIORITIZE = "prioritize"
     TIME_OUT = "time_out"
     # SLA checkpoints: recorded on the ticket, never a change of state.
     SLA_WARNING = "sla_warning"
@@ -59,6 +60,7 @@ NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
     (S.ACCEPTED, Action.INVALIDATE): S.INVALID,
     (S.PENDING, Action.TIME_OUT): S.TIMED_OUT,
     **{(state, Action.RETYPE): state for state in OPEN_STATES},
+    **{(state, Action.PRIORITIZE): state for state in OPEN_STATES},
 }
 
 
@@ -67,7 +69,8 @@ FEED_EVENT = {
     Action.CREATE: "ticket.created", Action.MERGE: "ticket.merged", Action.GRAB: "ticket.accepted",
     Action.ASSIGN: "ticket.accepted", Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
-    Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped", Action.TIME_OUT: "ticket.timed_out",
+    Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped",
+    Action.PRIORITIZE: "ticket.prioritized", Action.TIME_OUT: "ticket.timed_out",
     Action.SLA_WARNING: "ticket.sla_warning", Action.SLA_BREACH: "ticket.sla_breached",
     Action.ESCALATE: "ticket.escalated", Action.ACKNOWLEDGE: "ticket.acknowledged",
 }

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from dispatch.accounts.models import Importance
 from dispatch.kernel.auth import Role
 from dispatch.kernel.db import Base, str_enum
 from geo.models import RegionKind
@@ -37,6 +38,15 @@ class TicketState(StrEnum):
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
     INVALID = "invalid"
+
+
+class Priority(StrEnum):
+    """P1 紧急 to P4 低; the values sort as the levels do (P1 first)."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
 
 
 class TicketKind(StrEnum):
@@ -65,6 +75,13 @@ class TicketType(Base):
     response_sla_min: Mapped[int] = mapped_column(Integer)
     resolution_sla_min: Mapped[int] = mapped_column(Integer)
     tips: Mapped[str] = mapped_column(Text, default="")
+    # Its reports' priority unless the subscriber or the site raises it.
+    priority: Mapped[Priority] = mapped_column(str_enum(Priority, 2), default=Priority.P3, server_default="P3")
+    # SLA minutes per priority ({"P1": {"response_sla_min": .., "resolution_sla_min": ..}}); a priority not
+    # named here scales the type's own minutes (its P3 profile) by SLA__PRIORITY_FACTORS.
+    sla_by_priority: Mapped[dict[str, dict[str, int]]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # A P1 of this type is offered to technicians at their max_active limit too.
+    urgent_over_limit: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
@@ -97,6 +114,7 @@ class Ticket(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     type_code: Mapped[str] = mapped_column(ForeignKey("ticket_type.code"))
     state: Mapped[TicketState] = mapped_column(str_enum(TicketState, 20), default=TicketState.PENDING)
+    priority: Mapped[Priority] = mapped_column(str_enum(Priority, 2), default=Priority.P3, server_default="P3")
     # The fence for optimistic concurrency: every transition is a
     # compare-and-set on it, so a lost race matches no row instead of overwriting.
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -167,6 +185,22 @@ class TicketEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
     location: Mapped[WKBElement | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class ImportantSite(Base):
+    """A place whose reports go before others (a hospital, an enterprise's building): every report within
+    `radius_m` of it is raised as its importance says (PRIORITY__RAISE)."""
+
+    __tablename__ = "important_site"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    importance: Mapped[Importance] = mapped_column(str_enum(Importance, 16))
+    location: Mapped[WKBElement] = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
+    radius_m: Mapped[int] = mapped_column(Integer)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Attachment(Base):

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.lifecycle import GRABBABLE, announce
-from dispatch.tickets.models import Offer, OfferOutcome, Ticket, TicketType
+from dispatch.tickets.models import Offer, OfferOutcome, Priority, Ticket, TicketType
 from geo.models import Region
 from geo.points import from_wkb
+from technicians.at_limit import find_at_limit
 from technicians.nearest import Candidate, find_nearest
 
 log = structlog.get_logger()
@@ -48,18 +49,25 @@ def offer_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Sett
 
 
 def next_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings, now: datetime,
-              grid_path: str | None = None, skills: Sequence[str] | None = None) -> Ring | None:
+              grid_path: str | None = None, skills: Sequence[str] | None = None,
+              over_limit: bool | None = None) -> Ring | None:
     """Choose the ticket's next ring and move its ring columns on; None while the live index is down.
 
     Writes nothing itself: intake chooses the first ring before the ticket's
     INSERT, which then carries the ring columns (no UPDATE after it).
-    `grid_path` and `skills`, when the caller knows them, save reading them again.
+    `grid_path`, `skills` and `over_limit` (the type's urgent_over_limit), when
+    the caller knows them, save reading them again. A P1 reaches more
+    technicians, further out from its first ring on.
     """
     cfg = settings.offer
-    radius = cfg.first_radius_m if ticket.ring == 0 else min((ticket.ring_radius_m or 0) * 2, cfg.max_radius_m)
+    urgent = ticket.priority is Priority.P1
+    first_radius = cfg.urgent_first_radius_m if urgent else cfg.first_radius_m
+    radius = first_radius if ticket.ring == 0 else min(max((ticket.ring_radius_m or 0) * 2, first_radius),
+                                                       cfg.max_radius_m)
     try:
         candidates = _nearest(session, redis, ticket, radius=radius, grid_path=grid_path, skills=skills, now=now,
-                              settings=settings)
+                              settings=settings, k=cfg.urgent_k if urgent else cfg.k,
+                              over_limit=urgent and _over_limit(session, ticket, over_limit))
     except RedisError as exc:
         # The live index is down: keep the ticket due so the sweep retries; the pool still works.
         log.warning("offer_ring_deferred", ticket_id=ticket.id, error=str(exc))
@@ -88,17 +96,32 @@ def send_offers(session: Session, ticket: Ticket, ring: Ring, *, now: datetime) 
              distances_m={str(c.technician_id): round(c.distance_m) for c in ring.candidates})
 
 
+def _over_limit(session: Session, ticket: Ticket, known: bool | None) -> bool:
+    if known is not None:
+        return known
+    return bool(session.execute(select(TicketType.urgent_over_limit)
+                                .where(TicketType.code == ticket.type_code)).scalar_one())
+
+
 def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, grid_path: str | None,
-             skills: Sequence[str] | None, now: datetime, settings: Settings) -> list[Candidate]:
+             skills: Sequence[str] | None, now: datetime, settings: Settings, k: int,
+             over_limit: bool) -> list[Candidate]:
     if skills is None:
         skills = session.execute(select(TicketType.skills).where(TicketType.code == ticket.type_code)).scalar_one()
     path = grid_path or session.execute(select(Region.path).where(Region.id == ticket.region_id)).scalar_one()
     # Nobody has been offered a ticket before its first ring: no statement to learn it.
     offered = set(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id))) \
         if ticket.ring else set()
-    return find_nearest(redis, branch_id=ticket.branch_id, point=from_wkb(ticket.location), k=settings.offer.k,
-                        radius_m=radius, skills=skills, ticket_path=path, now=now, tz=settings.timezone,
-                        presence=settings.presence, offer=settings.offer, exclude=offered)
+    point = from_wkb(ticket.location)
+    found = find_nearest(redis, branch_id=ticket.branch_id, point=point, k=k, radius_m=radius, skills=skills,
+                         ticket_path=path, now=now, tz=settings.timezone, presence=settings.presence,
+                         offer=settings.offer, exclude=offered)
+    if not over_limit:
+        return found
+    busy = find_at_limit(redis, branch_id=ticket.branch_id, point=point, k=k, radius_m=radius, skills=skills,
+                         ticket_path=path, now=now, tz=settings.timezone, presence=settings.presence,
+                         exclude=offered)
+    return sorted(found + busy, key=lambda c: c.distance_m)[:k]
 
 
 def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:
@@ -129,10 +152,10 @@ def sweep(session: Session, redis: Redis, *, settings: Settings, now: datetime, 
 
 
 def open_offers(session: Session, *, technician_id: int) -> list[tuple[Offer, Ticket]]:
-    """A technician's open offers on tickets still grabbable, nearest first."""
+    """A technician's open offers on tickets still grabbable, the most urgent first, then the nearest."""
     rows = session.execute(
         select(Offer, Ticket).join(Ticket, Ticket.id == Offer.ticket_id)
         .where(Offer.technician_id == technician_id, Offer.outcome == OfferOutcome.OPEN,
                Ticket.state.in_(GRABBABLE))
-        .order_by(Offer.distance_m, Offer.id))
+        .order_by(Ticket.priority, Offer.distance_m, Offer.id))
     return [(offer, ticket) for offer, ticket in rows]

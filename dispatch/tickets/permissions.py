@@ -19,6 +19,19 @@ from technicians.service import technician_ref
 
 # Staff who act on tickets; payroll and managers only read them (PRODUCT.md's "who uses it").
 ATTACHING_STAFF = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK})
+# Who assigns, retypes, reprioritises and marks what goes first.
+MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
+
+
+def require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
+    """Raises: Forbidden (the actor's role is not among `roles`)."""
+    if actor.role not in roles:
+        raise Forbidden(f"a {actor.role} may not {doing}", required=sorted(roles))
+
+
+def require_manager(actor: Actor, doing: str) -> None:
+    """Raises: Forbidden (not a dispatcher or admin)."""
+    require(actor, MANAGERS, doing)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.kernel.auth import Role
 from dispatch.tickets.lifecycle import GRABBABLE
-from dispatch.tickets.models import Ticket, TicketState
+from dispatch.tickets.models import Priority, Ticket, TicketState
 from dispatch.tickets.permissions import Viewer
 from geo import regions
 from geo.models import Region
@@ -50,13 +50,27 @@ def visible_to(viewer: Viewer) -> ColumnElement[bool]:
     return regions.within(Ticket.region_id, actor.scope)
 
 
+class TicketOrder(StrEnum):
+    NEWEST = "newest"
+    PRIORITY = "priority"  # P1 first, newest first within a level
+
+
+def priority_rank(level: Priority) -> int:
+    """A priority's place in the priority order: 1 for P1 .. 4 for P4."""
+    return int(level.value[1:])
+
+
 def ticket_list(viewer: Viewer, *, state: TicketState | None, type_code: str | None, region_id: int | None,
                 technician_id: int | None, created_from: datetime | None, created_to: datetime | None,
-                after_id: int | None, limit: int, sla: SlaStatus | None = None) -> Select[Ticket]:
-    """Newest first; keyset on id so a page never shifts while tickets arrive."""
+                after_id: int | None, limit: int, sla: SlaStatus | None = None, priority: Priority | None = None,
+                order: TicketOrder = TicketOrder.NEWEST, after_rank: int | None = None) -> Select[Ticket]:
+    """Newest first, or by priority then newest; keyset on (rank,) id so a page never shifts while tickets
+    arrive."""
     query = select(Ticket).where(visible_to(viewer))
     if state is not None:
         query = query.where(Ticket.state == state)
+    if priority is not None:
+        query = query.where(Ticket.priority == priority)
     if sla is not None:
         query = query.where(sla_status(sla))
     if type_code is not None:
@@ -69,6 +83,11 @@ def ticket_list(viewer: Viewer, *, state: TicketState | None, type_code: str | N
         query = query.where(Ticket.created_at >= created_from)
     if created_to is not None:
         query = query.where(Ticket.created_at < created_to)
+    if order is TicketOrder.PRIORITY:
+        if after_id is not None:
+            last = Priority(f"P{after_rank}")
+            query = query.where((Ticket.priority > last) | ((Ticket.priority == last) & (Ticket.id < after_id)))
+        return query.order_by(Ticket.priority, Ticket.id.desc()).limit(limit)
     if after_id is not None:
         query = query.where(Ticket.id < after_id)
     return query.order_by(Ticket.id.desc()).limit(limit)

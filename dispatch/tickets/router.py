@@ -13,7 +13,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, offers, service, sla, stats, tips
+from dispatch.tickets import attachments, grabs, offers, priority, queries, service, sla, stats, tips
 from dispatch.tickets.deps import AttachableTicket, TicketInScope, ViewerDep
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -30,9 +30,9 @@ from dispatch.tickets.errors import (
     TooLarge,
     UnsupportedMedia,
 )
-from dispatch.tickets.models import Attachment, TicketState, TicketType, TipOutcome
+from dispatch.tickets.models import Attachment, ImportantSite, Priority, TicketState, TicketType, TipOutcome
 from dispatch.tickets.permissions import Viewer
-from dispatch.tickets.queries import SlaStatus
+from dispatch.tickets.queries import SlaStatus, TicketOrder
 from dispatch.tickets.schemas import (
     AcknowledgeBody,
     ArriveBody,
@@ -42,6 +42,9 @@ from dispatch.tickets.schemas import (
     EscalationChainBody,
     EscalationChainRead,
     FollowupBody,
+    ImportantSiteCreate,
+    ImportantSiteRead,
+    LocationRead,
     MyOfferRead,
     NearestRead,
     OfferRead,
@@ -70,6 +73,7 @@ from dispatch.tickets.schemas import (
 )
 from geo import crs
 from geo.latlng import LatLng
+from geo.points import from_wkb
 from grab_pool import pool
 from technicians.deps import CallingTechnician, CurrentTechnician
 from workload.queries import Span
@@ -97,18 +101,25 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
                                for c in intake.offers])
 
 
-@router.get("/tickets", response_model=Page[TicketRead])
+@router.get("/tickets", response_model=Page[TicketRead], responses=problem_docs(InvalidInput))
 def list_tickets(viewer: ViewerDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
                  type_code: Text | None = None, region_id: Id | None = None, technician_id: Id | None = None,
                  created_from: Moment | None = None, created_to: Moment | None = None,
-                 sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None) -> dict[str, Any]:
-    """Tickets the caller may see, newest first; `sla=breached` (red) or `sla=warned` (due soon) filter by SLA.
+                 sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None, priority: Priority | None = None,
+                 order: TicketOrder = TicketOrder.NEWEST) -> dict[str, Any]:
+    """Tickets the caller may see, newest first (`order=priority`: P1 first, newest first within a level);
+    `sla=breached` (red) or `sla=warned` (due soon) filter by SLA, `priority=P1` by priority.
 
     A technician sees the pool of their grab scope (without the subscriber's contact) and their own tickets."""
+    ranked = order is TicketOrder.PRIORITY
+    if page.after_id is not None and ranked != (page.after_rank in (1, 2, 3, 4)):
+        raise InvalidInput("cursor", "a cursor of another order: start again without it")
     rows = service.list_tickets(session, viewer=viewer, limit=page.limit + 1, after_id=page.after_id, state=state,
                                 type_code=type_code, region_id=region_id, technician_id=technician_id,
-                                created_from=created_from, created_to=created_to, sla=sla_status)
-    return page_of([ticket_read(t, viewer) for t in rows], page)
+                                created_from=created_from, created_to=created_to, sla=sla_status, priority=priority,
+                                order=order, after_rank=page.after_rank)
+    return page_of([ticket_read(t, viewer) for t in rows], page,
+                   rank=(lambda t: queries.priority_rank(t.priority)) if ranked else None)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=problem_docs(TicketNotFound))
@@ -207,11 +218,48 @@ def invalidate(body: ReasonBody, ticket: TicketInScope, viewer: ViewerDep, sessi
 
 @router.patch("/tickets/{ticket_id}", response_model=TicketRead,
               responses={**TRANSITION_ERRORS, **problem_docs(InvalidInput)})
-def change_type(body: TicketPatch, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
-                settings: SettingsDep) -> TicketRead:
-    """Change the ticket's type, audited; SLA due times follow (dispatcher, admin)."""
-    service.retype(session, redis, ticket=ticket, actor=viewer.actor, type_code=body.type_code, settings=settings)
+def change_ticket(body: TicketPatch, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
+                  settings: SettingsDep) -> TicketRead:
+    """Change the ticket's type, its priority or both, each an audited event; SLA due times follow (dispatcher,
+    admin)."""
+    if body.type_code is not None:
+        service.retype(session, redis, ticket=ticket, actor=viewer.actor, type_code=body.type_code,
+                       settings=settings)
+    if body.priority is not None:
+        service.prioritize(session, redis, ticket=ticket, actor=viewer.actor, level=body.priority,
+                           reason=body.reason, settings=settings)
     return ticket_read(ticket, viewer)
+
+
+@router.get("/important-sites", response_model=list[ImportantSiteRead], tags=["priority"],
+            responses=problem_docs(Forbidden))
+def list_important_sites(actor: ActorDep, session: SessionDep) -> list[ImportantSiteRead]:
+    """Places whose reports go first (a hospital, an enterprise's building), in the caller's branches."""
+    return [_site_read(site) for site in priority.list_sites(session, actor=actor)]
+
+
+@router.post("/important-sites", response_model=ImportantSiteRead, status_code=201, tags=["priority"],
+             responses=problem_docs(Forbidden, OutOfScope))
+def add_important_site(body: ImportantSiteCreate, actor: ActorDep, session: SessionDep) -> ImportantSiteRead:
+    """Mark a place as important: every report within `radius_m` of it is raised as its importance says
+    (dispatchers and admins; audited)."""
+    point = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
+    return _site_read(priority.add_site(session, actor=actor, name=body.name, importance=body.importance,
+                                        point=point, radius_m=body.radius_m))
+
+
+@router.delete("/important-sites/{site_id}", status_code=204, tags=["priority"],
+               responses=problem_docs(Forbidden, NotFound))
+def remove_important_site(site_id: Id, actor: ActorDep, session: SessionDep) -> Response:
+    priority.remove_site(session, actor=actor, site_id=site_id)
+    return Response(status_code=204)
+
+
+def _site_read(site: ImportantSite) -> ImportantSiteRead:
+    point = from_wkb(site.location)
+    return ImportantSiteRead(id=site.id, name=site.name, importance=site.importance,
+                             location=LocationRead(lat=point.lat, lng=point.lng), radius_m=site.radius_m,
+                             branch_id=site.branch_id, created_by=site.created_by, created_at=site.created_at)
 
 
 @router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],

@@ -2,14 +2,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from dispatch.accounts.models import Importance
 from dispatch.kernel.auth import Role
-from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Prose, Text
+from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Phone, Prose, Text
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.lifecycle import Action
-from dispatch.tickets.models import Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
+from dispatch.tickets.models import Priority, Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
 from dispatch.tickets.permissions import Viewer
 from geo.crs import Crs
 from geo.models import RegionKind
@@ -17,8 +18,6 @@ from geo.points import from_wkb
 from technicians.schemas import Skill
 
 TypeCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=20,
-                                         pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")]
 Note = Annotated[Prose, StringConstraints(strip_whitespace=True, max_length=2000)]
 Reason = Annotated[Prose, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
@@ -91,6 +90,8 @@ class TicketRead(BaseModel):
     id: int
     number: str
     state: TicketState
+    priority: Priority = Field(description="P1 紧急, P2 高, P3 中, P4 低: the type's, raised for an important "
+                                           "subscriber or site, or as a dispatcher set it.")
     version: int
     type_code: str
     source: Source
@@ -160,7 +161,40 @@ class FollowupBody(BaseModel):
 
 
 class TicketPatch(BaseModel):
-    type_code: TypeCode
+    """At least one of `type_code` and `priority`; `reason` goes into the priority change's event."""
+
+    type_code: TypeCode | None = None
+    priority: Priority | None = None
+    reason: Text | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _something(self) -> "TicketPatch":
+        if self.type_code is None and self.priority is None:
+            raise ValueError("give type_code, priority or both")
+        return self
+
+
+class ImportantSiteCreate(BaseModel):
+    name: Text = Field(min_length=1, max_length=100)
+    importance: Importance
+    location: Location
+    radius_m: Integer = Field(ge=10, le=5000, description="Reports within this distance of the site are raised.")
+
+
+class ImportantSiteRead(BaseModel):
+    id: int
+    name: str
+    importance: Importance
+    location: LocationRead
+    radius_m: int
+    branch_id: int
+    created_by: str
+    created_at: datetime
+
+
+class SlaMinutes(BaseModel):
+    response_sla_min: Integer = Field(gt=0, le=60 * 24 * 30)
+    resolution_sla_min: Integer = Field(gt=0, le=60 * 24 * 90)
 
 
 class TicketTypeCreate(BaseModel):
@@ -173,6 +207,12 @@ class TicketTypeCreate(BaseModel):
     response_sla_min: Integer = Field(gt=0, le=60 * 24 * 30)
     resolution_sla_min: Integer = Field(gt=0, le=60 * 24 * 90)
     tips: Prose = Field(default="", max_length=20000)
+    priority: Priority = Field(default=Priority.P3, description="Its reports' priority unless raised.")
+    sla_by_priority: dict[Priority, SlaMinutes] = Field(
+        default_factory=dict, description="SLA minutes per priority; a priority not named scales the minutes above "
+                                          "(the type's P3 profile) by the server's factors.")
+    urgent_over_limit: Flag = Field(default=False, description="A P1 of this type is offered to technicians at "
+                                                               "their max_active limit too.")
 
 
 class TicketTypeUpdate(BaseModel):
@@ -184,6 +224,9 @@ class TicketTypeUpdate(BaseModel):
     response_sla_min: Integer | None = Field(default=None, gt=0, le=60 * 24 * 30)
     resolution_sla_min: Integer | None = Field(default=None, gt=0, le=60 * 24 * 90)
     tips: Prose | None = Field(default=None, max_length=20000)
+    priority: Priority | None = None
+    sla_by_priority: dict[Priority, SlaMinutes] | None = None
+    urgent_over_limit: Flag | None = None
     active: Flag | None = None
 
 

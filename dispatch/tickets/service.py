@@ -14,14 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.accounts.models import Subscriber
-from dispatch.accounts.service import subscriber_by_phone
+from dispatch.accounts.service import Reporter, reporter_by_phone
 from dispatch.audit import service as audit
 from dispatch.audit.models import AuditAction
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
-from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
+from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import labor, load, mirror, numbering, offers, queries, sla
+from dispatch.tickets import labor, load, mirror, numbering, offers, priority, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     ConcurrentChange,
@@ -34,13 +34,14 @@ from dispatch.tickets.errors import (
 from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, target_state, transition
 from dispatch.tickets.models import (
     IdempotencyKey,
+    Priority,
     Source,
     Ticket,
     TicketEvent,
     TicketState,
     TicketType,
 )
-from dispatch.tickets.permissions import Viewer
+from dispatch.tickets.permissions import MANAGERS, Viewer, require
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
@@ -52,7 +53,6 @@ from technicians.nearest import Candidate, find_nearest
 from technicians.service import Card, cards, get_technician, require_wechat_bound, technician_of
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
-MANAGERS = frozenset({Role.ADMIN, Role.DISPATCHER})
 FOLLOWUP_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER})
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DEFAULT_SOURCE = {Role.SUBSCRIBER: Source.WECHAT, Role.API: Source.API}
@@ -79,16 +79,6 @@ def require_version(ticket: Ticket, expected: int | None) -> None:
     raise ConcurrentChange(f"ticket {ticket.number} changed meanwhile (version {ticket.version})", state=ticket.state)
 
 
-def require_manager(actor: Actor, doing: str) -> None:
-    """Raises: Forbidden (not a dispatcher or admin)."""
-    _require(actor, MANAGERS, doing)
-
-
-def _require(actor: Actor, roles: frozenset[Role], doing: str) -> None:
-    if actor.role not in roles:
-        raise Forbidden(f"a {actor.role} may not {doing}", required=sorted(roles))
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -111,6 +101,9 @@ class TypeTerms:
     skills: tuple[str, ...]
     response_sla_min: int
     resolution_sla_min: int
+    priority: Priority
+    sla_by_priority: dict[str, dict[str, int]]
+    urgent_over_limit: bool
 
 
 # Types change a few times a year; another process sees a change (or a retirement) within this.
@@ -125,7 +118,8 @@ def type_terms(session: Session, code: str, *, field: str = "type_code") -> Type
     def load() -> TypeTerms:
         found = get_type(session, code, field=field)
         return TypeTerms(code=found.code, skills=tuple(found.skills), response_sla_min=found.response_sla_min,
-                         resolution_sla_min=found.resolution_sla_min)
+                         resolution_sla_min=found.resolution_sla_min, priority=found.priority,
+                         sla_by_priority=dict(found.sla_by_priority), urgent_over_limit=found.urgent_over_limit)
 
     return _terms.get_or_load(code, load)
 
@@ -151,7 +145,7 @@ def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> Ticke
     ticket_type = session.get(TicketType, code)
     if ticket_type is None:
         raise NotFound(f"ticket type {code!r} does not exist")
-    for name, value in body.model_dump(exclude_unset=True).items():
+    for name, value in body.model_dump(exclude_unset=True, exclude_none=True).items():  # null: unchanged
         setattr(ticket_type, name, value)
     session.flush()
     _terms.forget(code)
@@ -188,12 +182,14 @@ def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Inta
     return Intake(ticket=session.get_one(Ticket, earlier.ticket_id), created=False, merged=earlier.merged)
 
 
-def _lock_subscriber(session: Session, actor: Actor, body: TicketCreate) -> int:
+def _lock_subscriber(session: Session, actor: Actor, body: TicketCreate) -> Reporter:
     # The subscriber row stays locked until commit so that two identical
     # reports arriving together merge instead of both seeing "no open ticket".
     if actor.role is Role.SUBSCRIBER:
-        return session.execute(select(Subscriber.id).where(Subscriber.id == actor.id).with_for_update()).scalar_one()
-    return subscriber_by_phone(session, phone=body.contact.phone, name=body.contact.name)
+        found = session.execute(select(Subscriber.id, Subscriber.importance).where(Subscriber.id == actor.id)
+                                .with_for_update()).one()
+        return Reporter(found.id, found.importance)
+    return reporter_by_phone(session, phone=body.contact.phone, name=body.contact.name)
 
 
 def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, settings: Settings,
@@ -206,7 +202,7 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
         InvalidInput: unknown ticket type.
         IdempotencyKeyReused: the key came before with another body.
     """
-    _require(actor, INTAKE_ROLES, "report a fault")
+    require(actor, INTAKE_ROLES, "report a fault")
     ticket_type = type_terms(session, body.type_code)
     key_row = None
     if idempotency_key is not None:
@@ -218,12 +214,12 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     placement = regions.place(session, point)
     if actor.scope is not None and actor.role is not Role.SUBSCRIBER and not placement.lies_within(actor.scope):
         raise OutOfScope("the reported location lies outside your regions")
-    subscriber_id = _lock_subscriber(session, actor, body)
-    intake = _merge_duplicate(session, actor=actor, subscriber_id=subscriber_id, branch_id=placement.branch_id,
+    reporter = _lock_subscriber(session, actor, body)
+    intake = _merge_duplicate(session, actor=actor, subscriber_id=reporter.id, branch_id=placement.branch_id,
                               body=body)
     if intake is None:
         ticket, ring = _new_ticket(session, redis, actor=actor, body=body, ticket_type=ticket_type, point=point,
-                                   placement=placement, subscriber_id=subscriber_id, settings=settings)
+                                   placement=placement, reporter=reporter, settings=settings)
         mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=ring.candidates if ring is not None else [])
     if key_row is not None:
@@ -247,24 +243,27 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
 
 
 def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TypeTerms,
-                point: LatLng, placement: regions.Placement, subscriber_id: int,
+                point: LatLng, placement: regions.Placement, reporter: Reporter,
                 settings: Settings) -> tuple[Ticket, offers.Ring | None]:
     """The new ticket, inserted with its first ring chosen (the INSERT carries the ring columns), and that ring."""
     now = _now()
     surge = sla.current_surge(session, placement.grid_path)
+    level = priority.of_report(session, type_priority=ticket_type.priority, importance=reporter.importance,
+                               point=point, branch_id=placement.branch_id, cfg=settings.priority)
+    profile = priority.sla_profile(ticket_type, level, settings.sla)
     ticket = Ticket(
-        type_code=ticket_type.code, state=TicketState.PENDING, version=1, ring=0,
+        type_code=ticket_type.code, state=TicketState.PENDING, priority=level, version=1, ring=0,
         source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
         location=to_wkb(point), h3=hexgrid.cell_of(point),
         # Seed 002 names every report's place for the technician: fill it in when the caller did not.
         address=body.address or gazetteer.reverse(session, point, placement=placement).address,
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
-        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=subscriber_id,
+        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=reporter.id,
         attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
-        **sla.timing(ticket_type, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
+        **sla.timing(profile, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
     ring = offers.next_ring(session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path,
-                            skills=ticket_type.skills)
+                            skills=ticket_type.skills, over_limit=ticket_type.urgent_over_limit)
     _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
     record(session, ticket, action=Action.CREATE, actor=actor,
            note="outside every grid: placed in the nearest" if placement.outside_area else None)
@@ -405,7 +404,7 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
     Raises:
         Forbidden, InvalidInput (technician unknown in the caller's regions), InvalidTransition, AlreadyTaken.
     """
-    _require(actor, MANAGERS, "assign tickets")
+    require(actor, MANAGERS, "assign tickets")
     try:
         technician = get_technician(session, technician_id, scope=actor.scope)
     except NotFound as exc:
@@ -446,7 +445,7 @@ def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, rea
     if actor.role is Role.TECHNICIAN:
         _require_holder(session, ticket, actor, Action.RELEASE)
     else:
-        _require(actor, MANAGERS, "release tickets")
+        require(actor, MANAGERS, "release tickets")
     holder = ticket.technician_id
     step = transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason, technician_id=holder,
                       changes={"technician_id": None, "accepted_at": None, "arrived_at": None})
@@ -491,7 +490,7 @@ def followup(session: Session, *, ticket: Ticket, actor: Actor, satisfaction: in
 
     Raises: Forbidden, InvalidTransition.
     """
-    _require(actor, FOLLOWUP_ROLES, "record a follow-up")
+    require(actor, FOLLOWUP_ROLES, "record a follow-up")
     step = transition(session, ticket, action=Action.FOLLOWUP, actor=actor, note=comment,
                       data={"satisfaction": satisfaction},
                       changes={"satisfaction": satisfaction, "followup_comment": comment, "closed_at": _now()})
@@ -505,7 +504,7 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
 
     Raises: Forbidden, InvalidTransition.
     """
-    _require(actor, MANAGERS, "invalidate tickets")
+    require(actor, MANAGERS, "invalidate tickets")
     holder = ticket.technician_id
     step = transition(session, ticket, action=Action.INVALIDATE, actor=actor, note=reason,
                       changes={"invalid_reason": reason, "invalidated_at": _now()})
@@ -521,7 +520,7 @@ def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type
 
     Raises: Forbidden, InvalidInput, InvalidTransition.
     """
-    _require(actor, MANAGERS, "change a ticket's type")
+    require(actor, MANAGERS, "change a ticket's type")
     new_type = get_type(session, type_code)
     if new_type.code == ticket.type_code:
         raise InvalidInput("type_code", f"the ticket is a {type_code} already")
@@ -530,10 +529,37 @@ def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type
                       note=f"{ticket.type_code} → {new_type.code}",
                       changes={"type_code": new_type.code,
                                **sla.retiming(ticket, new_type, surge=sla.surge_of(session, ticket),
-                                              warning_fraction=settings.sla.warning_fraction, now=_now())})
+                                              cfg=settings.sla, now=_now())})
     mirror.mirror(session, redis, ticket)  # a new version: a grab's fence must see it
     return step
 
+
+
+def prioritize(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, level: Priority,
+               reason: str | None, settings: Settings) -> Step:
+    """Change a ticket's priority, audited; its SLA due times follow its type's profile at the new level, and a
+    grabbable ticket raised to P1 gets its wider ring at the next sweep (the same sweep interval).
+
+    Raises: Forbidden, InvalidInput, InvalidTransition.
+    """
+    require(actor, MANAGERS, "change a ticket's priority")
+    if level is ticket.priority:
+        raise InvalidInput("priority", f"the ticket is {level} already")
+    before = ticket.priority
+    now = _now()
+    ticket_type = session.get_one(TicketType, ticket.type_code)
+    raised_to_urgent = level is Priority.P1 and ticket.state in GRABBABLE
+    step = transition(session, ticket, action=Action.PRIORITIZE, actor=actor,
+                      note=f"{before} → {level}" + (f": {reason}" if reason else ""),
+                      data={"from": before, "to": level},
+                      changes={"priority": level,
+                               **sla.retiming(ticket, ticket_type, surge=sla.surge_of(session, ticket),
+                                              cfg=settings.sla, now=now, level=level),
+                               **({"next_ring_at": now} if raised_to_urgent else {})})
+    audit.record(session, action=AuditAction.TICKET_PRIORITIZED, actor=actor, target=("ticket", ticket.id),
+                 number=ticket.number, **{"from": before.value, "to": level.value, "reason": reason})
+    mirror.mirror(session, redis, ticket)  # a new version, and the pool lists by priority
+    return step
 
 
 def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: LatLng, k: int,
@@ -546,7 +572,7 @@ def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: 
     Raises:
         Forbidden, OutOfScope (the point lies outside the caller's regions), InvalidInput (unknown type).
     """
-    _require(actor, MANAGERS, "look up technicians")
+    require(actor, MANAGERS, "look up technicians")
     skills = type_terms(session, type_code).skills if type_code else ()
     placement = regions.place(session, point)
     if actor.scope is not None and not placement.lies_within(actor.scope):

@@ -33,7 +33,8 @@ from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import mirror
 from dispatch.tickets.errors import InvalidTransition
 from dispatch.tickets.lifecycle import Action, record, transition
-from dispatch.tickets.models import EscalationStep, SurgeSwitch, Ticket, TicketState, TicketType
+from dispatch.tickets.models import EscalationStep, Priority, SurgeSwitch, Ticket, TicketState, TicketType
+from dispatch.tickets.priority import PricedType, sla_profile
 from geo import regions
 from geo.models import Region, RegionKind
 
@@ -78,11 +79,12 @@ def timing(ticket_type: SlaMinutes, *, created_at: datetime, surge: SurgeSwitch 
             "sla_surge_id": surge.id if surge else None}
 
 
-def retiming(ticket: Ticket, ticket_type: TicketType, *, surge: SurgeSwitch | None, warning_fraction: float,
-             now: datetime, kinds: Sequence[SlaKind] = tuple(SlaKind)) -> dict[str, Any]:
-    """New SLA columns of `kinds` for an open ticket (retype, surge); a warning whose new time lies ahead
-    goes out again."""
-    times = timing(ticket_type, created_at=ticket.created_at, surge=surge, warning_fraction=warning_fraction)
+def retiming(ticket: Ticket, ticket_type: PricedType, *, surge: SurgeSwitch | None, cfg: SlaSettings,
+             now: datetime, kinds: Sequence[SlaKind] = tuple(SlaKind), level: Priority | None = None) -> dict[str, Any]:
+    """New SLA columns of `kinds` for an open ticket (retype, new priority, surge), from its type's profile at
+    `level` (its own priority by default); a warning whose new time lies ahead goes out again."""
+    times = timing(sla_profile(ticket_type, level or ticket.priority, cfg), created_at=ticket.created_at,
+                   surge=surge, warning_fraction=cfg.warning_fraction)
     values: dict[str, Any] = {"sla_surge_id": times["sla_surge_id"]}
     for kind in kinds:
         values[f"{kind}_due_at"], values[f"{kind}_warn_at"] = times[f"{kind}_due_at"], times[f"{kind}_warn_at"]
@@ -211,38 +213,43 @@ def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, li
     result, chains = SweepResult(), _Chains(cfg)
     for ticket in _claim(session, Ticket.response_due_at, Ticket.state == S.PENDING, Ticket.response_due_at <= now,
                          limit=limit):
-        _time_out(session, ticket, now=now, chain=chains.of(session, ticket))
+        _time_out(session, ticket, now=now, chain=chains.of(session, ticket), cfg=cfg)
         # Still in the pool, at its new state and version (mirrored once this transaction commits).
         mirror.mirror(session, redis, ticket)
         result.timed_out.append(ticket.id)
     for ticket in _claim(session, Ticket.resolution_due_at, Ticket.state == S.ACCEPTED,
                          Ticket.sla_breached_at.is_(None), Ticket.resolution_due_at <= now, limit=limit):
-        _flag_breach(session, ticket, now=now, chain=chains.of(session, ticket))
+        _flag_breach(session, ticket, now=now, chain=chains.of(session, ticket), cfg=cfg)
         result.breached += 1
     result.warned += _warn(session, SlaKind.RESPONSE, S.PENDING, now=now, limit=limit)
     result.warned += _warn(session, SlaKind.RESOLUTION, S.ACCEPTED, now=now, limit=limit)
     for ticket in _claim(session, Ticket.next_escalation_at, Ticket.next_escalation_at <= now, limit=limit):
-        result.escalated += _escalate(session, ticket, chains=chains)
+        result.escalated += _escalate(session, ticket, chains=chains, now=now)
     session.flush()
     return result
 
 
-def _next_step_at(breached_at: datetime, chain: list[Rung], level: int) -> datetime | None:
-    return breached_at + timedelta(minutes=chain[level].delay_min) if level < len(chain) else None
+def _next_step_at(ticket: Ticket, breached_at: datetime, chain: list[Rung], level: int,
+                  cfg: SlaSettings) -> datetime | None:
+    """When the chain's step `level` is due; a P1's steps come sooner (at once by default)."""
+    if level >= len(chain):
+        return None
+    scale = cfg.urgent_escalation_factor if ticket.priority is Priority.P1 else 1.0
+    return breached_at + timedelta(minutes=chain[level].delay_min * scale)
 
 
-def _time_out(session: Session, ticket: Ticket, *, now: datetime, chain: list[Rung]) -> None:
+def _time_out(session: Session, ticket: Ticket, *, now: datetime, chain: list[Rung], cfg: SlaSettings) -> None:
     transition(session, ticket, action=Action.TIME_OUT, actor=SYSTEM,
                note=f"response SLA passed at {ticket.response_due_at.isoformat()}",
                data={"due_at": ticket.response_due_at.isoformat()},
                changes={"timed_out_at": now, "escalation_level": 0,
-                        "next_escalation_at": _next_step_at(now, chain, 0)})
+                        "next_escalation_at": _next_step_at(ticket, now, chain, 0, cfg)})
 
 
-def _flag_breach(session: Session, ticket: Ticket, *, now: datetime, chain: list[Rung]) -> None:
+def _flag_breach(session: Session, ticket: Ticket, *, now: datetime, chain: list[Rung], cfg: SlaSettings) -> None:
     ticket.sla_breached_at = now
     ticket.escalation_level = 0
-    ticket.next_escalation_at = _next_step_at(now, chain, 0)
+    ticket.next_escalation_at = _next_step_at(ticket, now, chain, 0, cfg)
     due = ticket.resolution_due_at.isoformat()
     record(session, ticket, action=Action.SLA_BREACH, actor=SYSTEM, note=f"resolution SLA passed at {due}",
            data={"kind": SlaKind.RESOLUTION, "due_at": due}, feed_data={"kind": SlaKind.RESOLUTION, "due_at": due})
@@ -276,22 +283,29 @@ def breach_of(ticket: Ticket) -> Breach | None:
     return None
 
 
-def _escalate(session: Session, ticket: Ticket, *, chains: _Chains) -> int:
+def _escalate(session: Session, ticket: Ticket, *, chains: _Chains, now: datetime) -> int:
+    """Climb every step of the chain due by `now` (a P1's come at once); returns the steps taken."""
     breach = breach_of(ticket)
     chain = chains.of(session, ticket)
-    level = ticket.escalation_level
-    if breach is None or level >= len(chain):  # taken, invalidated, completed, or the chain got shorter
+    if breach is None:  # taken, invalidated or completed
         ticket.next_escalation_at = None
         return 0
-    rung = chain[level]
-    notified = recipients(session, rung, mirror.grid_path(session, ticket.region_id))
-    payload = {"kind": breach.kind, "level": rung.level, "title": rung.title,
-               "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
-    record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=f"level {rung.level}: {rung.title}",
-           data=payload, feed_data=payload)
-    ticket.escalation_level = level + 1
-    ticket.next_escalation_at = _next_step_at(breach.at, chain, level + 1)
-    return 1
+    climbed = 0
+    while ticket.next_escalation_at is not None and ticket.next_escalation_at <= now:
+        level = ticket.escalation_level
+        if level >= len(chain):  # the chain got shorter
+            ticket.next_escalation_at = None
+            break
+        rung = chain[level]
+        notified = recipients(session, rung, mirror.grid_path(session, ticket.region_id))
+        payload = {"kind": breach.kind, "level": rung.level, "title": rung.title,
+                   "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
+        record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=f"level {rung.level}: {rung.title}",
+               data=payload, feed_data=payload)
+        ticket.escalation_level = level + 1
+        ticket.next_escalation_at = _next_step_at(ticket, breach.at, chain, level + 1, chains.cfg)
+        climbed += 1
+    return climbed
 
 
 def acknowledge(session: Session, *, ticket: Ticket, actor: Actor, note: str | None) -> None:
@@ -368,8 +382,7 @@ def _retime_open(session: Session, region: Region, *, surge: SurgeSwitch, cfg: S
     for ticket, ticket_type in rows:
         # An accepted ticket's response SLA is settled (met or not): only its resolution moves.
         kinds = tuple(SlaKind) if ticket.state is S.PENDING else (SlaKind.RESOLUTION,)
-        for name, value in retiming(ticket, ticket_type, surge=surge, warning_fraction=cfg.warning_fraction,
-                                    now=now, kinds=kinds).items():
+        for name, value in retiming(ticket, ticket_type, surge=surge, cfg=cfg, now=now, kinds=kinds).items():
             setattr(ticket, name, value)
     return len(rows)
 
