@@ -14,6 +14,7 @@ from dispatch.audit.models import AuditEvent
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import sla
 from technicians import presence
+from tests.conftest import log_in
 from tests.dispatch.test_offers import CENTRE, north_of, on_duty, technician  # noqa: F401 (on_duty: a fixture)
 
 _phones = iter(range(1, 100_000))
@@ -87,13 +88,8 @@ def test_an_important_subscriber_raises_every_report_of_theirs(client, staff, db
                        .order_by(AuditEvent.id)).all()
     assert [(d["before"], d["after"]) for d in audit] == [(None, "hospital"), ("hospital", None)]
     refused = client.post("/api/v1/subscribers/importance", json={"phone": "13911112222", "importance": "vip"},
-                          headers=client_headers(client, "tech01"))
+                          headers=log_in(client, "tech01"))
     assert refused.status_code == 403
-
-
-def client_headers(client: TestClient, username: str) -> dict[str, str]:
-    from tests.conftest import log_in
-    return log_in(client, username)
 
 
 def test_reports_at_an_important_site_are_raised_and_those_away_from_it_are_not(client, staff) -> None:
@@ -133,7 +129,7 @@ def test_a_dispatcher_changes_a_priority_as_an_audited_event_and_the_sla_follows
     assert again.status_code == 422 and again.json()["errors"][0]["field"] == "priority"
     assert client.patch(path, json={}, headers=staff["dispatcher"]).status_code == 422
     assert client.patch(path, json={"priority": "P9"}, headers=staff["dispatcher"]).status_code == 422
-    assert client.patch(path, json={"priority": "P2"}, headers=client_headers(client, "tech01")).status_code in {
+    assert client.patch(path, json={"priority": "P2"}, headers=log_in(client, "tech01")).status_code in {
         403, 404}
 
 
@@ -155,7 +151,8 @@ def test_a_p1_of_a_type_that_allows_it_goes_to_technicians_at_their_limit_too(
     presence.set_duty(db, redis, technician=tech, on_duty=True)
     new_type(client, staff["admin"], "pri_full", skills=["broadband"])
     first = report(client, staff["dispatcher"], "pri_full")
-    assert client.post(f"/api/v1/tickets/{first['id']}/grab", headers=client_headers(client, "tech01")).status_code == 200
+    grabbed = client.post(f"/api/v1/tickets/{first['id']}/grab", headers=log_in(client, "tech01"))
+    assert grabbed.status_code == 200, grabbed.text
 
     new_type(client, staff["admin"], "pri_full_urgent", skills=["broadband"], priority="P1", urgent_over_limit=True)
     new_type(client, staff["admin"], "pri_full_strict", skills=["broadband"], priority="P1")
@@ -169,7 +166,7 @@ def test_the_pool_and_offers_list_the_most_urgent_first(client, staff, on_duty) 
     new_type(client, staff["admin"], "pri_pool", skills=["broadband"])
     near = report(client, staff["dispatcher"], "pri_pool", at=north(50))
     far = report(client, staff["dispatcher"], "pri_pool", at=north(1200))
-    tech = client_headers(client, "tech01")
+    tech = log_in(client, "tech01")
     assert [t["id"] for t in client.get("/api/v1/me/pool", headers=tech).json()] == [near["id"], far["id"]]
 
     client.patch(f"/api/v1/tickets/{far['id']}", json={"priority": "P1"}, headers=staff["dispatcher"])
