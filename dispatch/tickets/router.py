@@ -38,6 +38,8 @@ from dispatch.tickets.schemas import (
     ArriveBody,
     AssignBody,
     AttachmentRead,
+    CellsRead,
+    CellStatsRead,
     CompleteBody,
     EscalationChainBody,
     EscalationChainRead,
@@ -458,3 +460,22 @@ def ticket_stats(start: Annotated[Day, Query(alias="from", description="first lo
     span = Span.of(start, end, max_days=settings.workload.max_range_days)
     return stats.ticket_stats(session, actor=actor,
                               period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
+
+
+CellRes = Annotated[int, Query(ge=stats.CELL_RES[0], le=stats.CELL_RES[-1],
+                               description="H3 resolution: 5 (~10 km edges) to 9 (~200 m)")]
+
+
+@router.get("/stats/cells", response_model=CellsRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def cell_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+               end: Annotated[Day, Query(alias="to", description="last local date, included")],
+               session: SessionDep, redis: RedisDep, actor: Analyst, settings: SettingsDep,
+               res: CellRes = 8, region_id: Id | None = None) -> CellsRead:
+    """Demand and supply by H3 cell in the caller's regions, for the heat map: the period's reports (local
+    dates) and their median time to accept, the tickets open now and the on-duty technicians now."""
+    span = Span.of(start, end, max_days=settings.workload.max_range_days)
+    cells = stats.cell_stats(session, redis, actor=actor, res=res,
+                             period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
+    return CellsRead(res=res, start=span.start, end=span.end, region_id=region_id, timezone=settings.timezone,
+                     cells=[CellStatsRead.model_validate(cell, from_attributes=True) for cell in cells])

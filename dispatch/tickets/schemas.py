@@ -437,3 +437,23 @@ class StatsRead(StatsMetrics):
     by_type: list[TypeStats]
     by_region: list[RegionStats]
     by_technician: list[TechnicianStats]
+
+
+class CellStatsRead(BaseModel):
+    cell: str = Field(description="H3 cell id")
+    centre: LocationRead
+    boundary: list[LocationRead] = Field(description="the cell's corners in order, WGS-84")
+    reports: int = Field(description="tickets reported in the period, where they were reported")
+    open: int = Field(description="tickets open now (pending, timed out, accepted, awaiting follow-up)")
+    on_duty: int = Field(description="on-duty technicians now, where the live index has them")
+    accept_median_min: float | None = Field(description="median minutes from report to first grab or assignment "
+                                                        "of the period's reports here that were taken")
+
+
+class CellsRead(BaseModel):
+    res: int
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    region_id: int | None
+    timezone: str
+    cells: list[CellStatsRead]

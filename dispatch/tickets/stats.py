@@ -5,27 +5,37 @@ the report to the first grab or assignment (a later hand-back does not reset
 it); time to complete from the report to the technician's completion. A
 ticket counts towards an SLA once it was met or missed: taken or completed,
 or still open past its due time.
+
+By H3 cell (`cell_stats`), for the console's heat map: the period's reports and their time to accept
+where they were reported, beside the open tickets and the on-duty technicians where they are now.
 """
 
+import statistics
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import Float, Select, and_, cast, exists, func, literal, or_, select
+from redis import Redis
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.kernel.auth import Actor
 from dispatch.tickets import queries
-from dispatch.tickets.lifecycle import Action
+from dispatch.tickets.lifecycle import OPEN_STATES, Action
 from dispatch.tickets.models import Ticket, TicketEvent, TicketState
 from dispatch.tickets.permissions import Viewer
-from geo import regions
+from geo import hexgrid, regions
+from geo.latlng import LatLng
 from geo.models import Region
+from technicians import presence
 from technicians.models import Technician
 from workload.queries import Span
 
 TAKING = (Action.GRAB, Action.ASSIGN)
+# From about 10 km edges (a county) to about 200 m (a few streets, the resolution tickets are stored at).
+CELL_RES = range(5, 10)
 SECONDS_PER_MINUTE = 60.0
 
 
@@ -51,7 +61,8 @@ def _base(actor: Actor, period: Period) -> Any:
         TicketEvent.action == Action.TIME_OUT, TicketEvent.to_state == TicketState.TIMED_OUT))
     query = (select(Ticket.id, Ticket.state, Ticket.type_code, Ticket.region_id, Ticket.technician_id,
                     Ticket.created_at, Ticket.completed_at, Ticket.response_due_at, Ticket.resolution_due_at,
-                    Ticket.satisfaction, accepted_at.label("accepted_at"), timed_out.label("timed_out"))
+                    Ticket.satisfaction, accepted_at.label("accepted_at"), timed_out.label("timed_out"),
+                    func.ST_Y(Ticket.location).label("lat"), func.ST_X(Ticket.location).label("lng"))
              .where(queries.visible_to(Viewer(actor=actor)),  # staff only: no technician's pool
                     Ticket.created_at >= _local_midnight(period.span.start, period.tz),
                     Ticket.created_at < _local_midnight(period.span.end_exclusive, period.tz)))
@@ -118,3 +129,44 @@ def ticket_stats(session: Session, *, actor: Actor, period: Period) -> dict[str,
         "by_type": [row._asdict() for row in by_type], "by_region": [row._asdict() for row in by_region],
         "by_technician": [row._asdict() for row in by_technician],
     }
+
+
+@dataclass(frozen=True)
+class CellStats:
+    cell: str
+    centre: LatLng
+    boundary: list[LatLng]
+    reports: int
+    open: int
+    on_duty: int
+    accept_median_min: float | None
+
+
+def cell_stats(session: Session, redis: Redis, *, actor: Actor, period: Period, res: int) -> list[CellStats]:
+    """Per H3 cell at `res` (the cell each point lies in), in the caller's regions: the period's reports and
+    their median time to accept, the tickets open now and the on-duty technicians where the live index has
+    them; only cells where one of these is not zero, by cell id.
+
+    Raises:
+        NotFound: region_id is not one of the caller's regions.
+    """
+    scope = actor.scope
+    if period.region_id is not None:
+        regions.region_in_scope(session, period.region_id, actor.scope)
+        scope = (period.region_id,)
+    t = _base(actor, period)
+    reports: Counter[str] = Counter()
+    accept: defaultdict[str, list[float]] = defaultdict(list)
+    for lat, lng, minutes in session.execute(select(t.c.lat, t.c.lng, _minutes(t.c.accepted_at, t.c.created_at))):
+        cell = hexgrid.cell_of(LatLng(lat, lng), res)
+        reports[cell] += 1
+        if minutes is not None:
+            accept[cell].append(float(minutes))
+    open_now = Counter(hexgrid.cell_of(LatLng(lat, lng), res) for lat, lng in session.execute(
+        select(func.ST_Y(Ticket.location), func.ST_X(Ticket.location))
+        .where(regions.within(Ticket.region_id, scope), Ticket.state.in_(OPEN_STATES))))
+    on_duty = Counter(hexgrid.cell_of(t.point, res) for t in presence.on_duty(session, redis, scope=scope))
+    return [CellStats(cell=cell, centre=hexgrid.cell_center(cell), boundary=hexgrid.cell_boundary(cell),
+                      reports=reports[cell], open=open_now[cell], on_duty=on_duty[cell],
+                      accept_median_min=statistics.median(accept[cell]) if accept[cell] else None)
+            for cell in sorted(reports.keys() | open_now.keys() | on_duty.keys())]
