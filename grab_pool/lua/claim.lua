@@ -1,5 +1,8 @@
 -- Shared by the pool's scripts (prepended to each: Redis has no includes).
 
+-- How long a closed ticket's tombstone keeps its version against late writers (put.lua, rebuild.lua).
+local TOMBSTONE_S = 3600
+
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -12,6 +15,7 @@ end
 local function claimable(key, held_key, tech, now)
     local t = redis.call('HMGET', key, 'state', 'v', 'by', 'until', 'pstate')
     local state = t[1]
+    if state == 'closed' then return {'missing', ''} end  -- a tombstone: PostgreSQL decides
     if state == 'claimed' or state == 'accepted' then
         if t[3] == tech then return {'won', t[2]} end
         if state == 'accepted' or tonumber(t[4]) > now then return {'taken', t[3]} end

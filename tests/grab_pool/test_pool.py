@@ -125,6 +125,31 @@ def test_a_late_mirror_never_undoes_a_newer_one(built: Redis) -> None:
     assert pool.snapshot(built, BRANCH).tickets[1]["state"] == "accepted"
 
 
+def test_a_closed_ticket_stays_closed_whatever_older_picture_arrives_after(built: Redis) -> None:
+    assert pool.put(built, entry(1, state="accepted", version=3, holder=11))
+    assert pool.put(built, entry(1, state="closed", version=4))  # completed
+    assert not pool.put(built, entry(1, state="accepted", version=3, holder=11)), "a re-read mirrored late"
+    mirror = pool.snapshot(built, BRANCH)
+    assert 1 not in mirror.tickets and mirror.held.get(11, 0) == 0
+    assert grab(built, tech(12), 1).outcome is Outcome.MISSING  # PostgreSQL decides, and says no
+    assert 0 < built.ttl(PoolKeys.of(BRANCH).ticket(1)) <= 3600, "the tombstone goes in time"
+
+
+def test_a_rebuild_from_an_older_picture_keeps_what_was_mirrored_since(built: Redis) -> None:
+    assert pool.put(built, entry(1, state="accepted", version=2, holder=11))  # grabbed after the picture
+    assert pool.put(built, entry(2, state="accepted", version=2, holder=12))
+    assert pool.put(built, entry(2, state="closed", version=3))  # completed after the picture
+    picture = [entry(1), entry(2, state="accepted", version=2, holder=12), entry(3)]
+
+    pool.rebuild(built, BRANCH, picture, {12: 1}, at=0)
+
+    mirror = pool.snapshot(built, BRANCH)
+    assert mirror.tickets[1]["state"] == "accepted" and mirror.tickets[1]["by"] == "11"
+    assert 2 not in mirror.tickets and mirror.grabbable == {3}
+    assert {t: n for t, n in mirror.held.items() if n} == {11: 1}
+    assert grab(built, tech(13), 1).outcome is Outcome.TAKEN
+
+
 def test_rebuild_replaces_everything_atomically(built: Redis) -> None:
     assert grab(built, tech(11), 1).outcome is Outcome.WON
     pool.rebuild(built, BRANCH, [entry(2, state="accepted", version=2, holder=12), entry(4)], {12: 2}, at=0)
