@@ -23,7 +23,7 @@ import numpy as np
 from redis import Redis
 from redis.exceptions import RedisError
 
-from geo.pointgrid import PointGrid
+from geo.hexindex import HexIndex
 from technicians import live
 
 ANY_SKILL = "*"
@@ -117,12 +117,12 @@ def on_shift(shifts: tuple[tuple[int, int, int], ...], weekday: int, minute: int
 
 @dataclass
 class OpenCopy:
-    """One branch's open sets in memory: a point grid per skill (and one of any skill)."""
+    """One branch's open sets in memory: an H3 index per skill (and one of any skill)."""
 
     epoch: str = ""
     last: int = 0  # the last change of the log applied
     members: dict[int, Open] = field(default_factory=dict)
-    grids: dict[str, PointGrid[Open]] = field(default_factory=dict)
+    grids: dict[str, HexIndex[Open]] = field(default_factory=dict)
     codes: Codes = field(default_factory=Codes)
     with_roster: int = 0
     sent: int = -1  # this process's changes to the branch (live.sent_to) as of the last catch-up
@@ -160,7 +160,7 @@ class OpenCopy:
         """Whether anyone here works to a roster (the search then judges shifts)."""
         return self.with_roster > 0
 
-    def rarest(self, skills: Sequence[str]) -> tuple[str, PointGrid[Open]] | None:
+    def rarest(self, skills: Sequence[str]) -> tuple[str, HexIndex[Open]] | None:
         """The rarest of these skills (any skill when none) with the grid of whoever has it: the fewest to
         look at; None when nobody has one of them."""
         grids = [(skill, self.grids.get(skill)) for skill in skills or [ANY_SKILL]]
@@ -176,7 +176,7 @@ class OpenCopy:
         self.members[ident] = entry
         self.with_roster += bool(entry.shifts)
         for skill in (ANY_SKILL, *entry.skills):
-            self.grids.setdefault(skill, PointGrid()).add(ident, lat, lng, entry)
+            self.grids.setdefault(skill, HexIndex()).add(ident, lat, lng, entry)
 
     def leave(self, ident: int) -> None:
         entry = self.members.pop(ident, None)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Float, Select, and_, cast, exists, func, literal, or_, select
 from redis import Redis
+from sqlalchemy import Float, Select, and_, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
