@@ -36,6 +36,11 @@ def cell_of(p: LatLng, res: int = H3_RES) -> str:
     return str(h3.latlng_to_cell(p.lat, p.lng, res))
 
 
+def parent(cell: str, res: int) -> str:
+    """The cell at the coarser resolution res that holds `cell`."""
+    return str(h3.cell_to_parent(cell, res))
+
+
 def cell_center(cell: str) -> LatLng:
     """The WGS-84 centre of an H3 cell."""
     lat, lng = h3.cell_to_latlng(cell)

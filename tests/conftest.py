@@ -51,7 +51,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
 TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
-                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome, audit_event")
+                    "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome, audit_event, "
+                    "incident, important_site")
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,8 @@ class Completion:
     # The ticket type's own rate: paid where no work_rate row is in force.
     type_piece_rate: Decimal
     type_standard_hours: Decimal
+    # A visit to a report grouped under an incident: paid at the type's visit rate, never the rates in force.
+    visit: bool = False
 
 
 def month_of(day: date) -> date:
@@ -123,7 +125,8 @@ def record_work(session: Session, *, completion: Completion, cfg: WorkloadSettin
     zone = ZoneInfo(tz)
     completed_local = completion.completed_at.astimezone(zone)
     work_date = completed_local.date()
-    rate = rate_in_force(session, type_code=completion.type_code, region_id=completion.region_id, on=work_date)
+    rate = None if completion.visit else rate_in_force(session, type_code=completion.type_code,
+                                                       region_id=completion.region_id, on=work_date)
     piece_rate = rate.piece_rate if rate else completion.type_piece_rate
     standard_hours = rate.standard_hours if rate else completion.type_standard_hours
     distance_m = round(haversine_m(completion.accepted_from, completion.site)) if completion.accepted_from else None

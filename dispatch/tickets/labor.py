@@ -1,6 +1,7 @@
 """The bridge from a ticket's lifecycle to piece-rate pay: the facts of a completion, as values for workload."""
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,3 +54,17 @@ def record_followup(session: Session, ticket: Ticket, *, satisfaction: int, acto
     """The rating reprices the visit (or, its period closed, pays the difference next month)."""
     workload.rate_visit(session, ticket_id=ticket.id, satisfaction=satisfaction, actor_label=actor.label,
                         cfg=settings.workload, now=now, tz=settings.timezone)
+
+
+def record_visit(session: Session, ticket: Ticket, technician: Technician, *, settings: Settings) -> WorkRecord:
+    """The work record of a report grouped under an outage incident that needed its own visit: the repair is
+    paid once, on the incident; this pays the visit at the type's visit rate, whatever rates are in force."""
+    assert ticket.accepted_at is not None and ticket.completed_at is not None  # set with the incident's
+    ticket_type = session.get_one(TicketType, ticket.type_code)
+    completion = workload.Completion(
+        ticket_id=ticket.id, ticket_number=ticket.number, type_code=ticket_type.code, type_name=ticket_type.name,
+        region_id=ticket.region_id, branch_id=ticket.branch_id, technician_id=technician.id,
+        technician_name=technician.name, accepted_at=ticket.accepted_at, arrived_at=None,
+        completed_at=ticket.completed_at, site=from_wkb(ticket.location), accepted_from=None,
+        type_piece_rate=ticket_type.visit_rate, type_standard_hours=Decimal(0), visit=True)
+    return workload.record_work(session, completion=completion, cfg=settings.workload, tz=settings.timezone)

@@ -34,6 +34,9 @@ class Action(StrEnum):
     INVALIDATE = "invalidate"
     RETYPE = "retype"
     PRIORITIZE = "prioritize"
+    GROUP = "group"  # into an outage incident
+    RESOLVE = "resolve"  # completed with its incident: told as a completion
+    DETACH = "detach"  # out of it again
     TIME_OUT = "time_out"
     # SLA checkpoints: recorded on the ticket, never a change of state.
     SLA_WARNING = "sla_warning"
@@ -42,7 +45,7 @@ class Action(StrEnum):
     ACKNOWLEDGE = "acknowledge"
 
 
-OPEN_STATES = frozenset({S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.AWAITING_FOLLOWUP})
+OPEN_STATES = frozenset({S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.AWAITING_FOLLOWUP, S.GROUPED})
 GRABBABLE = frozenset({S.PENDING, S.TIMED_OUT})
 
 NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
@@ -59,6 +62,11 @@ NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
     (S.TIMED_OUT, Action.INVALIDATE): S.INVALID,
     (S.ACCEPTED, Action.INVALIDATE): S.INVALID,
     (S.PENDING, Action.TIME_OUT): S.TIMED_OUT,
+    (S.PENDING, Action.GROUP): S.GROUPED,
+    (S.TIMED_OUT, Action.GROUP): S.GROUPED,
+    (S.GROUPED, Action.DETACH): S.PENDING,
+    (S.GROUPED, Action.RESOLVE): S.AWAITING_FOLLOWUP,
+    (S.GROUPED, Action.INVALIDATE): S.INVALID,
     **{(state, Action.RETYPE): state for state in OPEN_STATES},
     **{(state, Action.PRIORITIZE): state for state in OPEN_STATES},
 }
@@ -70,7 +78,9 @@ FEED_EVENT = {
     Action.ASSIGN: "ticket.accepted", Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
     Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped",
-    Action.PRIORITIZE: "ticket.prioritized", Action.TIME_OUT: "ticket.timed_out",
+    Action.PRIORITIZE: "ticket.prioritized", Action.GROUP: "ticket.grouped", Action.DETACH: "ticket.detached",
+    Action.RESOLVE: "ticket.completed",
+    Action.TIME_OUT: "ticket.timed_out",
     Action.SLA_WARNING: "ticket.sla_warning", Action.SLA_BREACH: "ticket.sla_breached",
     Action.ESCALATE: "ticket.escalated", Action.ACKNOWLEDGE: "ticket.acknowledged",
 }

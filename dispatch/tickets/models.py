@@ -38,6 +38,8 @@ class TicketState(StrEnum):
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
     INVALID = "invalid"
+    # A report grouped under an outage incident: not offered itself, completed with the incident.
+    GROUPED = "grouped"
 
 
 class Priority(StrEnum):
@@ -82,6 +84,13 @@ class TicketType(Base):
     sla_by_priority: Mapped[dict[str, dict[str, int]]] = mapped_column(JSONB, default=dict, server_default="{}")
     # A P1 of this type is offered to technicians at their max_active limit too.
     urgent_over_limit: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Outage detection: this many reports within incident_radius_m of each other in incident_window_min
+    # minutes open an incident (None: never by themselves).
+    incident_reports: Mapped[int | None] = mapped_column(Integer)
+    incident_radius_m: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    incident_window_min: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    # Paid for a grouped report that needed its own visit; the repair itself is paid once, on the incident.
+    visit_rate: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal(0), server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
@@ -164,6 +173,8 @@ class Ticket(Base):
     next_escalation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The surge switch whose SLA profile timed this ticket; NULL for the standard profile.
     sla_surge_id: Mapped[int | None] = mapped_column(ForeignKey("surge_switch.id"))
+    # The outage incident this ticket leads (its own ticket) or is grouped under.
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id", use_alter=True), index=True)
 
     events: Mapped[list["TicketEvent"]] = relationship(lazy="raise", order_by="TicketEvent.id")
 
@@ -185,6 +196,23 @@ class TicketEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
     location: Mapped[WKBElement | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Incident(Base):
+    """An outage: many reports of one fault in one place, repaired once through its own ticket."""
+
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), unique=True)  # the ticket that is offered
+    type_code: Mapped[str] = mapped_column(ForeignKey("ticket_type.code"))
+    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"), index=True)
+    # H3 cells (res 9) within the type's radius of its reports: a later report in them, in the window, joins.
+    cells: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    last_report_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_by: Mapped[str] = mapped_column(String(100))  # "system" when detected
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ImportantSite(Base):

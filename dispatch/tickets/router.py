@@ -13,7 +13,7 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, offers, priority, queries, service, sla, stats, tips
+from dispatch.tickets import attachments, grabs, incidents, offers, priority, queries, service, sla, stats, tips
 from dispatch.tickets.deps import AttachableTicket, TicketInScope, ViewerDep
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -30,7 +30,16 @@ from dispatch.tickets.errors import (
     TooLarge,
     UnsupportedMedia,
 )
-from dispatch.tickets.models import Attachment, ImportantSite, Priority, TicketState, TicketType, TipOutcome
+from dispatch.tickets.models import (
+    Attachment,
+    ImportantSite,
+    Incident,
+    Priority,
+    Ticket,
+    TicketState,
+    TicketType,
+    TipOutcome,
+)
 from dispatch.tickets.permissions import Viewer
 from dispatch.tickets.queries import SlaStatus, TicketOrder
 from dispatch.tickets.schemas import (
@@ -46,6 +55,9 @@ from dispatch.tickets.schemas import (
     FollowupBody,
     ImportantSiteCreate,
     ImportantSiteRead,
+    IncidentCreate,
+    IncidentDetach,
+    IncidentRead,
     LocationRead,
     MyOfferRead,
     NearestRead,
@@ -231,6 +243,42 @@ def change_ticket(body: TicketPatch, ticket: TicketInScope, viewer: ViewerDep, s
         service.prioritize(session, redis, ticket=ticket, actor=viewer.actor, level=body.priority,
                            reason=body.reason, settings=settings)
     return ticket_read(ticket, viewer)
+
+
+@router.get("/incidents", response_model=list[IncidentRead], tags=["incidents"])
+def list_incidents(viewer: ViewerDep, session: SessionDep, open_only: Annotated[bool, Query(alias="open")] = True,
+                   ) -> list[IncidentRead]:
+    """Outage incidents in the caller's regions, the most urgent first (`open=false`: resolved ones too)."""
+    found = service.list_incidents(session, viewer=viewer, open_only=open_only)
+    children = incidents.child_ids(session, [incident.id for incident, _ in found])
+    return [_incident_read(incident, ticket, viewer, children.get(incident.id, [])) for incident, ticket in found]
+
+
+@router.post("/incidents", response_model=IncidentRead, status_code=201, tags=["incidents"],
+             responses=problem_docs(Forbidden, TicketNotFound, InvalidInput, ConcurrentChange))
+def group_reports(body: IncidentCreate, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
+                  settings: SettingsDep) -> IncidentRead:
+    """Group reports of one fault into an incident by hand (dispatcher, admin): its own ticket is offered, the
+    reports are not, and they are completed with it."""
+    incident = service.group(session, redis, viewer=viewer, ticket_ids=body.ticket_ids, settings=settings)
+    return _incident_read(incident, session.get_one(Ticket, incident.ticket_id), viewer,
+                          incidents.child_ids(session, [incident.id]).get(incident.id, []))
+
+
+@router.post("/incidents/{incident_id}/detach", response_model=TicketRead, tags=["incidents"],
+             responses=problem_docs(Forbidden, NotFound, TicketNotFound, InvalidInput, InvalidTransition))
+def detach_report(incident_id: Id, body: IncidentDetach, viewer: ViewerDep, session: SessionDep,
+                  redis: RedisDep) -> TicketRead:
+    """Take a report out of its incident (dispatcher, admin): it is offered on its own again."""
+    return ticket_read(service.detach(session, redis, viewer=viewer, incident_id=incident_id,
+                                      ticket_id=body.ticket_id), viewer)
+
+
+def _incident_read(incident: Incident, ticket: Ticket, viewer: Viewer, children: list[int]) -> IncidentRead:
+    return IncidentRead(id=incident.id, ticket=ticket_read(ticket, viewer), ticket_ids=children,
+                        type_code=incident.type_code, branch_id=incident.branch_id, opened_by=incident.opened_by,
+                        created_at=incident.created_at, last_report_at=incident.last_report_at,
+                        resolved_at=incident.resolved_at)
 
 
 @router.get("/important-sites", response_model=list[ImportantSiteRead], tags=["priority"],

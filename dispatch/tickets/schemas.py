@@ -105,6 +105,8 @@ class TicketRead(BaseModel):
     contact: Contact | None = Field(description="The subscriber's name and phone; null for a technician until "
                                                 "they hold the ticket (the pool shows where and what, not who).")
     technician_id: int | None
+    incident_id: int | None = Field(default=None, description="The outage incident this ticket leads or is grouped "
+                                                              "under (GET /api/v1/incidents).")
     attachments: list[str]
     completion_note: str | None
     materials: list[dict[str, Any]]
@@ -153,6 +155,9 @@ class CompleteBody(BaseModel):
     note: Note
     materials: list[Material] = Field(default_factory=list, max_length=50)
     photos: list[Annotated[Text, StringConstraints(max_length=500)]] = Field(default_factory=list, max_length=20)
+    visited: list[JsonId] = Field(default_factory=list, max_length=500, description=(
+        "Completing an incident's ticket: the grouped reports that needed a visit of their own (paid at the "
+        "type's visit rate)."))
 
 
 class FollowupBody(BaseModel):
@@ -192,6 +197,26 @@ class ImportantSiteRead(BaseModel):
     created_at: datetime
 
 
+class IncidentCreate(BaseModel):
+    ticket_ids: list[JsonId] = Field(min_length=2, max_length=500)
+
+
+class IncidentDetach(BaseModel):
+    ticket_id: JsonId
+
+
+class IncidentRead(BaseModel):
+    id: int
+    ticket: TicketRead  # its own ticket: offered, grabbed and completed like any
+    ticket_ids: list[int]  # the reports grouped under it (and completed with it)
+    type_code: str
+    branch_id: int
+    opened_by: str
+    created_at: datetime
+    last_report_at: datetime
+    resolved_at: datetime | None
+
+
 class SlaMinutes(BaseModel):
     response_sla_min: Integer = Field(gt=0, le=60 * 24 * 30)
     resolution_sla_min: Integer = Field(gt=0, le=60 * 24 * 90)
@@ -213,6 +238,13 @@ class TicketTypeCreate(BaseModel):
                                           "(the type's P3 profile) by the server's factors.")
     urgent_over_limit: Flag = Field(default=False, description="A P1 of this type is offered to technicians at "
                                                                "their max_active limit too.")
+    incident_reports: Integer | None = Field(default=None, ge=2, le=1000, description=(
+        "Outage detection: this many reports within incident_radius_m in incident_window_min open an incident "
+        "(null: off)."))
+    incident_radius_m: Integer = Field(default=300, ge=50, le=5000)
+    incident_window_min: Integer = Field(default=10, ge=1, le=24 * 60)
+    visit_rate: Decimal = Field(default=Decimal(0), ge=0, le=100000, max_digits=10, decimal_places=2, description=(
+        "Paid for a report grouped under an incident that needed its own visit; the repair is paid once."))
 
 
 class TicketTypeUpdate(BaseModel):
@@ -227,6 +259,10 @@ class TicketTypeUpdate(BaseModel):
     priority: Priority | None = None
     sla_by_priority: dict[Priority, SlaMinutes] | None = None
     urgent_over_limit: Flag | None = None
+    incident_reports: Integer | None = Field(default=None, ge=0, le=1000, description="0 turns detection off.")
+    incident_radius_m: Integer | None = Field(default=None, ge=50, le=5000)
+    incident_window_min: Integer | None = Field(default=None, ge=1, le=24 * 60)
+    visit_rate: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=10, decimal_places=2)
     active: Flag | None = None
 
 

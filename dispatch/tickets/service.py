@@ -21,7 +21,7 @@ from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import labor, load, mirror, numbering, offers, priority, queries, sla
+from dispatch.tickets import incidents, labor, load, mirror, numbering, offers, priority, queries, sla
 from dispatch.tickets.errors import (
     AlreadyTaken,
     ConcurrentChange,
@@ -31,9 +31,19 @@ from dispatch.tickets.errors import (
     NotYourTicket,
     TicketNotFound,
 )
-from dispatch.tickets.lifecycle import GRABBABLE, OPEN_STATES, Action, Step, record, target_state, transition
+from dispatch.tickets.lifecycle import (
+    GRABBABLE,
+    OPEN_STATES,
+    Action,
+    Step,
+    announce,
+    record,
+    target_state,
+    transition,
+)
 from dispatch.tickets.models import (
     IdempotencyKey,
+    Incident,
     Priority,
     Source,
     Ticket,
@@ -45,7 +55,7 @@ from dispatch.tickets.permissions import MANAGERS, Viewer, require
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
-from geo.points import to_wkb
+from geo.points import from_wkb, to_wkb
 from technicians import live
 from technicians.errors import NotATechnician
 from technicians.models import Technician
@@ -104,6 +114,9 @@ class TypeTerms:
     priority: Priority
     sla_by_priority: dict[str, dict[str, int]]
     urgent_over_limit: bool
+    incident_reports: int | None
+    incident_radius_m: int
+    incident_window_min: int
 
 
 # Types change a few times a year; another process sees a change (or a retirement) within this.
@@ -119,7 +132,9 @@ def type_terms(session: Session, code: str, *, field: str = "type_code") -> Type
         found = get_type(session, code, field=field)
         return TypeTerms(code=found.code, skills=tuple(found.skills), response_sla_min=found.response_sla_min,
                          resolution_sla_min=found.resolution_sla_min, priority=found.priority,
-                         sla_by_priority=dict(found.sla_by_priority), urgent_over_limit=found.urgent_over_limit)
+                         sla_by_priority=dict(found.sla_by_priority), urgent_over_limit=found.urgent_over_limit,
+                         incident_reports=found.incident_reports, incident_radius_m=found.incident_radius_m,
+                         incident_window_min=found.incident_window_min)
 
     return _terms.get_or_load(code, load)
 
@@ -147,6 +162,8 @@ def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> Ticke
         raise NotFound(f"ticket type {code!r} does not exist")
     for name, value in body.model_dump(exclude_unset=True, exclude_none=True).items():  # null: unchanged
         setattr(ticket_type, name, value)
+    if body.incident_reports == 0:
+        ticket_type.incident_reports = None  # detection off
     session.flush()
     _terms.forget(code)
     return ticket_type
@@ -218,8 +235,11 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     intake = _merge_duplicate(session, actor=actor, subscriber_id=reporter.id, branch_id=placement.branch_id,
                               body=body)
     if intake is None:
-        ticket, ring = _new_ticket(session, redis, actor=actor, body=body, ticket_type=ticket_type, point=point,
-                                   placement=placement, reporter=reporter, settings=settings)
+        draft = _draft(session, actor=actor, body=body, ticket_type=ticket_type, point=point, placement=placement,
+                       reporter=reporter, settings=settings)
+        ticket, ring = _outage_report(session, redis, actor=actor, draft=draft, settings=settings) \
+            if ticket_type.incident_reports else _new_ticket(session, redis, actor=actor, draft=draft,
+                                                              settings=settings)
         mirror.mirror(session, redis, ticket)
         intake = Intake(ticket=ticket, created=True, offers=ring.candidates if ring is not None else [])
     if key_row is not None:
@@ -242,34 +262,219 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
     return Intake(ticket=open_ticket, created=False, merged=True)
 
 
-def _new_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketCreate, ticket_type: TypeTerms,
-                point: LatLng, placement: regions.Placement, reporter: Reporter,
-                settings: Settings) -> tuple[Ticket, offers.Ring | None]:
-    """The new ticket, inserted with its first ring chosen (the INSERT carries the ring columns), and that ring."""
-    now = _now()
-    surge = sla.current_surge(session, placement.grid_path)
+@dataclass(frozen=True)
+class Draft:
+    """What a new ticket says, from a report or, for an incident's own ticket, from its reports."""
+
+    type: TypeTerms
+    point: LatLng
+    placement: regions.Placement
+    priority: Priority
+    description: str
+    address: str | None
+    contact_name: str
+    contact_phone: str
+    source: Source
+    subscriber_id: int | None
+    attachments: list[str]
+
+
+def _draft(session: Session, *, actor: Actor, body: TicketCreate, ticket_type: TypeTerms, point: LatLng,
+           placement: regions.Placement, reporter: Reporter, settings: Settings) -> Draft:
     level = priority.of_report(session, type_priority=ticket_type.priority, importance=reporter.importance,
                                point=point, branch_id=placement.branch_id, cfg=settings.priority)
-    profile = priority.sla_profile(ticket_type, level, settings.sla)
+    return Draft(type=ticket_type, point=point, placement=placement, priority=level, description=body.description,
+                 address=body.address, contact_name=body.contact.name, contact_phone=body.contact.phone,
+                 source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), subscriber_id=reporter.id,
+                 attachments=body.attachments)
+
+
+def _new_ticket(session: Session, redis: Redis, *, actor: Actor, draft: Draft, settings: Settings,
+                grouped_under: Incident | None = None, offered: bool = True) -> tuple[Ticket, offers.Ring | None]:
+    """The new ticket, inserted with its first ring chosen (the INSERT carries the ring columns), and that ring.
+
+    A report grouped under an outage incident (`grouped_under`, or `offered` False while its incident is
+    being opened) is not offered itself.
+    """
+    now = _now()
+    placement = draft.placement
+    surge = sla.current_surge(session, placement.grid_path)
+    profile = priority.sla_profile(draft.type, draft.priority, settings.sla)
+    grouped = grouped_under is not None or not offered
     ticket = Ticket(
-        type_code=ticket_type.code, state=TicketState.PENDING, priority=level, version=1, ring=0,
-        source=body.source or DEFAULT_SOURCE.get(actor.role, Source.PHONE), description=body.description,
-        location=to_wkb(point), h3=hexgrid.cell_of(point),
+        type_code=draft.type.code, state=TicketState.GROUPED if grouped else TicketState.PENDING,
+        priority=draft.priority, version=1, ring=0, source=draft.source, description=draft.description,
+        location=to_wkb(draft.point), h3=hexgrid.cell_of(draft.point),
         # Seed 002 names every report's place for the technician: fill it in when the caller did not.
-        address=body.address or gazetteer.reverse(session, point, placement=placement).address,
+        address=draft.address or gazetteer.reverse(session, draft.point, placement=placement).address,
         region_id=placement.grid_id, branch_id=placement.branch_id, outside_area=placement.outside_area,
-        contact_name=body.contact.name, contact_phone=body.contact.phone, subscriber_id=reporter.id,
-        attachment_refs=body.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
+        contact_name=draft.contact_name, contact_phone=draft.contact_phone, subscriber_id=draft.subscriber_id,
+        attachment_refs=draft.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
+        incident_id=grouped_under.id if grouped_under is not None else None,
         **sla.timing(profile, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
-    ring = offers.next_ring(session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path,
-                            skills=ticket_type.skills, over_limit=ticket_type.urgent_over_limit)
+    ring = None if grouped else offers.next_ring(
+        session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path, skills=draft.type.skills,
+        over_limit=draft.type.urgent_over_limit)
     _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
-    record(session, ticket, action=Action.CREATE, actor=actor,
-           note="outside every grid: placed in the nearest" if placement.outside_area else None)
+    notes = ["outside every grid: placed in the nearest"] if placement.outside_area else []
+    if grouped_under is not None:
+        notes.append(f"part of outage incident {grouped_under.id}")
+    record(session, ticket, action=Action.CREATE, actor=actor, note="; ".join(notes) or None)
     if ring is not None:
         offers.send_offers(session, ticket, ring, now=now)
     return ticket, ring
+
+
+# --- outage incidents ------------------------------------------------------------------------------------
+
+def _outage_report(session: Session, redis: Redis, *, actor: Actor, draft: Draft,
+                   settings: Settings) -> tuple[Ticket, offers.Ring | None]:
+    """A report of a type that detects outages: it joins the open incident its cell lies in, opens one with the
+    reports around it once they are enough, or is a ticket of its own."""
+    terms, now = draft.type, _now()
+    since = now - timedelta(minutes=terms.incident_window_min)
+    cells = incidents.cells_of(draft.point, terms.incident_radius_m)
+    incidents.lock_area(session, terms.code, cells)
+    joined = incidents.open_incident_at(session, type_code=terms.code, branch_id=draft.placement.branch_id,
+                                        cell=hexgrid.cell_of(draft.point), since=since)
+    if joined is not None:
+        ticket, _ = _new_ticket(session, redis, actor=actor, draft=draft, settings=settings, grouped_under=joined)
+        incidents.grew(joined, ticket.created_at)
+        lead = session.get_one(Ticket, joined.ticket_id)
+        announce(session, lead, "incident.grew", incident_id=joined.id, ticket_ids=[ticket.id])
+        return ticket, None
+    near = incidents.reports_near(session, type_code=terms.code, branch_id=draft.placement.branch_id,
+                                  point=draft.point, radius_m=terms.incident_radius_m, cells=cells, since=since)
+    assert terms.incident_reports is not None
+    if len(near) + 1 < terms.incident_reports:
+        return _new_ticket(session, redis, actor=actor, draft=draft, settings=settings)
+    ticket, _ = _new_ticket(session, redis, actor=actor, draft=draft, settings=settings, offered=False)
+    _open_incident(session, redis, actor=actor, reports=[*near, ticket], terms=terms, settings=settings)
+    return ticket, None
+
+
+def _open_incident(session: Session, redis: Redis, *, actor: Actor, reports: list[Ticket], terms: TypeTerms,
+                   settings: Settings) -> Incident:
+    """The incident of these reports: its own ticket offered, each report grouped under it."""
+    points = [from_wkb(t.location) for t in reports]
+    centre = incidents.centre_of(points)
+    first = min(reports, key=lambda t: t.id)
+    draft = Draft(type=terms, point=centre, placement=regions.place(session, centre),
+                  priority=min(t.priority for t in reports),
+                  description=f"区域故障：{len(reports)} 户报修同一故障（{', '.join(t.number for t in reports[:5])}"
+                              f"{' …' if len(reports) > 5 else ''}）",
+                  address=None, contact_name=f"区域故障（首报 {first.contact_name}）",
+                  contact_phone=first.contact_phone, source=first.source, subscriber_id=None, attachments=[])
+    lead, _ = _new_ticket(session, redis, actor=actor, draft=draft, settings=settings)
+    incident = incidents.new_incident(session, lead=lead, reports=reports, radius_m=terms.incident_radius_m,
+                                      opened_by=actor.label)
+    lead.incident_id = incident.id
+    mirror.mirror(session, redis, lead)
+    for report in reports:
+        if report.state is TicketState.GROUPED:  # the report that opened it, grouped from the start
+            report.incident_id = incident.id
+            continue
+        transition(session, report, action=Action.GROUP, actor=actor, note=f"grouped under {lead.number}",
+                   changes={"incident_id": incident.id, "next_ring_at": None})
+        offers.close_offers(session, report, taken_by=None)
+        mirror.mirror(session, redis, report)
+    announce(session, lead, "incident.opened", incident_id=incident.id, ticket_ids=[t.id for t in reports])
+    session.flush()
+    return incident
+
+
+def group(session: Session, redis: Redis, *, viewer: Viewer, ticket_ids: list[int], settings: Settings) -> Incident:
+    """A dispatcher's incident of these reports (two or more grabbable reports of one type in one branch).
+
+    Raises: Forbidden, TicketNotFound, InvalidInput.
+    """
+    require(viewer.actor, MANAGERS, "group reports into an incident")
+    reports = [get_ticket(session, ticket_id, viewer=viewer) for ticket_id in dict.fromkeys(ticket_ids)]
+    if len(reports) < 2:
+        raise InvalidInput("ticket_ids", "an incident groups two reports or more")
+    if len({(t.type_code, t.branch_id) for t in reports}) > 1:
+        raise InvalidInput("ticket_ids", "the reports must be of one type in one branch")
+    taken = [t.number for t in reports if t.state not in GRABBABLE or t.incident_id is not None]
+    if taken:
+        raise InvalidInput("ticket_ids", f"only reports still waiting for a technician can be grouped: {taken}")
+    terms = type_terms(session, reports[0].type_code)
+    incidents.lock_area(session, terms.code, (t.h3 for t in reports))
+    for report in reports:  # as they are now that nobody else may group them
+        session.refresh(report, with_for_update=True)
+    if any(t.state not in GRABBABLE or t.incident_id is not None for t in reports):
+        raise ConcurrentChange("a report was taken or grouped meanwhile; try again")
+    return _open_incident(session, redis, actor=viewer.actor, reports=reports, terms=terms, settings=settings)
+
+
+def detach(session: Session, redis: Redis, *, viewer: Viewer, incident_id: int, ticket_id: int) -> Ticket:
+    """Take a report out of its incident: it is offered on its own again.
+
+    Raises: Forbidden, NotFound, InvalidInput.
+    """
+    require(viewer.actor, MANAGERS, "ungroup reports")
+    incident = get_incident(session, incident_id, viewer=viewer)
+    report = get_ticket(session, ticket_id, viewer=viewer)
+    if report.incident_id != incident.id or report.id == incident.ticket_id:
+        raise InvalidInput("ticket_id", f"ticket {report.number} is not grouped under incident {incident.id}")
+    transition(session, report, action=Action.DETACH, actor=viewer.actor, note=f"out of incident {incident.id}",
+               changes={"incident_id": None, "next_ring_at": _now()})
+    mirror.mirror(session, redis, report)
+    return report
+
+
+def get_incident(session: Session, incident_id: int, *, viewer: Viewer) -> Incident:
+    """Raises: NotFound (also when its ticket lies outside the caller's scope)."""
+    incident = session.get(Incident, incident_id)
+    if incident is None or session.scalars(select(Ticket.id).where(
+            Ticket.id == incident.ticket_id, queries.visible_to(viewer))).first() is None:
+        raise NotFound(f"incident {incident_id} does not exist")
+    return incident
+
+
+def list_incidents(session: Session, *, viewer: Viewer, open_only: bool) -> list[tuple[Incident, Ticket]]:
+    query = (select(Incident, Ticket).join(Ticket, Ticket.id == Incident.ticket_id).where(queries.visible_to(viewer))
+             .order_by(Ticket.priority, Incident.id.desc()).limit(500))
+    if open_only:
+        query = query.where(Incident.resolved_at.is_(None))
+    return [(incident, ticket) for incident, ticket in session.execute(query)]
+
+
+def _complete_grouped(session: Session, redis: Redis, *, lead: Ticket, technician: Technician, actor: Actor,
+                      visited: list[int], settings: Settings) -> None:
+    """The incident's own ticket was completed: so is every report grouped under it, each subscriber told (its
+    completion goes out like any), and a report visited on its own is paid at the type's visit rate."""
+    incident = incidents.led_by(session, lead.id)
+    if incident is None:
+        if visited:
+            raise InvalidInput("visited", "only an incident's ticket has grouped reports")
+        return
+    reports = incidents.grouped(session, incident)
+    strays = set(visited) - {t.id for t in reports}
+    if strays:
+        raise InvalidInput("visited", f"not grouped under this incident: {sorted(strays)}")
+    for report in reports:
+        transition(session, report, action=Action.RESOLVE, actor=actor, technician_id=technician.id,
+                   note=f"repaired with {lead.number}",
+                   changes={"completed_at": lead.completed_at, "accepted_at": lead.accepted_at,
+                            "technician_id": technician.id, "completion_note": lead.completion_note})
+        mirror.mirror(session, redis, report)
+        if report.id in visited:
+            labor.record_visit(session, report, technician, settings=settings)
+    incident.resolved_at = lead.completed_at
+    announce(session, lead, "incident.resolved", incident_id=incident.id, ticket_ids=[t.id for t in reports])
+
+
+def _release_grouped(session: Session, redis: Redis, *, lead: Ticket, actor: Actor) -> None:
+    """The incident's own ticket was invalidated (no outage after all): its reports are offered on their own."""
+    incident = incidents.led_by(session, lead.id)
+    if incident is None:
+        return
+    for report in incidents.grouped(session, incident):
+        transition(session, report, action=Action.DETACH, actor=actor, note=f"incident {incident.id} invalidated",
+                   changes={"incident_id": None, "next_ring_at": _now()})
+        mirror.mirror(session, redis, report)
+    incident.resolved_at = _now()
 
 
 NUMBER_ATTEMPTS = 8
@@ -479,6 +684,8 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
                                "attachment_refs": [*ticket.attachment_refs, *body.photos]})
     mirror.mirror(session, redis, ticket)
     labor.record_completion(session, ticket, technician, settings=settings)  # same transaction: paid iff done
+    _complete_grouped(session, redis, lead=ticket, technician=technician, actor=actor, visited=body.visited,
+                      settings=settings)
     load.refresh(session, redis, [technician.id], now=_now(), tz=settings.timezone)
     return step
 
@@ -510,6 +717,7 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
                       changes={"invalid_reason": reason, "invalidated_at": _now()})
     audit.record(session, action=AuditAction.TICKET_INVALIDATED, actor=actor, target=("ticket", ticket.id),
                  number=ticket.number, reason=reason)
+    _release_grouped(session, redis, lead=ticket, actor=actor)
     _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
     return step
 

@@ -10,6 +10,7 @@ from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.accounts.service import subscriber_by_openid, token_for
 from dispatch.kernel.settings import WechatSettings
 from dispatch.tickets import outbox
 from dispatch.tickets.models import OutboxMessage, Ticket
@@ -143,3 +144,30 @@ def test_only_bound_technicians_can_be_force_assigned_when_the_account_is_on(
     assigned = wx.post(f"/api/v1/tickets/{ticket.id}/assign", json={"technician_id": bound_on_duty["tech02"]},
                        headers=headers)
     assert assigned.status_code == 200, assigned.text
+
+
+def test_an_outage_repaired_once_tells_each_subscriber_once(
+        wx: TestClient, db: Session, peer: WechatPeer, settings, bound_on_duty: dict[str, int]) -> None:
+    openids = [f"oOutage{n:02d}xxxxxxxxxxxxxxxxxxx" for n in range(3)]
+    reported = []
+    for n, openid in enumerate(openids):
+        subscriber = subscriber_by_openid(db, openid=openid)
+        token = token_for(f"subscriber:{subscriber.id}", secret=settings.secret_key, ttl_min=5)
+        body = {"type_code": "broadband_fault", "description": "整栋楼断网",
+                "contact": {"name": "住户", "phone": f"1391111000{n}"},
+                "location": {"lat": CENTRE.lat + n * 1e-4, "lng": CENTRE.lng}}
+        reply = wx.post("/api/v1/tickets", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 201, reply.text
+        reported.append(reply.json()["id"])
+    dispatcher = log_in(wx, "dispatcher.xl")
+    grouped = wx.post("/api/v1/incidents", json={"ticket_ids": reported}, headers=dispatcher)
+    assert grouped.status_code == 201, grouped.text
+    lead = grouped.json()["ticket"]["id"]
+    tech01 = log_in(wx, "tech01")
+    assert wx.post(f"/api/v1/tickets/{lead}/grab", headers=tech01).status_code == 200
+    assert wx.post(f"/api/v1/tickets/{lead}/complete", headers=tech01, json={"note": "更换分光器"}).status_code == 200
+    drain()
+    drain()  # nothing is sent twice
+
+    told = sorted(t["touser"] for t in sent(peer, "TPL-COMPLETED"))
+    assert told == sorted(openids)
