@@ -10,9 +10,10 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.accounts.models import Importance
 from dispatch.accounts.service import create_user, find_user
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
-from dispatch.tickets import sla
+from dispatch.tickets import priority, sla
 from dispatch.tickets.models import EscalationStep, TicketType
 from dispatch.tickets.schemas import TicketTypeCreate
 from dispatch.tickets.service import create_type
@@ -129,6 +130,17 @@ def _load_rates(session: Session, fixtures: Path, by_code: dict[str, Region]) ->
     return added
 
 
+def _load_sites(session: Session, fixtures: Path) -> int:
+    known = {site.name for site in priority.list_sites(session, actor=SEEDER)}
+    added = 0
+    for raw in yaml.safe_load((fixtures / "important_sites.yaml").read_text(encoding="utf-8")):
+        if raw["name"] not in known:
+            priority.add_site(session, actor=SEEDER, name=raw["name"], importance=Importance(raw["importance"]),
+                              point=LatLng(raw["lat"], raw["lng"]), radius_m=raw["radius_m"])
+            added += 1
+    return added
+
+
 def _load_holidays(session: Session, fixtures: Path) -> int:
     days = yaml.safe_load((fixtures / "holidays.yaml").read_text(encoding="utf-8"))
     return sum(workload.add_holiday(session, day=raw["day"], name=raw["name"]) for raw in days)
@@ -146,4 +158,5 @@ def seed_demo(session: Session, *, password: str, fixtures: Path = FIXTURES) -> 
         "places_added": _load_places(session, fixtures),
         "rates_added": _load_rates(session, fixtures, by_code),
         "holidays_added": _load_holidays(session, fixtures),
+        "important_sites_added": _load_sites(session, fixtures),
     }

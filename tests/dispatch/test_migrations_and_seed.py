@@ -25,7 +25,7 @@ def test_seeding_the_demo_again_adds_nothing(db: Session) -> None:
     counts = seed_demo(db, password="another-password")
     assert {k: v for k, v in counts.items() if k.endswith("_added")} == {
         "ticket_types_added": 0, "users_added": 0, "technicians_added": 0, "places_added": 0,
-        "escalation_chains_added": 0, "rates_added": 0, "holidays_added": 0}
+        "escalation_chains_added": 0, "rates_added": 0, "holidays_added": 0, "important_sites_added": 0}
     assert db.scalar(select(func.count()).select_from(Region)) == regions_before
 
 
