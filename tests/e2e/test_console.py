@@ -160,3 +160,26 @@ def test_hq_switches_the_map_between_branches_far_apart(open_page: Callable[...,
     switch.select_option(label="二连浩特分公司")
     expect(console.locator("svg.gridmap")).not_to_have_attribute("viewBox", xilinhot or "")
     shot(console, "erenhot")
+
+
+def test_a_dispatcher_raises_a_report_to_p1_and_it_goes_first_in_the_pool(
+        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    older = phone_in(api, "电视雪花点")
+    newer = api.post("/api/v1/tickets", headers=bearer(api, "clerk.xl"), json={
+        "type_code": "broadband_fault", "description": "宽带断了", "source": "phone", "location": SPOT,
+        "contact": {"name": "赵六", "phone": "13900000003"}}).json()
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    rows = console.locator("#pool tr[data-ticket]")
+    expect(rows.first).to_have_attribute("data-ticket", str(newer["id"]))  # equal priority: the newest first
+
+    console.locator(f'#pool tr[data-ticket="{older["id"]}"]').click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    drawer.get_by_role("button", name="改优先级").click()
+    drawer.get_by_label("优先级").select_option("P1")
+    drawer.get_by_label("原因").fill("医院专线")
+    drawer.get_by_role("button", name="保存").click()
+    expect(drawer.locator("ol.events")).to_contain_text("P3 → P1: 医院专线")
+    expect(rows.first).to_have_attribute("data-ticket", str(older["id"]))
+    expect(rows.first).to_contain_text("P1 紧急")
+    shot(console, "raised-to-p1")

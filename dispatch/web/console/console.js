@@ -6,17 +6,19 @@ import { Client, query } from '/static/common/api.js';
 import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
 import {
-  $, ACTION_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast, when,
+  $, ACTION_NAMES, PRIORITY_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast,
+  when,
 } from '/static/common/ui.js';
 
 const client = new Client('console');
 const app = $('#app');
-const OPEN_STATES = ['pending', 'timed_out', 'accepted', 'awaiting_followup'];
+const OPEN_STATES = ['pending', 'timed_out', 'accepted', 'awaiting_followup', 'grouped'];
 const MANAGERS = ['admin', 'dispatcher'];
 const INTAKE = ['admin', 'dispatcher', 'clerk'];
 const FOLLOWUP = ['admin', 'dispatcher', 'clerk'];
 
-const state = { me: null, types: [], typeNames: {}, technicians: {}, tickets: {}, map: null, tab: 'pool', drawer: null };
+const state = { me: null, types: [], typeNames: {}, technicians: {}, tickets: {}, incidents: [], map: null, tab: 'pool',
+  drawer: null };
 
 const can = (roles) => roles.includes(state.me.role);
 const typeName = (code) => state.typeNames[code] || code;
@@ -25,10 +27,15 @@ const techName = (id) => (id ? state.technicians[id]?.name || `#${id}` : '');
 // --- tickets on the map and in the lists ---------------------------------------------------
 
 async function loadTickets() {
-  const pages = await Promise.all(OPEN_STATES.map((s) => client.get(`/api/v1/tickets?${query({ state: s, limit: 500 })}`)));
+  const pages = await Promise.all(OPEN_STATES.map((s) => client.get(`/api/v1/tickets?${query({ state: s, limit: 500, order: 'priority' })}`)));
   state.tickets = {};
   for (const page of pages) for (const t of page.items) state.tickets[t.id] = t;
+  state.incidents = await client.get('/api/v1/incidents').catch(() => []);
 }
+
+// The most urgent first, then the newest: the server's `order=priority`.
+const byPriority = (a, b) => a.priority.localeCompare(b.priority) || b.id - a.id;
+const priorityBadge = (t) => el(`span.badge.priority-${t.priority}`, { text: `${t.priority} ${PRIORITY_NAMES[t.priority]}` });
 
 function drawTickets() {
   const points = Object.values(state.tickets).map((t) => ({
@@ -55,7 +62,7 @@ async function drawTechnicians() {
 function ticketTable(tickets, empty) {
   if (!tickets.length) return el('p.muted', { text: empty });
   return el('table', {}, el('tbody', {}, tickets.map((t) => el('tr.row', { dataset: { ticket: t.id }, onclick: () => openDrawer(t.id) },
-    el('td', {}, stateBadge(t.state)),
+    el('td', {}, stateBadge(t.state), ' ', priorityBadge(t)),
     el('td', {}, el('div', { text: `${typeName(t.type_code)} · ${t.number}` }), el('div.muted', { text: t.address || '' })),
     el('td.muted', { text: when(t.created_at) })))));
 }
@@ -65,8 +72,9 @@ const breached = (t) => t.state === 'timed_out' || Boolean(t.sla?.breached);
 const warned = (t) => !breached(t) && Boolean(t.sla?.response_warned_at || t.sla?.resolution_warned_at);
 
 function poolPanel() {
-  const all = Object.values(state.tickets).sort((a, b) => b.id - a.id);
+  const all = Object.values(state.tickets).sort(byPriority);
   const pick = (s) => all.filter((t) => t.state === s);
+  const outages = state.incidents.map((i) => ({ ...i.ticket, address: `${i.ticket_ids.length} 户报修 · ${i.ticket.address || ''}` }));
   const late = all.filter(breached);
   const soon = all.filter(warned);
   return [
@@ -74,6 +82,8 @@ function poolPanel() {
     el('section#timed-out', {}, ticketTable(late, '没有超时的工单')),
     soon.length ? el('h2', {}, '即将超时', el('span.badge.state-awaiting_followup', { text: String(soon.length) })) : null,
     soon.length ? el('section#due-soon', {}, ticketTable(soon, '')) : null,
+    outages.length ? el('h2', {}, '区域故障', el('span.badge.state-grouped', { text: String(outages.length) })) : null,
+    outages.length ? el('section#outages', {}, ticketTable(outages, '')) : null,
     el('h2', {}, '待接单池', el('span.badge.state-pending', { text: String(pick('pending').length) })),
     el('section#pool', {}, ticketTable(pick('pending'), '池子里没有工单')),
     el('h2', {}, '进行中'),
@@ -112,7 +122,8 @@ async function openDrawer(id, { keepForms = false } = {}) {
   drawer.replaceChildren(
     el('button.close', { type: 'button', text: '关闭', onclick: closeDrawer }),
     el('h2', {}, stateBadge(ticket.state), ` ${ticket.number}`),
-    el('dl', {}, field('类型', typeName(ticket.type_code)), field('地址', ticket.address), field('描述', ticket.description),
+    el('dl', {}, field('类型', typeName(ticket.type_code)), field('优先级', `${ticket.priority} ${PRIORITY_NAMES[ticket.priority]}`),
+      field('地址', ticket.address), field('描述', ticket.description),
       field('联系人', `${ticket.contact.name} ${ticket.contact.phone}`), field('维护人员', techName(ticket.technician_id)),
       field('报修时间', when(ticket.created_at)), field('响应时限', when(ticket.response_due_at)),
       field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
@@ -161,6 +172,7 @@ function actionsFor(ticket, extra, error) {
   }
   if (managing && OPEN_STATES.includes(ticket.state)) {
     act('改类型', () => retypeForm(ticket, extra, error, done));
+    act('改优先级', () => priorityForm(ticket, extra, error, done));
     act('作废', () => reasonForm(extra, '作废原因（虚假或重复报修）', (reason) => client.post(`/api/v1/tickets/${ticket.id}/invalidate`, { reason })
       .then(() => done('已作废')), error), '.danger');
   }
@@ -216,6 +228,23 @@ function retypeForm(ticket, extra, error, done) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     busy(submit, async () => { await client.patch(`/api/v1/tickets/${ticket.id}`, { type_code: select.value }); form.remove(); await done('已改类型'); }, error);
+  });
+  extra.replaceChildren(form);
+}
+
+function priorityForm(ticket, extra, error, done) {
+  const select = el('select', { name: 'priority' }, Object.entries(PRIORITY_NAMES).map(([level, name]) =>
+    el('option', { value: level, text: `${level} ${name}`, selected: level === ticket.priority })));
+  const reason = el('input', { name: 'reason', placeholder: '原因，如：医院专线' });
+  const submit = el('button.primary', { type: 'submit', text: '保存' });
+  const form = el('form.row-form', {}, el('label', {}, '优先级', select), el('label', {}, '原因', reason), submit);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy(submit, async () => {
+      await client.patch(`/api/v1/tickets/${ticket.id}`, { priority: select.value, reason: reason.value.trim() || null });
+      form.remove();
+      await done('已改优先级');
+    }, error);
   });
   extra.replaceChildren(form);
 }
