@@ -35,6 +35,7 @@ log = structlog.get_logger()
 TOPIC = "wechat"
 FANOUT = "wechat.fanout"
 CHANNELS = (TOPIC, FANOUT, MEDIA_TOPIC)
+TECHNICIAN_EVENTS = {"ticket.offered", "ticket.urged"}
 SUBSCRIBER_EVENTS = {"ticket.accepted": "accepted", "ticket.reassigned": "accepted",
                      "ticket.arrived": "arrived", "ticket.completed": "completed"}
 Push = dict[str, Any]
@@ -59,7 +60,7 @@ def page_link(cfg: WechatSettings, path: str) -> str:
 def fanout_channel(cfg: WechatSettings) -> notify.Channel:
     def fan_out(topic: str, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind != "ticket.offered" and kind not in SUBSCRIBER_EVENTS:
+        if kind not in TECHNICIAN_EVENTS and kind not in SUBSCRIBER_EVENTS:
             return
         with session_scope() as session:
             pushes = pushes_for(session, cfg, event)
@@ -80,6 +81,8 @@ def pushes_for(session: Session, cfg: WechatSettings, event: dict[str, Any]) -> 
     ticket, type_name = row
     if event["type"] == "ticket.offered":
         return _offers(session, cfg, ticket, type_name, event)
+    if event["type"] == "ticket.urged":
+        return _urged(session, cfg, ticket, type_name, event)
     return _to_subscriber(session, cfg, ticket, type_name, SUBSCRIBER_EVENTS[event["type"]])
 
 
@@ -90,15 +93,31 @@ def _data(**fields: str) -> dict[str, dict[str, str]]:
 def _offers(session: Session, cfg: WechatSettings, ticket: Ticket, type_name: str,
             event: dict[str, Any]) -> list[Push]:
     distances = event.get("distances_m") or {}
-    bound = session.execute(select(Technician.id, Technician.wechat_openid).where(
-        Technician.id.in_(event.get("technician_ids") or []), Technician.wechat_openid.is_not(None),
-        Technician.active)).all()
+    bound = _bound(session, event.get("technician_ids") or [])
     return [{"openid": openid, "kind": "offer", "ticket_id": ticket.id,
              "url": page_link(cfg, f"/m/tech?ticket={ticket.id}"),
              "data": _data(first="附近有新工单，先抢先得", keyword1=type_name,
                            keyword2=f"{distances.get(str(technician_id), '?')} 米",
                            keyword3=ticket.address or "", keyword4=ticket.number, remark="点击查看并抢单")}
             for technician_id, openid in bound]
+
+
+def _bound(session: Session, technician_ids: list[int]) -> list[tuple[int, str]]:
+    """The technicians among these who bound WeChat, with their openids."""
+    return [(technician_id, openid) for technician_id, openid in session.execute(
+        select(Technician.id, Technician.wechat_openid).where(
+            Technician.id.in_(technician_ids), Technician.wechat_openid.is_not(None), Technician.active))
+        if openid is not None]
+
+
+def _urged(session: Session, cfg: WechatSettings, ticket: Ticket, type_name: str,
+           event: dict[str, Any]) -> list[Push]:
+    return [{"openid": openid, "kind": "urged", "ticket_id": ticket.id,
+             "url": page_link(cfg, f"/m/tech?ticket={ticket.id}"),
+             "data": _data(first=f"用户催办（第 {event.get('urge_count', 1)} 次）", keyword1=type_name,
+                           keyword2=ticket.number, keyword3=ticket.address or "",
+                           remark=event.get("note") or "请尽快处理")}
+            for _, openid in _bound(session, event.get("technician_ids") or [])]
 
 
 def _to_subscriber(session: Session, cfg: WechatSettings, ticket: Ticket, type_name: str, kind: str) -> list[Push]:

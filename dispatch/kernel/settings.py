@@ -133,6 +133,7 @@ class WechatSettings(BaseModel):
     template_accepted: str = ""
     template_arrived: str = ""
     template_completed: str = ""
+    template_urged: str = ""  # 催办, to the technician holding or offered the ticket
     # What a conversational report becomes: the fault type and how long a half-told report is kept.
     report_type_code: str = "broadband_fault"
     conversation_ttl_s: int = 30 * 60

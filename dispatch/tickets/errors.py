@@ -36,6 +36,11 @@ class GrabbingTooFast(RateLimited):
     title = "Too many grabs in a short time"
 
 
+class UrgedRecently(RateLimited):
+    code = "urged_recently"
+    title = "This ticket was urged a moment ago"
+
+
 class ConcurrentChange(Conflict):
     code = "concurrent_change"
     title = "The ticket changed meanwhile; reload and retry"

@@ -36,6 +36,7 @@ class Action(StrEnum):
     PRIORITIZE = "prioritize"
     GROUP = "group"  # into an outage incident
     RESOLVE = "resolve"  # completed with its incident: told as a completion
+    URGE = "urge"  # 催办: someone is waiting
     DETACH = "detach"  # out of it again
     TIME_OUT = "time_out"
     # SLA checkpoints: recorded on the ticket, never a change of state.
@@ -79,7 +80,7 @@ FEED_EVENT = {
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
     Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped",
     Action.PRIORITIZE: "ticket.prioritized", Action.GROUP: "ticket.grouped", Action.DETACH: "ticket.detached",
-    Action.RESOLVE: "ticket.completed",
+    Action.RESOLVE: "ticket.completed", Action.URGE: "ticket.urged",
     Action.TIME_OUT: "ticket.timed_out",
     Action.SLA_WARNING: "ticket.sla_warning", Action.SLA_BREACH: "ticket.sla_breached",
     Action.ESCALATE: "ticket.escalated", Action.ACKNOWLEDGE: "ticket.acknowledged",

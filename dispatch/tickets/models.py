@@ -173,6 +173,9 @@ class Ticket(Base):
     next_escalation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The surge switch whose SLA profile timed this ticket; NULL for the standard profile.
     sla_surge_id: Mapped[int | None] = mapped_column(ForeignKey("surge_switch.id"))
+    # 催办: how often someone urged it, and when last (a subscriber may again 10 minutes after their last).
+    urge_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    urged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The outage incident this ticket leads (its own ticket) or is grouped under.
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id", use_alter=True), index=True)
 

@@ -124,6 +124,12 @@ def _nearest(session: Session, redis: Redis, ticket: Ticket, *, radius: int, gri
     return sorted(found + busy, key=lambda c: c.distance_m)[:k]
 
 
+def offered_to(session: Session, ticket: Ticket) -> list[int]:
+    """The technicians the ticket is offered to now."""
+    return list(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id,
+                                                                  Offer.outcome == OfferOutcome.OPEN)))
+
+
 def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:
     """The ticket left the pool (its state change stopped the rings): its open offers end, the winner's as
     taken."""

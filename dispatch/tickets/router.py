@@ -29,6 +29,7 @@ from dispatch.tickets.errors import (
     TicketNotFound,
     TooLarge,
     UnsupportedMedia,
+    UrgedRecently,
 )
 from dispatch.tickets.models import (
     Attachment,
@@ -80,6 +81,7 @@ from dispatch.tickets.schemas import (
     TipOutcomeSummary,
     TipsRead,
     TipsUpdate,
+    UrgeBody,
     chain_read,
     event_read,
     surge_read,
@@ -310,6 +312,14 @@ def _site_read(site: ImportantSite) -> ImportantSiteRead:
     return ImportantSiteRead(id=site.id, name=site.name, importance=site.importance,
                              location=LocationRead(lat=point.lat, lng=point.lng), radius_m=site.radius_m,
                              branch_id=site.branch_id, created_by=site.created_by, created_at=site.created_at)
+
+
+@router.post("/tickets/{ticket_id}/urge", response_model=TicketRead,
+             responses=problem_docs(TicketNotFound, Forbidden, InvalidTransition, UrgedRecently))
+def urge_ticket(body: UrgeBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) -> TicketRead:
+    """催办: tell whoever holds the ticket (or, pending, the technicians it is offered to, and the grid's
+    dispatchers on the feed) that someone is waiting. A subscriber may urge their ticket once per 10 minutes."""
+    return ticket_read(service.urge(session, ticket=ticket, actor=viewer.actor, note=body.note), viewer)
 
 
 @router.post("/tickets/{ticket_id}/acknowledge", response_model=TicketRead, tags=["sla"],

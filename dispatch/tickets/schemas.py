@@ -107,6 +107,8 @@ class TicketRead(BaseModel):
     technician_id: int | None
     incident_id: int | None = Field(default=None, description="The outage incident this ticket leads or is grouped "
                                                               "under (GET /api/v1/incidents).")
+    urge_count: int = Field(default=0, description="催办: how often someone urged it")
+    urged_at: datetime | None = None
     attachments: list[str]
     completion_note: str | None
     materials: list[dict[str, Any]]
@@ -195,6 +197,10 @@ class ImportantSiteRead(BaseModel):
     branch_id: int
     created_by: str
     created_at: datetime
+
+
+class UrgeBody(BaseModel):
+    note: Note | None = None
 
 
 class IncidentCreate(BaseModel):
@@ -448,6 +454,8 @@ class StatsMetrics(BaseModel):
     invalid_rate: float | None
     satisfaction_avg: float | None
     satisfaction_count: int
+    urges: int = Field(default=0, description="催办 counted on the period's tickets")
+    urged_rate: float | None = Field(default=None, description="share of the period's tickets urged at least once")
 
 
 class TypeStats(StatsMetrics):

@@ -1,6 +1,7 @@
 """Intake and every lifecycle verb of a ticket, in the domain's words."""
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from dispatch.tickets.errors import (
     LimitReached,
     NotYourTicket,
     TicketNotFound,
+    UrgedRecently,
 )
 from dispatch.tickets.lifecycle import (
     GRABBABLE,
@@ -324,6 +326,41 @@ def _new_ticket(session: Session, redis: Redis, *, actor: Actor, draft: Draft, s
     if ring is not None:
         offers.send_offers(session, ticket, ring, now=now)
     return ticket, ring
+
+
+# --- 催办 ---------------------------------------------------------------------------------------------------
+
+URGE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER})
+URGEABLE = frozenset({TicketState.PENDING, TicketState.TIMED_OUT, TicketState.ACCEPTED, TicketState.GROUPED})
+SUBSCRIBER_URGE_EVERY = timedelta(minutes=10)
+
+
+def urge(session: Session, *, ticket: Ticket, actor: Actor, note: str | None) -> Ticket:
+    """Someone is waiting: told to whoever holds the ticket, else to the technicians it is offered to (and the
+    grid's dispatchers, on the feed); counted on the ticket. A subscriber may urge a ticket once per 10 minutes.
+
+    Raises: Forbidden, InvalidTransition (closed), UrgedRecently.
+    """
+    require(actor, URGE_ROLES, "urge tickets")
+    if ticket.state not in URGEABLE:
+        raise InvalidTransition(f"ticket {ticket.number} is {ticket.state}: nothing to urge", state=ticket.state)
+    now = _now()
+    if actor.role is Role.SUBSCRIBER:
+        last = session.scalar(select(func.max(TicketEvent.at)).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.action == Action.URGE,
+            TicketEvent.actor_role == Role.SUBSCRIBER))
+        if last is not None and now - last < SUBSCRIBER_URGE_EVERY:
+            wait = SUBSCRIBER_URGE_EVERY - (now - last)
+            raise UrgedRecently(f"you urged this ticket at {last.isoformat()}; again in {math.ceil(wait.seconds / 60)}"
+                                f" min", retry_after=max(1, math.ceil(wait.total_seconds())))
+    ticket.urge_count = Ticket.urge_count + 1  # in SQL: two urges at once both count
+    ticket.urged_at = now
+    waiting_on = [ticket.technician_id] if ticket.technician_id is not None else offers.offered_to(session, ticket)
+    session.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role,
+                            action=Action.URGE, from_state=ticket.state, to_state=ticket.state, note=note))
+    session.flush()
+    announce(session, ticket, "ticket.urged", technician_ids=waiting_on, urge_count=ticket.urge_count, note=note)
+    return ticket
 
 
 # --- outage incidents ------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def _base(actor: Actor, period: Period) -> Any:
         TicketEvent.action == Action.TIME_OUT, TicketEvent.to_state == TicketState.TIMED_OUT))
     query = (select(Ticket.id, Ticket.state, Ticket.type_code, Ticket.region_id, Ticket.technician_id,
                     Ticket.created_at, Ticket.completed_at, Ticket.response_due_at, Ticket.resolution_due_at,
-                    Ticket.satisfaction, accepted_at.label("accepted_at"), timed_out.label("timed_out"),
+                    Ticket.satisfaction, Ticket.urge_count, accepted_at.label("accepted_at"),
+                    timed_out.label("timed_out"),
                     func.ST_Y(Ticket.location).label("lat"), func.ST_X(Ticket.location).label("lng"))
              .where(queries.visible_to(Viewer(actor=actor)),  # staff only: no technician's pool
                     Ticket.created_at >= _local_midnight(period.span.start, period.tz),
@@ -103,6 +104,8 @@ def _metrics(t: Any) -> list[ColumnElement[Any]]:
         _share(t.c.state == TicketState.INVALID, literal(True)).label("invalid_rate"),
         cast(func.avg(t.c.satisfaction), Float).label("satisfaction_avg"),
         func.count(t.c.satisfaction).label("satisfaction_count"),
+        func.coalesce(func.sum(t.c.urge_count), 0).label("urges"),
+        _share(t.c.urge_count > 0, literal(True)).label("urged_rate"),
     ]
 
 

@@ -171,3 +171,15 @@ def test_an_outage_repaired_once_tells_each_subscriber_once(
 
     told = sorted(t["touser"] for t in sent(peer, "TPL-COMPLETED"))
     assert told == sorted(openids)
+
+
+def test_an_urged_report_reaches_the_bound_technicians_it_is_offered_to(
+        wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
+    ticket = report_by_wechat(wx, db)
+    urged = wx.post(f"/api/v1/tickets/{ticket.id}/urge", json={"note": "老人在家等着"},
+                    headers=log_in(wx, "clerk.xl"))
+    assert urged.status_code == 200, urged.text
+    drain()
+    pushes = {t["touser"]: t for t in sent(peer, "TPL-URGED")}
+    assert set(pushes) == set(BOUND.values())
+    assert pushes[BOUND["tech01"]]["data"]["remark"]["value"] == "老人在家等着"

@@ -19,7 +19,7 @@ TOKEN = "spamtest"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 PUBLIC = "https://fp.example.cn"
 TEMPLATES = {"template_offer": "TPL-OFFER", "template_accepted": "TPL-ACCEPTED", "template_arrived": "TPL-ARRIVED",
-             "template_completed": "TPL-COMPLETED"}
+             "template_completed": "TPL-COMPLETED", "template_urged": "TPL-URGED"}
 ACCOUNT = "gh_10f6c3c3ac5a"
 
 
