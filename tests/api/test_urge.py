@@ -41,8 +41,8 @@ def test_an_accepted_ticket_urged_is_told_to_its_holder_only(client, as_user, db
 
 def test_a_subscriber_urges_their_own_report_once_in_ten_minutes(client, as_user, db, settings) -> None:
     me = subscriber_headers(db, settings, phone="13800007777")
-    body = {"type_code": "broadband_fault", "description": "还是没网", "contact": {"name": "李四", "phone": "13800007777"},
-            "location": {"lat": CENTRE.lat, "lng": CENTRE.lng}}
+    body = {"type_code": "broadband_fault", "description": "还是没网",
+            "contact": {"name": "李四", "phone": "13800007777"}, "location": {"lat": CENTRE.lat, "lng": CENTRE.lng}}
     mine = client.post("/api/v1/tickets", json=body, headers=me).json()
 
     first = client.post(f"/api/v1/tickets/{mine['id']}/urge", json={}, headers=me)
