@@ -1,11 +1,13 @@
 """Each staff channel's adapter against its provider's loopback peer, signatures checked as documented."""
 
+import time
 from email.message import Message as Mail
 
 import pytest
 
 from dispatch.kernel.settings import NoticeSettings, Settings
 from dispatch.notices.adapters import (
+    Address,
     AliyunSms,
     DingtalkRobot,
     Email,
@@ -13,15 +15,14 @@ from dispatch.notices.adapters import (
     Message,
     Sms,
     WecomRobot,
-    Address,
 )
 from dispatch.tickets import notify
 from tests.notices.conftest import REFUSED_MAILBOX, Mailbox
 from tests.notices.peers import Peer
 
 MESSAGE = Message(title="【升级1】XL-20261205-0042 宽带故障 已超时：网格值机员",
-                  markdown="- 工单：XL-20261205-0042\n- 类型：宽带故障\n- 网格：宝力根街道\n- 状态：超时\n- 时限：12-05 01:40\n\n"
-                           "[在控制台查看](http://fieldpool.test/console?ticket=42)",
+                  markdown="- 工单：XL-20261205-0042\n- 类型：宽带故障\n- 网格：宝力根街道\n- 状态：超时\n"
+                           "- 时限：12-05 01:40\n\n[在控制台查看](http://fieldpool.test/console?ticket=42)",
                   link="http://fieldpool.test/console?ticket=42",
                   params={"number": "XL-20261205-0042", "type": "宽带故障", "title": "XL-20261205-0042 宽带故障"})
 DING_SECRET = "SEC6d7c1f0b4b4f4a1e9d0c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c0b1a2f3e"
@@ -49,7 +50,7 @@ def test_dingtalk_robot_with_the_wrong_secret_is_undeliverable(peer: Peer, notic
 
 def test_dingtalk_signature_too_old_for_the_robot_is_refused(peer: Peer, notice_settings: Settings) -> None:
     peer.dingtalk["d0a1b2c3d4e5f6a7"] = DING_SECRET
-    two_hours_ago = DingtalkRobot(cfg(notice_settings), clock=lambda: __import__("time").time() - 7200)
+    two_hours_ago = DingtalkRobot(cfg(notice_settings), clock=lambda: time.time() - 7200)
     with pytest.raises(notify.Undeliverable):
         two_hours_ago.send(Address("d0a1b2c3d4e5f6a7", DING_SECRET), MESSAGE)
 
