@@ -28,8 +28,10 @@ from dispatch.kernel.queues import enqueue_tick, reap_abandoned, requeue_strande
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import get_settings
 from dispatch.migrations import roles, runner
+from dispatch.notices import delivery as notice_delivery
+from dispatch.notices import jobs as notice_jobs
 from dispatch.seed import seed_demo
-from dispatch.tickets import feed, jobs, mirror, outbox
+from dispatch.tickets import feed, mirror, outbox
 from technicians import presence, replica
 from wechat import channel as wechat_channel
 from wechat import menu
@@ -128,6 +130,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     names = queues or ["default"]
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
     wechat_channel.register(settings.wechat, connect(settings.redis_url))
+    notice_delivery.register(settings, connect(settings.redis_url))
     with session_scope() as session:
         branches = presence.branch_ids(session)
     # rq runs each job in a forked process: the rings' nearest searches start from these copies.
@@ -138,7 +141,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
         # Its own connection: the ticker thread must not share one with the work loop.
         ticker_queue = Queue("default", connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
                                                                   socket_connect_timeout=5.0))
-        periodic = [outbox.drain_tick(drain_every * settings.periodic_scale), *jobs.periodic(settings)]
+        periodic = [outbox.drain_tick(drain_every * settings.periodic_scale), *notice_jobs.periodic(settings)]
         if burst:
             for job in periodic:
                 enqueue_tick(ticker_queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)

@@ -23,6 +23,19 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # Set after too many failed log-ins; only an admin's unlock clears it.
     locked_at: Mapped[datetime | None]
+    # Bound through a one-time link (as technicians are): staff notices may then go as template messages.
+    wechat_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class NoticeChannel(StrEnum):
+    """How a staff notice reaches a person (dispatch/notices): escalation steps name some of these."""
+
+    WECOM = "wecom"  # 企业微信 group robot webhook
+    DINGTALK = "dingtalk"  # 钉钉 custom robot webhook
+    FEISHU = "feishu"  # 飞书 / Lark bot webhook
+    SMS = "sms"
+    EMAIL = "email"
+    WECHAT = "wechat"  # template message to the user's bound WeChat
 
 
 class Importance(StrEnum):

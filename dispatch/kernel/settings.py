@@ -134,6 +134,8 @@ class WechatSettings(BaseModel):
     template_arrived: str = ""
     template_completed: str = ""
     template_urged: str = ""  # 催办, to the technician holding or offered the ticket
+    # Staff notices (escalations, SLA warnings) to staff who bound their WeChat; fields first, keyword1..4, remark.
+    template_notice: str = ""
     # What a conversational report becomes: the fault type and how long a half-told report is kept.
     report_type_code: str = "broadband_fault"
     conversation_ttl_s: int = 30 * 60
@@ -144,6 +146,38 @@ class WechatSettings(BaseModel):
     @property
     def enabled(self) -> bool:
         return bool(self.app_id)
+
+class NoticeSettings(BaseModel):
+    """Staff notices: providers' base URLs and credentials, SMS cap, digests (env: NOTICES__SMS_DAILY_CAP=20, ...).
+
+    Base URLs are settings so that a private deployment can go through a proxy and tests through loopback peers.
+    """
+
+    # Links in messages open the console's drawer of the ticket.
+    console_url: str = "http://127.0.0.1:8000/console"
+    timeout_s: float = Field(default=5.0, gt=0)
+    wecom_base_url: str = "https://qyapi.weixin.qq.com"
+    dingtalk_base_url: str = "https://oapi.dingtalk.com"
+    feishu_base_url: str = "https://open.feishu.cn"
+    # SMS: the provider adapter by name ("aliyun"), its endpoint, credentials, signature and template.
+    sms_provider: Literal["aliyun"] = "aliyun"
+    sms_base_url: str = "https://dysmsapi.aliyuncs.com"
+    sms_access_key_id: str = ""
+    sms_access_key_secret: str = ""
+    sms_sign_name: str = ""
+    sms_template_code: str = ""
+    sms_region: str = "cn-hangzhou"
+    # Text messages one person may be sent per local day; past it a notice is recorded undeliverable.
+    sms_daily_cap: int = Field(default=20, ge=0)
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "fieldpool@localhost"
+    # Held warnings (digest, quiet hours) are looked at this often by the worker.
+    digest_interval_s: int = Field(default=60, gt=0)
+
 
 class WorkloadSettings(BaseModel):
     """Piece-rate multipliers and report limits (env: WORKLOAD__NIGHT_FACTOR=1.5, ...).
@@ -198,6 +232,7 @@ class Settings(BaseSettings):
     wechat: WechatSettings = WechatSettings()
     workload: WorkloadSettings = WorkloadSettings()
     login: LoginSettings = LoginSettings()
+    notices: NoticeSettings = NoticeSettings()
 
     # The app's role: it owns nothing, reads and writes the tables it uses (`fieldpool db upgrade` grants it).
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"

@@ -5,7 +5,7 @@ per ticket and technician; track points are popped once) and is enqueued
 with a fixed job id by the worker's ticker, so a slow run never piles up.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -45,11 +45,14 @@ def sweep_rings() -> int:
         return offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
 
 
-def sweep_sla() -> int:
-    """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many."""
+def sweep_sla(reach: sla.Reach | None = None) -> int:
+    """Act on every due SLA checkpoint (timeouts, breaches, warnings, escalation steps); returns how many.
+
+    `reach` sends the steps' staff notices (dispatch.notices.jobs passes it).
+    """
     with _job() as (settings, redis, session):
         return sla.sweep(session, redis, cfg=settings.sla, now=datetime.now(UTC),
-                         limit=settings.sla.sweep_batch).total
+                         limit=settings.sla.sweep_batch, reach=reach).total
 
 
 def flush_track() -> int:
@@ -89,14 +92,14 @@ def rebuild_pool() -> dict[int, int]:
         return mirror.rebuild(session, redis)
 
 
-def periodic(settings: Settings) -> list[Periodic]:
+def periodic(settings: Settings, *, sla_sweep: Callable[[], int] = sweep_sla) -> list[Periodic]:
     """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
     restoring the live index and expiring stale positions from it, and keeping the grab pool true to
     PostgreSQL; every interval times `settings.periodic_scale`."""
     scale = settings.periodic_scale
     # The rebuilds do not report: what they return is everything they rebuilt, not what changed.
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s * scale),
-            Periodic(sweep_sla, "sweep-sla", settings.sla.sweep_interval_s * scale),
+            Periodic(sla_sweep, "sweep-sla", settings.sla.sweep_interval_s * scale),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S * scale),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S * scale, reports=False),
             Periodic(expire_live_index, "expire-live-index", EXPIRE_EVERY_S * scale),

@@ -345,6 +345,9 @@ class EscalationStep(Base):
     reach: Mapped[RegionKind | None] = mapped_column(str_enum(RegionKind, 16))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     delay_min: Mapped[int] = mapped_column(Integer)
+    # Staff notice channels the step's recipients are messaged through (dispatch/notices); empty: the event
+    # and the live feed alone, as before channels existed.
+    channels: Mapped[list[str]] = mapped_column(ARRAY(String(16)), default=list, server_default="{}")
 
 
 class SurgeSwitch(Base):

@@ -501,7 +501,8 @@ def set_escalation_chain(region_id: Id, body: EscalationChainBody, actor: ActorD
                          session: SessionDep) -> EscalationChainRead:
     """Replace the region's own escalation chain; steps are notified in the order given (admin)."""
     rungs = sla.set_chain(session, region_id=region_id, actor=actor, steps=[
-        sla.Rung(level=i + 1, **step.model_dump()) for i, step in enumerate(body.steps)])
+        sla.Rung(level=i + 1, **step.model_dump(exclude={"channels"}), channels=tuple(dict.fromkeys(step.channels)))
+        for i, step in enumerate(body.steps)])
     return chain_read(region_id, region_id, rungs)
 Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
 

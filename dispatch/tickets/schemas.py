@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from dispatch.accounts.models import Importance
+from dispatch.accounts.models import Importance, NoticeChannel
 from dispatch.kernel.auth import Role
 from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Phone, Prose, Text
 from dispatch.kernel.settings import SlaSettings
@@ -409,6 +409,11 @@ class EscalationStepBody(BaseModel):
     role: Role | None = Field(default=None, description="Notify the users with this role at `reach`...")
     reach: RegionKind | None = Field(default=None, description="...of the ticket's grid, branch or company.")
     user_id: JsonId | None = Field(default=None, description="Or one named user.")
+    channels: list[NoticeChannel] = Field(
+        default_factory=list, max_length=len(NoticeChannel),
+        description="Staff notice channels the recipients are messaged through (each person's own set-up, "
+                    "GET /api/v1/me/notifications); empty: the event and the live feed alone. With channels, a step "
+                    "none of whose recipients can be reached now passes to the next step at once.")
 
 
 class EscalationStepRead(EscalationStepBody):
@@ -438,7 +443,7 @@ def surge_read(region_id: int, switch: SurgeSwitch | None, cfg: SlaSettings) -> 
 def chain_read(region_id: int, defined_at: int | None, rungs: list[sla.Rung]) -> EscalationChainRead:
     return EscalationChainRead(region_id=region_id, defined_at_region_id=defined_at, steps=[
         EscalationStepRead(level=r.level, title=r.title, delay_min=r.delay_min, role=r.role, reach=r.reach,
-                           user_id=r.user_id) for r in rungs])
+                           user_id=r.user_id, channels=list(r.channels)) for r in rungs])
 
 class StatsMetrics(BaseModel):
     """Minutes for times; shares in [0, 1]; null where nothing qualifies."""

@@ -13,6 +13,11 @@ accepted one past its resolution SLA is flagged (`sla_breached_at`). Either
 starts the escalation chain of the ticket's region, which climbs one step at
 each step's delay after the breach until someone acts: the timed-out ticket is
 taken or invalidated, the breached one completed, released or invalidated.
+
+A step may name staff notice channels (DingTalk, SMS, ...): the sweep is then given a `Reach`
+(dispatch/notices implements it) that writes the notices in the same transaction, so a step's messages
+exist exactly when its event does. A step whose recipients none can be reached now (no such channel set
+up, quiet hours) is passed at once to the next step, and its event says so.
 """
 
 from collections.abc import Sequence
@@ -26,7 +31,7 @@ from sqlalchemy import any_, delete, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from dispatch.accounts.models import User
+from dispatch.accounts.models import NoticeChannel, User
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound
 from dispatch.kernel.settings import SlaSettings
@@ -120,6 +125,29 @@ class Rung:
     role: Role | None = None
     reach: RegionKind | None = None
     user_id: int | None = None
+    channels: tuple[NoticeChannel, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A recipient a step's notice went to, and through which channels."""
+
+    user_id: int
+    channels: tuple[NoticeChannel, ...]
+
+
+class Reach(Protocol):
+    """Staff notices for the sweep's checkpoints, written in the sweep's transaction."""
+
+    def escalation(self, session: Session, ticket: Ticket, rung: Rung, users: Sequence[User], *,
+                   now: datetime) -> list[Reached]:
+        """Notify a step's recipients through its channels; returns who could be reached now."""
+        ...
+
+    def warning(self, session: Session, ticket: Ticket, rung: Rung, users: Sequence[User], *, kind: SlaKind,
+                now: datetime) -> None:
+        """Notify (or hold for a digest) the first step's recipients that an SLA is about to pass."""
+        ...
 
 
 DEFAULT_TARGETS = (
@@ -148,7 +176,8 @@ def chain_for(session: Session, region_path: str, cfg: SlaSettings) -> tuple[int
                             .order_by(EscalationStep.level)).all()
     for region_id in reversed(path):
         own = [Rung(level=s.level, title=s.title, delay_min=s.delay_min, role=s.role, reach=s.reach,
-                    user_id=s.user_id) for s in steps if s.region_id == region_id]
+                    user_id=s.user_id, channels=tuple(NoticeChannel(c) for c in s.channels))
+               for s in steps if s.region_id == region_id]
         if own:
             return region_id, own
     return None, default_chain(cfg)
@@ -188,6 +217,7 @@ class _Chains:
     """Escalation chains looked up once per sweep (an admin may change them between sweeps)."""
 
     cfg: SlaSettings
+    reach: Reach | None = None
     by_path: dict[str, list[Rung]] = field(default_factory=dict)
 
     def of(self, session: Session, ticket: Ticket) -> list[Rung]:
@@ -204,13 +234,15 @@ def _claim(session: Session, due: Any, *conditions: ColumnElement[bool], limit: 
                            .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
 
 
-def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, limit: int) -> SweepResult:
+def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, limit: int,
+          reach: Reach | None = None) -> SweepResult:
     """Act on every SLA checkpoint due by `now`: timeouts, resolution breaches, warnings, escalation steps.
 
     Breaches go first so that a ticket already late gets no warning, and the first
-    escalation step (often due at once) goes out in the same sweep.
+    escalation step (often due at once) goes out in the same sweep. With `reach`, steps
+    and warnings naming channels send staff notices; without it they are events alone.
     """
-    result, chains = SweepResult(), _Chains(cfg)
+    result, chains = SweepResult(), _Chains(cfg, reach)
     for ticket in _claim(session, Ticket.response_due_at, Ticket.state == S.PENDING, Ticket.response_due_at <= now,
                          limit=limit):
         _time_out(session, ticket, now=now, chain=chains.of(session, ticket), cfg=cfg)
@@ -221,8 +253,8 @@ def sweep(session: Session, redis: Redis, *, cfg: SlaSettings, now: datetime, li
                          Ticket.sla_breached_at.is_(None), Ticket.resolution_due_at <= now, limit=limit):
         _flag_breach(session, ticket, now=now, chain=chains.of(session, ticket), cfg=cfg)
         result.breached += 1
-    result.warned += _warn(session, SlaKind.RESPONSE, S.PENDING, now=now, limit=limit)
-    result.warned += _warn(session, SlaKind.RESOLUTION, S.ACCEPTED, now=now, limit=limit)
+    result.warned += _warn(session, SlaKind.RESPONSE, S.PENDING, chains=chains, now=now, limit=limit)
+    result.warned += _warn(session, SlaKind.RESOLUTION, S.ACCEPTED, chains=chains, now=now, limit=limit)
     for ticket in _claim(session, Ticket.next_escalation_at, Ticket.next_escalation_at <= now, limit=limit):
         result.escalated += _escalate(session, ticket, chains=chains, now=now)
     session.flush()
@@ -255,7 +287,7 @@ def _flag_breach(session: Session, ticket: Ticket, *, now: datetime, chain: list
            data={"kind": SlaKind.RESOLUTION, "due_at": due}, feed_data={"kind": SlaKind.RESOLUTION, "due_at": due})
 
 
-def _warn(session: Session, kind: SlaKind, state: TicketState, *, now: datetime, limit: int) -> int:
+def _warn(session: Session, kind: SlaKind, state: TicketState, *, chains: _Chains, now: datetime, limit: int) -> int:
     warn_at, warned_at = getattr(Ticket, f"{kind}_warn_at"), getattr(Ticket, f"{kind}_warned_at")
     due_at = getattr(Ticket, f"{kind}_due_at")
     due = _claim(session, warn_at, Ticket.state == state, warned_at.is_(None), warn_at <= now, due_at > now,
@@ -265,6 +297,12 @@ def _warn(session: Session, kind: SlaKind, state: TicketState, *, now: datetime,
         payload = {"kind": kind, "due_at": getattr(ticket, f"{kind}_due_at").isoformat()}
         record(session, ticket, action=Action.SLA_WARNING, actor=SYSTEM, note=f"{kind} SLA due at {payload['due_at']}",
                data=payload, feed_data=payload)
+        chain = chains.of(session, ticket)
+        first = chain[0] if chain else None
+        if chains.reach is not None and first is not None and first.channels:
+            # Warned: the people the chain would reach first, through its first step's channels.
+            users = recipients(session, first, mirror.grid_path(session, ticket.region_id))
+            chains.reach.warning(session, ticket, first, users, kind=kind, now=now)
     return len(due)
 
 
@@ -298,12 +336,24 @@ def _escalate(session: Session, ticket: Ticket, *, chains: _Chains, now: datetim
             break
         rung = chain[level]
         notified = recipients(session, rung, mirror.grid_path(session, ticket.region_id))
-        payload = {"kind": breach.kind, "level": rung.level, "title": rung.title,
-                   "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
-        record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=f"level {rung.level}: {rung.title}",
-               data=payload, feed_data=payload)
+        payload: dict[str, Any] = {
+            "kind": breach.kind, "level": rung.level, "title": rung.title,
+            "recipients": [{"user_id": u.id, "username": u.username, "name": u.name} for u in notified]}
+        note = f"level {rung.level}: {rung.title}"
+        passed = False
+        if rung.channels and chains.reach is not None:
+            reached = chains.reach.escalation(session, ticket, rung, notified, now=now)
+            payload["channels"] = list(rung.channels)
+            payload["reached"] = [{"user_id": r.user_id, "channels": list(r.channels)} for r in reached]
+            passed = not reached
+            if passed:
+                payload["unreachable"] = True
+                note += " (nobody reachable: next step at once)"
+        record(session, ticket, action=Action.ESCALATE, actor=SYSTEM, note=note, data=payload, feed_data=payload)
         ticket.escalation_level = level + 1
         ticket.next_escalation_at = _next_step_at(ticket, breach.at, chain, level + 1, chains.cfg)
+        if passed and ticket.next_escalation_at is not None:
+            ticket.next_escalation_at = min(ticket.next_escalation_at, now)
         climbed += 1
     return climbed
 
@@ -405,7 +455,8 @@ def set_chain(session: Session, *, region_id: int, actor: Actor, steps: Sequence
             raise InvalidInput(f"steps.{i}.delay_min", "each step comes no earlier than the one before")
     session.execute(delete(EscalationStep).where(EscalationStep.region_id == region.id))
     session.add_all([EscalationStep(region_id=region.id, level=i + 1, title=r.title, role=r.role, reach=r.reach,
-                                    user_id=r.user_id, delay_min=r.delay_min) for i, r in enumerate(steps)])
+                                    user_id=r.user_id, delay_min=r.delay_min, channels=[str(c) for c in r.channels])
+                     for i, r in enumerate(steps)])
     session.flush()
     return [replace(r, level=i + 1) for i, r in enumerate(steps)]
 

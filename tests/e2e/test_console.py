@@ -183,3 +183,34 @@ def test_a_dispatcher_raises_a_report_to_p1_and_it_goes_first_in_the_pool(
     expect(rows.first).to_have_attribute("data-ticket", str(older["id"]))
     expect(rows.first).to_contain_text("P1 紧急")
     shot(console, "raised-to-p1")
+
+
+def test_staff_set_their_notice_channels_send_a_test_and_see_a_tickets_notices_in_the_drawer(
+        open_page: Callable[..., Page], api: httpx.Client, committed_db: Engine, shot: Callable) -> None:
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="我的通知").click()
+    console.locator('input[name="sms_on"]').check()
+    console.locator('input[name="sms_target"]').fill("139 4790 0001")
+    console.get_by_label("免打扰开始").fill("22:00")
+    console.get_by_label("免打扰结束").fill("07:00")
+    console.get_by_role("button", name="保存").click()
+    expect(console.locator('input[name="sms_target"]')).to_have_value("13947900001")  # as the server keeps it
+    console.get_by_role("button", name="发送测试消息").click()
+    expect(console.get_by_text("已发出 1 条测试消息：短信")).to_be_visible()
+    shot(console, "my-notices")
+    prefs = api.get("/api/v1/me/notifications", headers=bearer(api, "dispatcher.xl")).json()
+    assert prefs["quiet_hours"] == {"start": "22:00:00", "end": "07:00:00"}
+
+    ticket = phone_in(api, "光猫红灯")
+    with committed_db.begin() as conn:  # as the SLA sweep writes one for an escalation step
+        conn.execute(text(
+            "INSERT INTO notice (user_id, ticket_id, kind, channel, title, body, params, status, created_at, attempts)"
+            " SELECT id, :ticket, 'escalation', 'dingtalk', '【升级1】', '-', '{}', 'sent', now(), 1"
+            " FROM user_account WHERE username = 'dispatcher.xl.g01'"), {"ticket": ticket["id"]})
+    console.get_by_role("tab", name="工单池").click()
+    console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]').click()
+    drawer = console.get_by_role("dialog", name="工单详情")
+    expect(drawer.locator("table.notices tr")).to_contain_text(["宝力根街道网格值机员钉钉机器人"])
+    expect(drawer.locator("table.notices")).to_contain_text("已送达")
+    shot(console, "drawer-notices")

@@ -1,7 +1,7 @@
 // /console: dispatcher, clerk, payroll and admin. A map of the grids with tickets coloured by state,
 // the pool and timed-out lists, a ticket drawer (events, force-assign, reassign, release, type
-// change, invalidate, follow-up), phone-in reports, statistics, the workload export and the
-// self-help tips. Region-scoped by the server: every list is what the caller may see.
+// change, invalidate, follow-up, the staff notices sent about it), phone-in reports, statistics, the
+// workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
 import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
@@ -110,8 +110,9 @@ async function openDrawer(id, { keepForms = false } = {}) {
   if (keepForms && drawer.querySelector('form')) return; // do not wipe what the person is typing
   state.drawer = id;
   let ticket;
+  let notices;
   try {
-    ticket = await client.get(`/api/v1/tickets/${id}`);
+    [ticket, notices] = await Promise.all([client.get(`/api/v1/tickets/${id}`), client.get(`/api/v1/tickets/${id}/notices`)]);
   } catch (error) {
     drawer.replaceChildren(el('button.close', { type: 'button', text: '关闭', onclick: closeDrawer }), el('p.error', { text: error.message }));
     drawer.classList.add('open');
@@ -134,6 +135,11 @@ async function openDrawer(id, { keepForms = false } = {}) {
     el('ol.events', {}, ticket.events.map((e) => el('li', {},
       el('div', {}, `${when(e.at)} ${ACTION_NAMES[e.action] || e.action} `, stateBadge(e.to_state)),
       el('div.muted', { text: [e.actor, e.technician_id ? `→ ${techName(e.technician_id)}` : '', e.note || ''].filter(Boolean).join(' · ') })))),
+    el('h3', { text: '通知记录' }),
+    notices.items.length ? el('table.notices', {}, el('tbody', {}, notices.items.map((n) => el('tr', {},
+      el('td', { text: n.name }), el('td', { text: CHANNEL_NAMES[n.channel] || n.channel }), el('td', { text: when(n.created_at) }),
+      el('td', { text: NOTICE_STATUS[n.status] || n.status, title: n.last_error || '' })))))
+      : el('p.muted', { text: '没有发出通知' }),
   );
   drawer.classList.add('open');
   drawTickets();
@@ -449,6 +455,54 @@ function tipsPanel() {
     el('h3', { text: '用户看到的样子' }), preview];
 }
 
+// --- 我的通知: one's own channels, quiet hours and digest, and a test message ------------------
+
+const CHANNEL_NAMES = { dingtalk: '钉钉机器人', wecom: '企业微信机器人', feishu: '飞书机器人', sms: '短信', email: '邮件', wechat: '微信' };
+const NOTICE_STATUS = { queued: '发送中', held: '待汇总', digested: '已汇总发送', sent: '已送达', undeliverable: '未送达' };
+const CHANNEL_HINTS = { dingtalk: 'Webhook 地址', wecom: 'Webhook 地址', feishu: 'Webhook 地址', sms: '手机号', email: '邮箱' };
+const SIGNED = ['dingtalk', 'feishu'];
+
+function noticesPanel() {
+  const error = el('p.error', { role: 'alert' });
+  const rows = el('div.channels');
+  const quietStart = el('input', { type: 'time', name: 'quiet_start', 'aria-label': '免打扰开始' });
+  const quietEnd = el('input', { type: 'time', name: 'quiet_end', 'aria-label': '免打扰结束' });
+  const digest = el('input', { type: 'number', name: 'digest_min', min: 5, max: 1440, placeholder: '不汇总', 'aria-label': '预警汇总间隔（分钟）' });
+  const fields = {};
+  const show = (prefs) => {
+    const by = Object.fromEntries(prefs.channels.map((c) => [c.channel, c]));
+    rows.replaceChildren(...Object.keys(CHANNEL_NAMES).map((channel) => {
+      const stored = by[channel];
+      const on = el('input', { type: 'checkbox', name: `${channel}_on`, checked: Boolean(stored?.enabled) });
+      const target = channel === 'wechat' ? null : el('input', { name: `${channel}_target`, value: stored?.target || '', placeholder: CHANNEL_HINTS[channel] });
+      const secret = SIGNED.includes(channel) ? el('input', { name: `${channel}_secret`, placeholder: stored?.has_secret ? '已保存签名密钥' : '签名密钥（可选）' }) : null;
+      fields[channel] = { on, target, secret, stored };
+      return el('div.row-form', {}, el('label', {}, on, ` ${CHANNEL_NAMES[channel]}`), target,
+        channel === 'wechat' && !prefs.wechat_bound ? el('span.muted', { text: '请先绑定微信' }) : null, secret);
+    }));
+    quietStart.value = prefs.quiet_hours?.start.slice(0, 5) || '';
+    quietEnd.value = prefs.quiet_hours?.end.slice(0, 5) || '';
+    digest.value = prefs.digest_min ?? '';
+  };
+  const body = () => ({
+    channels: Object.entries(fields).filter(([, f]) => f.on.checked || f.stored).map(([channel, f]) => ({
+      channel, target: f.target?.value.trim() || '', enabled: f.on.checked, ...(f.secret?.value ? { secret: f.secret.value } : {}) })),
+    quiet_hours: quietStart.value && quietEnd.value ? { start: quietStart.value, end: quietEnd.value } : null,
+    digest_min: digest.value ? Number(digest.value) : null,
+  });
+  const save = el('button.primary', { type: 'button', text: '保存' });
+  save.addEventListener('click', () => busy(save, async () => { show(await client.put('/api/v1/me/notifications', body())); toast('已保存', 'ok'); }, error));
+  const test = el('button', { type: 'button', text: '发送测试消息' });
+  test.addEventListener('click', () => busy(test, async () => {
+    const sent = await client.post('/api/v1/me/notifications/test', {});
+    toast(`已发出 ${sent.items.length} 条测试消息：${sent.items.map((n) => CHANNEL_NAMES[n.channel]).join('、')}`, 'ok');
+  }, error));
+  client.get('/api/v1/me/notifications').then(show, (e) => { error.textContent = e.message; });
+  return [el('h2', { text: '我的通知' }), el('p.muted', { text: '超时升级和预警通过这里开启的渠道发给您。免打扰时段内预警推迟到结束后汇总发送，升级则转给下一级。' }),
+    rows, el('div.row-form', {}, el('label', {}, '免打扰', quietStart), '至', quietEnd),
+    el('div.row-form', {}, el('label', {}, '预警汇总（分钟）', digest)), el('div.row-form', {}, save, test), error];
+}
+
 // HQ and payroll see several branches, far apart: the map shows one at a time.
 function branchSwitch(regions) {
   const branches = regions.filter((r) => r.kind === 'branch' && state.map.areas.has(r.id));
@@ -468,6 +522,7 @@ const PANELS = {
   stats: ['统计', () => true, statsPanel],
   export: ['导出', () => can(['admin', 'payroll']), exportPanel],
   tips: ['知识库', () => can(['admin']), tipsPanel],
+  notices: ['我的通知', () => true, noticesPanel],
 };
 
 function renderPanel() {
