@@ -54,4 +54,4 @@ class BadOAuthState(Forbidden):
 
 class AlreadyBound(Conflict):
     code = "already_bound"
-    title = "This WeChat user is bound to another technician"
+    title = "This WeChat user is bound to someone else"

@@ -20,9 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatOAuthException
 
+from dispatch.accounts.models import User
 from dispatch.accounts.service import subscriber_by_openid, token_for
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
-from dispatch.kernel.errors import InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.redis import as_text
 from dispatch.kernel.settings import Settings, WechatSettings
 from technicians.models import Technician
 from technicians.service import get_technician
@@ -33,6 +35,7 @@ from wechat.errors import AlreadyBound, BadOAuthState, WechatBadAnswer
 STATE_TTL_S = 600
 COOKIE = "fp_wechat_oauth"
 TECH_HOME = "/m/tech"
+STAFF_HOME = "/console"
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class SignIn:
 
 @dataclass(frozen=True)
 class Binding:
-    technician_id: int
+    technician_id: int | None
+    user_id: int | None
     code: str
     url: str
     expires_in: int
@@ -138,37 +142,57 @@ def _openid(cfg: WechatSettings, code: str) -> str:
 
 
 def issue_binding(session: Session, redis: Redis, settings: Settings, *, actor: Actor,
-                  technician_id: int) -> Binding:
-    """A one-time link that binds the WeChat user who opens it to this technician.
+                  technician_id: int | None = None, user_id: int | None = None) -> Binding:
+    """A one-time link that binds the WeChat user who opens it to this technician, or to this staff user (for
+    their notices: themselves, or anyone by an admin).
 
     Raises:
         NotFound: no such technician in the caller's regions.
+        Forbidden: another staff user's binding, asked by someone not an admin.
     """
-    technician = get_technician(session, technician_id, scope=actor.scope)
+    if user_id is not None:
+        if user_id != actor.id and actor.role is not Role.ADMIN:
+            raise Forbidden("only an admin binds another user's WeChat", required=[Role.ADMIN])
+        if session.get(User, user_id) is None:
+            raise NotFound(f"user {user_id} does not exist")
+        holder = f"user:{user_id}"
+    else:
+        assert technician_id is not None
+        technician_id = get_technician(session, technician_id, scope=actor.scope).id
+        holder = f"technician:{technician_id}"
     code = secrets.token_urlsafe(16)
     ttl = settings.wechat.binding_ttl_s
-    redis.set(_binding_key(code), technician.id, ex=ttl)
+    redis.set(_binding_key(code), holder, ex=ttl)
     url = f"{settings.wechat.public_base_url.rstrip('/')}/wechat/bind/{code}"
-    return Binding(technician_id=technician.id, code=code, url=url, expires_in=ttl)
+    return Binding(technician_id=technician_id, user_id=user_id, code=code, url=url, expires_in=ttl)
 
 
-def check_binding(redis: Redis, code: str) -> str:
-    """The code, if it is a live binding code.
+def binding_home(redis: Redis, code: str) -> str:
+    """Where a binding link lands once bound: the technician's page, or the console for staff.
 
     Raises:
         NotFound: unknown, expired or already used.
     """
-    if not redis.exists(_binding_key(code)):
+    holder = redis.get(_binding_key(code))
+    if holder is None:
         raise NotFound("this binding link is unknown, expired or already used")
-    return code
+    return STAFF_HOME if as_text(holder).startswith("user:") else TECH_HOME
 
 
 def _bind(session: Session, redis: Redis, *, code: str, openid: str) -> None:
     raw = redis.getdel(_binding_key(code))
     if raw is None:
         raise BadOAuthState("this binding link expired or was already used")
+    kind, _, ident = as_text(raw).rpartition(":")
+    if kind == "user":
+        bound_user = session.scalar(select(User.id).where(User.wechat_openid == openid))
+        if bound_user is not None and bound_user != int(ident):
+            raise AlreadyBound("this WeChat user is already bound to another staff user", user_id=bound_user)
+        session.get_one(User, int(ident)).wechat_openid = openid
+        session.flush()
+        return
     holder = session.scalar(select(Technician.id).where(Technician.wechat_openid == openid))
-    technician = session.get_one(Technician, int(raw))
+    technician = session.get_one(Technician, int(ident))
     if holder is not None and holder != technician.id:
         raise AlreadyBound("this WeChat user is already bound to another technician", technician_id=holder)
     technician.wechat_openid = openid

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Cookie, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from dispatch.kernel.auth import Actor, Role, require_role
+from dispatch.kernel.auth import STAFF_ROLES, Actor, Role, require_role
 from dispatch.kernel.db import SessionDep
-from dispatch.kernel.errors import DomainError, NotFound
+from dispatch.kernel.errors import DomainError, Forbidden, NotFound
 from dispatch.kernel.inputs import Text
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
@@ -126,16 +126,21 @@ def finish_sign_in(settings: WechatOn, session: SessionDep, redis: RedisDep, cod
 @router.get("/wechat/bind/{code}", status_code=302, response_class=RedirectResponse,
             responses={302: {"description": "to WeChat's authorize page"}})
 def open_binding(code: Text, settings: WechatOn, redis: RedisDep) -> RedirectResponse:
-    """A technician opens their binding link inside WeChat: sign in, bind, land on the technician page."""
-    return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.TECH_HOME,
-                                   binding_code=oauth.check_binding(redis, code)))
+    """A technician (or a staff user) opens their binding link inside WeChat: sign in, bind, land on their page."""
+    return _to_wechat(settings, *oauth.begin(redis, settings, next_path=oauth.binding_home(redis, code),
+                                   binding_code=code))
 
 
-@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead, responses=problem_docs(NotFound))
+@router.post("/api/v1/wechat/bindings", status_code=201, response_model=BindingRead,
+             responses=problem_docs(NotFound, Forbidden))
 def issue_binding(body: BindingCreate, settings: WechatOn, session: SessionDep, redis: RedisDep,
-                  actor: Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER))]) -> oauth.Binding:
-    """A one-time link (valid a day) binding a technician's WeChat to the account, for force-assignment and pushes."""
-    return oauth.issue_binding(session, redis, settings, actor=actor, technician_id=body.technician_id)
+                  actor: Annotated[Actor, Depends(require_role(*STAFF_ROLES))]) -> oauth.Binding:
+    """A one-time link (valid a day) binding a WeChat user to the account: a technician's (dispatchers and admins
+    issue it; for offers and pushes), or a staff user's own (`user_id`; for their notices)."""
+    if body.technician_id is not None and actor.role not in {Role.ADMIN, Role.DISPATCHER}:
+        raise Forbidden("only dispatchers and admins bind technicians", required=[Role.ADMIN, Role.DISPATCHER])
+    return oauth.issue_binding(session, redis, settings, actor=actor, technician_id=body.technician_id,
+                               user_id=body.user_id)
 
 
 @router.get("/api/v1/wechat/jssdk-config", response_model=JssdkConfig,

@@ -9,7 +9,7 @@ from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.accounts.models import Subscriber
+from dispatch.accounts.models import Subscriber, User
 from technicians.models import Technician
 from tests.conftest import log_in
 from tests.dispatch.test_offers import technician
@@ -145,6 +145,25 @@ def test_only_dispatchers_issue_binding_links(wx: TestClient, db: Session) -> No
     reply = wx.post("/api/v1/wechat/bindings", json={"technician_id": technician(db, "tech05").id},
                     headers=log_in(wx, "tech05"))
     assert reply.status_code == 403
+
+
+def test_a_dispatcher_binds_their_own_wechat_for_their_notices(wx: TestClient, peer: WechatPeer,
+                                                               db: Session) -> None:
+    me = log_in(wx, "dispatcher.xl")
+    user_id = wx.get("/api/v1/me", headers=me).json()["id"]
+    reply = wx.post("/api/v1/wechat/bindings", json={"user_id": user_id}, headers=me)
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["user_id"] == user_id and reply.json()["technician_id"] is None
+    state, _ = authorize_params(wx.get(urlsplit(reply.json()["url"]).path))
+    path, _ = landing(come_back(wx, peer, state, openid="oDispatcherXLxxxxxxxxxxxxxxx"))
+    assert path == "/console"
+    assert db.scalar(select(User.wechat_openid).where(User.id == user_id)) == "oDispatcherXLxxxxxxxxxxxxxxx"
+
+    other = wx.get("/api/v1/me", headers=log_in(wx, "clerk.xl")).json()["id"]
+    refused = wx.post("/api/v1/wechat/bindings", json={"user_id": other}, headers=me)
+    assert refused.status_code == 403, "only an admin binds someone else's WeChat"
+    both = wx.post("/api/v1/wechat/bindings", json={"user_id": user_id, "technician_id": 1}, headers=me)
+    assert both.status_code == 422
 
 
 def test_jssdk_config_is_signed_for_the_page(wx: TestClient) -> None:
