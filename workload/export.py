@@ -118,11 +118,12 @@ def build_sheet(session: Session, *, scope: queries.Scope, tz: str, detail: bool
     """The per-technician summary (small, in memory) when asked, and a stream of the detail lines when asked."""
     rows: list[Sequence[Any]] = [tuple(row) for row in session.execute(queries.summary(scope))] if summary else []
     totals = [TOTAL_LABEL, "", *(sum((row[i] or 0 for row in rows), Decimal(0)) for i in range(2, len(SUMMARY)))]
-    lines = _stream(session.connection(), queries.detail(scope, tz, flags_as_text=flags_as_text)) if detail else None
+    lines = stream_rows(session.connection(), queries.detail(scope, tz, flags_as_text=flags_as_text)) if detail \
+        else None
     return Sheet(summary=rows, totals=totals, lines=lines)
 
 
-def _stream(connection: Connection, statement: Any) -> Iterator[Sequence[Any]]:
+def stream_rows(connection: Connection, statement: Any) -> Iterator[Sequence[Any]]:
     """The rows of `statement` from a server-side cursor: PostgreSQL hands them over in batches.
 
     The driver's own cursor, in the session's transaction: SQLAlchemy's result
@@ -131,7 +132,7 @@ def _stream(connection: Connection, statement: Any) -> Iterator[Sequence[Any]]:
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    with driver.cursor(name="workload_lines") as cursor:
+    with driver.cursor(name="export_rows") as cursor:
         cursor.itersize = STREAM_ROWS
         cursor.execute(str(compiled), compiled.params)
         yield from cursor
@@ -194,6 +195,10 @@ def _json_value(value: Any) -> Any:
 
 def _write_json(sheet: Sheet, lines: Iterable[Sequence[Any]] | None, out: TextIO) -> None:
     columns, rows = (SUMMARY, sheet.summary) if lines is None else (DETAIL, lines)
+    _json_rows(columns, rows, out)
+
+
+def _json_rows(columns: Sequence[Column], rows: Iterable[Sequence[Any]], out: TextIO) -> None:
     keys = [c.key for c in columns]
     out.write("[")
     separator = "\n"
@@ -204,19 +209,52 @@ def _write_json(sheet: Sheet, lines: Iterable[Sequence[Any]] | None, out: TextIO
     out.write("\n]\n")
 
 
-def _write_xlsx(sheet: Sheet, lines: Iterable[Sequence[Any]] | None, *, path: Path, title: str,
-                created: datetime) -> None:
+def _workbook(path: Path, *, title: str, created: datetime) -> tuple[xlsxwriter.Workbook, Format,
+                                                                     dict[Kind, Format]]:
     workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
                                                "strings_to_formulas": False, "strings_to_urls": False})
     # A fixed creation time: otherwise every export of the same period differs in docProps/core.xml.
     workbook.set_properties({"title": title, "created": created})
     header = workbook.add_format({"bold": True, "bg_color": "#D9E1F2", "border": 1, "align": "center"})
     formats = {kind: workbook.add_format({"num_format": f}) for kind, f in NUMBER_FORMATS.items()}
+    return workbook, header, formats
+
+
+def _write_xlsx(sheet: Sheet, lines: Iterable[Sequence[Any]] | None, *, path: Path, title: str,
+                created: datetime) -> None:
+    workbook, header, formats = _workbook(path, title=title, created=created)
     bold = {kind: workbook.add_format({"num_format": f, "bold": True, "top": 1}) for kind, f in NUMBER_FORMATS.items()}
     _summary_sheet(workbook.add_worksheet("汇总"), sheet, header, formats, bold)
     if lines is not None:
-        _detail_sheet(workbook.add_worksheet("明细"), lines, header, formats)
+        _table_sheet(workbook.add_worksheet("明细"), DETAIL, lines, header, formats)
     workbook.close()
+
+
+@dataclass(frozen=True)
+class Table:
+    """One sheet of a file other than the workload's: its name, columns and rows (streamed or not)."""
+
+    name: str
+    columns: Sequence[Column]
+    rows: Iterable[Sequence[Any]]
+
+
+def write_tables(tables: Sequence[Table], *, fmt: ExportFormat, path: Path, title: str, created: datetime) -> None:
+    """Write tables to `path`: each a sheet of an XLSX file; CSV and JSON take one table, row by row."""
+    if fmt is ExportFormat.XLSX:
+        workbook, header, formats = _workbook(path, title=title, created=created)
+        for table in tables:
+            _table_sheet(workbook.add_worksheet(table.name), table.columns, table.rows, header, formats)
+        workbook.close()
+        return
+    [table] = tables
+    with path.open("w", encoding="utf-8-sig" if fmt is ExportFormat.CSV else "utf-8", newline="") as out:
+        if fmt is ExportFormat.JSON:
+            _json_rows(table.columns, table.rows, out)
+            return
+        writer = csv.writer(out)
+        writer.writerow([c.header for c in table.columns])
+        writer.writerows(table.rows)
 
 
 def _headers(worksheet: Worksheet, columns: Sequence[Column], header: Format, widths: list[int]) -> None:
@@ -242,10 +280,10 @@ def _summary_sheet(worksheet: Worksheet, sheet: Sheet, header: Format, formats: 
         worksheet.write_formula(last, i, f"=SUM({cell_range})", bold[SUMMARY[i].kind], sheet.totals[i])
 
 
-def _detail_sheet(worksheet: Worksheet, lines: Iterable[Sequence[Any]], header: Format,
-                  formats: dict[Kind, Format]) -> None:
-    _headers(worksheet, DETAIL, header, [column_width(c) for c in DETAIL])
-    writers = [_cell_writer(worksheet, c.kind, formats) for c in DETAIL]
+def _table_sheet(worksheet: Worksheet, columns: Sequence[Column], lines: Iterable[Sequence[Any]], header: Format,
+                 formats: dict[Kind, Format]) -> None:
+    _headers(worksheet, columns, header, [column_width(c) for c in columns])
+    writers = [_cell_writer(worksheet, c.kind, formats) for c in columns]
     for r, row in enumerate(lines, start=1):
         for i, value in enumerate(row):
             if value is not None and value != "":

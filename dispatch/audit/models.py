@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
     SUBSCRIBER_MARKED = "subscriber.marked"  # detail: importance, before and after
     SITE_MARKED = "site.marked"  # an important site added or removed
     WORKLOAD_EXPORTED = "workload.exported"
+    TICKETS_EXPORTED = "tickets.exported"
 
 
 class AuditEvent(Base):

@@ -1,9 +1,13 @@
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
@@ -13,7 +17,19 @@ from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
-from dispatch.tickets import attachments, grabs, incidents, offers, priority, queries, service, sla, stats, tips
+from dispatch.tickets import (
+    attachments,
+    export,
+    grabs,
+    incidents,
+    offers,
+    priority,
+    queries,
+    service,
+    sla,
+    stats,
+    tips,
+)
 from dispatch.tickets.deps import AttachableTicket, TicketInScope, ViewerDep
 from dispatch.tickets.errors import (
     AlreadyTaken,
@@ -92,12 +108,17 @@ from geo.latlng import LatLng
 from geo.points import from_wkb
 from grab_pool import pool
 from technicians.deps import CallingTechnician, CurrentTechnician
+from workload.export import MEDIA_TYPES, ExportFormat
 from workload.queries import Span
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
 Staff = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL))]
 TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentChange, Forbidden)
+
+
+# Who reads statistics and exports: the period's tickets in their regions.
+Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
 
 
 @router.post("/tickets", response_model=TicketRead, status_code=201,
@@ -136,6 +157,35 @@ def list_tickets(viewer: ViewerDep, session: SessionDep, page: PageDep, state: T
                                 order=order, after_rank=page.after_rank)
     return page_of([ticket_read(t, viewer) for t in rows], page,
                    rank=(lambda t: queries.priority_rank(t.priority)) if ranked else None)
+
+
+@router.get("/tickets/export", response_class=FileResponse, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def export_tickets(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+                   end: Annotated[Day, Query(alias="to", description="last local date, included")],
+                   session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
+                   state: TicketState | None = None, format: ExportFormat = ExportFormat.CSV) -> FileResponse:
+    """Every ticket reported in the period (local dates) in the caller's regions, in any state (or `state`), with
+    its milestones (local times), SLA outcome, holder, rating and 催办 count: csv (UTF-8 with BOM), xlsx or json."""
+    period = stats.Period(span=Span.of(start, end, max_days=settings.workload.max_range_days), tz=settings.timezone,
+                          region_id=region_id)
+    return _file(lambda path: export.export_tickets(session, actor=actor, period=period, state=state, fmt=format,
+                                                    path=path),
+                 name=f"tickets_{start}_{end}{f'_region{region_id}' if region_id else ''}", fmt=format)
+
+
+def _file(write: Callable[[Path], None], *, name: str, fmt: ExportFormat) -> FileResponse:
+    """Written to a temporary file while the session is open, then sent and removed: rows stream from the
+    database to the disk, never into memory."""
+    with tempfile.NamedTemporaryFile(prefix="export-", suffix=f".{fmt}", delete=False) as handle:
+        path = Path(handle.name)
+    try:
+        write(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=f"{name}.{fmt}",
+                        background=BackgroundTask(path.unlink, missing_ok=True))
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=problem_docs(TicketNotFound))
@@ -504,7 +554,6 @@ def set_escalation_chain(region_id: Id, body: EscalationChainBody, actor: ActorD
         sla.Rung(level=i + 1, **step.model_dump(exclude={"channels"}), channels=tuple(dict.fromkeys(step.channels)))
         for i, step in enumerate(body.steps)])
     return chain_read(region_id, region_id, rungs)
-Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
 
 
 @router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
@@ -519,6 +568,20 @@ def ticket_stats(start: Annotated[Day, Query(alias="from", description="first lo
     span = Span.of(start, end, max_days=settings.workload.max_range_days)
     return stats.ticket_stats(session, actor=actor,
                               period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
+
+
+@router.get("/stats/export", response_class=FileResponse, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def export_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
+                 session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
+                 ) -> FileResponse:
+    """The statistics of the period as an XLSX workbook: the totals, then a sheet per state, type, grid and
+    technician."""
+    period = stats.Period(span=Span.of(start, end, max_days=settings.workload.max_range_days), tz=settings.timezone,
+                          region_id=region_id)
+    return _file(lambda path: export.export_stats(session, actor=actor, period=period, path=path),
+                 name=f"stats_{start}_{end}{f'_region{region_id}' if region_id else ''}", fmt=ExportFormat.XLSX)
 
 
 CellRes = Annotated[int, Query(ge=stats.CELL_RES[0], le=stats.CELL_RES[-1],

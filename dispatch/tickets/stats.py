@@ -46,7 +46,7 @@ class Period:
     region_id: int | None
 
 
-def _local_midnight(day: Any, tz: str) -> ColumnElement[datetime]:
+def local_midnight(day: Any, tz: str) -> ColumnElement[datetime]:
     # timezone(zone, timestamp without time zone) reads the wall clock in that zone: the period's
     # edges are local midnights, whatever the server's zone.
     return func.timezone(tz, literal(datetime.combine(day, time.min)))
@@ -65,8 +65,8 @@ def _base(actor: Actor, period: Period) -> Any:
                     timed_out.label("timed_out"),
                     func.ST_Y(Ticket.location).label("lat"), func.ST_X(Ticket.location).label("lng"))
              .where(queries.visible_to(Viewer(actor=actor)),  # staff only: no technician's pool
-                    Ticket.created_at >= _local_midnight(period.span.start, period.tz),
-                    Ticket.created_at < _local_midnight(period.span.end_exclusive, period.tz)))
+                    Ticket.created_at >= local_midnight(period.span.start, period.tz),
+                    Ticket.created_at < local_midnight(period.span.end_exclusive, period.tz)))
     if period.region_id is not None:
         query = query.where(regions.within(Ticket.region_id, (period.region_id,)))
     return query.cte("period_ticket")

@@ -131,6 +131,12 @@ def test_statistics_show_the_months_tickets(open_page: Callable[..., Page], api:
     expect(tile.locator("b")).to_have_text("1")
     expect(console.locator(".stats")).to_contain_text("电视无信号")
     shot(console, "stats")
+    for button, sheet_name in (("导出统计 XLSX", "按类型"), ("导出工单 XLSX", "工单")):
+        with console.expect_download() as download:
+            console.get_by_role("button", name=button).click()
+        book = openpyxl.load_workbook(io.BytesIO(download.value.path().read_bytes()), read_only=True)
+        assert any("电视无信号" in (str(cell) for cell in row) or "tv_no_signal" in (str(cell) for cell in row)
+                   for row in book[sheet_name].iter_rows(values_only=True)), button
 
 
 def test_a_ticket_past_its_response_time_turns_red_live(open_page: Callable[..., Page], api: httpx.Client,

@@ -392,7 +392,27 @@ function statsPanel() {
   };
   month.addEventListener('change', load);
   load();
-  return [el('h2', { text: '统计' }), el('label', {}, '月份', month), error, out];
+  const statsFile = el('button', { type: 'button', text: '导出统计 XLSX' });
+  statsFile.addEventListener('click', () => busy(statsFile, () => downloadFile(
+    `/api/v1/stats/export?${query(monthRange(month.value))}`, `stats-${month.value}.xlsx`), error));
+  const ticketsFile = el('button', { type: 'button', text: '导出工单 XLSX' });
+  ticketsFile.addEventListener('click', () => busy(ticketsFile, () => downloadFile(
+    `/api/v1/tickets/export?${query({ ...monthRange(month.value), format: 'xlsx' })}`, `tickets-${month.value}.xlsx`),
+  error));
+  return [el('h2', { text: '统计' }), el('div.actions', {}, el('label', {}, '月份', month), statsFile, ticketsFile),
+    error, out];
+}
+
+// A file the server names in Content-Disposition, saved through a link the browser clicks.
+async function downloadFile(path, fallbackName) {
+  const response = await client.raw(path);
+  const disposition = response.headers.get('Content-Disposition') || '';
+  const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+  const link = el('a', { href: URL.createObjectURL(await response.blob()),
+    download: named ? decodeURIComponent(named[1]) : fallbackName });
+  document.body.append(link);
+  link.click();
+  link.remove();
 }
 
 function exportPanel() {
@@ -400,19 +420,9 @@ function exportPanel() {
   const error = el('p.error', { role: 'alert' });
   const table = el('div');
   const download = el('button.primary', { type: 'button', text: '下载 XLSX' });
-  download.addEventListener('click', () => busy(download, async () => {
-    const range = monthRange(month.value);
-    const response = await client.raw(`/api/v1/workload/export?${query({ ...range, format: 'xlsx' })}`).catch((e) => {
-      throw e.missingEndpoint ? new Error('导出暂不可用：服务器还没有 /api/v1/workload/export 接口') : e;
-    });
-    const disposition = response.headers.get('Content-Disposition') || '';
-    const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
-    const link = el('a', { href: URL.createObjectURL(await response.blob()),
-      download: named ? decodeURIComponent(named[1]) : `workload-${month.value}.xlsx` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-  }, error));
+  download.addEventListener('click', () => busy(download, () => downloadFile(
+    `/api/v1/workload/export?${query({ ...monthRange(month.value), format: 'xlsx' })}`, `workload-${month.value}.xlsx`,
+  ), error));
   const preview = async () => {
     error.textContent = '';
     try {
