@@ -136,3 +136,21 @@ def test_tips_an_admin_edits_on_the_console_are_what_the_subscriber_reads(
     tips = report.get_by_role("note", name="自助排障")
     expect(tips.locator("li").first).to_have_text("检查机顶盒电源是否打开")
     shot(report, "tips")
+
+
+def test_the_subscriber_urges_their_report_once_and_the_button_says_when_again(
+        open_page: Callable[..., Page], subscriber_token: str, api: httpx.Client, shot: Callable) -> None:
+    mine = {"Authorization": f"Bearer {subscriber_token}"}
+    reply = api.post("/api/v1/tickets", headers=mine, json={
+        "type_code": "broadband_fault", "description": "一直没网",
+        "location": {"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]},
+        "contact": {"name": "刘女士", "phone": "13812345678"}})
+    assert reply.status_code == 201, reply.text
+    ticket = reply.json()
+    page = open_page(f"/m/report?ticket={ticket['id']}#access_token={subscriber_token}", phone=True)
+    page.get_by_role("button", name="催办").click()
+    expect(page.get_by_role("button", name=re.compile("已催办，10 分钟后可再催"))).to_be_disabled()
+    shot(page, "urged")
+    dispatcher = {"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}
+    seen = api.get(f"/api/v1/tickets/{ticket['id']}", headers=dispatcher)
+    assert seen.json()["urge_count"] == 1

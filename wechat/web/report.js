@@ -175,7 +175,9 @@ async function progress(ticketId) {
     el('h1', {}, '报修进度 ', stateBadge(ticket.state)),
     el('div.card', {}, el('p', { text: `工单号：${ticket.number}` }), el('p.muted', { text: ticket.description }),
       ticket.state === 'invalid' ? el('p.error', { text: `此报修已作废：${ticket.invalid_reason || ''}` }) : null,
-      ticket.state === 'timed_out' ? el('p', { text: '维护人员有些忙，我们正在加急安排。' }) : null, steps, refresh),
+      ticket.state === 'timed_out' ? el('p', { text: '维护人员有些忙，我们正在加急安排。' }) : null,
+      ticket.state === 'grouped' ? el('p', { text: '您附近多户报修了同一故障，维护人员正在统一抢修，修好后会通知您。' }) : null,
+      steps, el('div.actions', {}, refresh, urgeButton(ticket))),
     ticket.state === 'awaiting_followup' ? ratingForm(ticket) : null,
     ticket.satisfaction ? el('div.card', {}, el('p', { text: `您的评价：${'★'.repeat(ticket.satisfaction)}，谢谢！` })) : null,
     el('p', {}, el('a', { href: location.pathname, text: '返回报修首页' })),
@@ -183,6 +185,25 @@ async function progress(ticketId) {
   if (!['completed', 'invalid'].includes(ticket.state)) {
     pollTimer = setInterval(() => { if (!document.hidden && !$('form.rating')) progress(ticketId); }, PROGRESS_POLL_MS);
   }
+}
+
+// 催办: once per URGE_EVERY_MS per ticket; the server says so too (429) if the page is out of date.
+const URGE_EVERY_MS = 10 * 60 * 1000;
+const URGEABLE = ['pending', 'timed_out', 'accepted', 'grouped'];
+
+function urgeButton(ticket) {
+  if (!URGEABLE.includes(ticket.state)) return null;
+  const mine = (ticket.events || []).filter((e) => e.action === 'urge' && e.actor_role === 'subscriber');
+  const last = mine.length ? Date.parse(mine[mine.length - 1].at) : 0;
+  const waitMin = Math.ceil((last + URGE_EVERY_MS - Date.now()) / 60000);
+  const button = el('button.primary', { type: 'button', text: waitMin > 0 ? `已催办，${waitMin} 分钟后可再催` : '催办',
+    disabled: waitMin > 0 });
+  button.addEventListener('click', () => busy(button, async () => {
+    await client.post(`/api/v1/tickets/${ticket.id}/urge`, {});
+    toast('已催办，我们会尽快处理', 'ok');
+    await progress(ticket.id);
+  }, null));
+  return button;
 }
 
 function ratingForm(ticket) {

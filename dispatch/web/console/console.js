@@ -128,7 +128,7 @@ async function openDrawer(id, { keepForms = false } = {}) {
       field('联系人', `${ticket.contact.name} ${ticket.contact.phone}`), field('维护人员', techName(ticket.technician_id)),
       field('报修时间', when(ticket.created_at)), field('响应时限', when(ticket.response_due_at)),
       field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
-      field('时限', slaText(ticket))),
+      field('时限', slaText(ticket)), field('催办', ticket.urge_count ? `${ticket.urge_count} 次，最近 ${when(ticket.urged_at)}` : '')),
     el('div.actions', {}, actionsFor(ticket, extra, error)),
     error, extra,
     el('h3', { text: '处理经过' }),
