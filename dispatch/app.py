@@ -27,6 +27,8 @@ from dispatch.kernel.redis import connect, connect_async
 from dispatch.kernel.settings import Settings, get_settings
 from dispatch.tickets import feed, notify, stream
 from dispatch.tickets import router as tickets
+from dispatch.webhooks import channel as webhook_channel
+from dispatch.webhooks import router as webhooks
 from geo import router as geo
 from technicians import router as technicians
 from wechat import channel as wechat_channel
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.stopping = asyncio.Event()
         feed.register(app.state.redis)  # the notifier's "feed" channel
         wechat_channel.register(settings.wechat, app.state.redis)  # template messages, when configured
+        webhook_channel.register()  # feed events become webhook deliveries
         drain_waker = notify.DrainWaker(queue()).start()  # commits wake it: no enqueue on the request path
         try:
             yield
@@ -77,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the phones' hot paths (pings, grabs) come early. tickets before
     # technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, technicians.me_router, tickets.router, geo.router,
-                   technicians.router, stream.router, wechat.router, workload.router, audit.router):
+                   technicians.router, stream.router, wechat.router, workload.router, audit.router, webhooks.router):
         app.include_router(router)
     _mount_pages(app, tile_url=settings.map_tile_url)
     _mount_docs(app)

@@ -26,6 +26,11 @@ class AuditAction(StrEnum):
     SUBSCRIBER_MARKED = "subscriber.marked"  # detail: importance, before and after
     SITE_MARKED = "site.marked"  # an important site added or removed
     WORKLOAD_EXPORTED = "workload.exported"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_ENABLED = "webhook.enabled"
+    WEBHOOK_DISABLED = "webhook.disabled"  # by the sender after repeated failures: no actor, detail.reason
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
 
 
 class AuditEvent(Base):
