@@ -11,6 +11,7 @@ import structlog
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import after_commit, session_scope
@@ -69,18 +70,21 @@ def send_deliveries_job() -> int:
 
 
 def enqueue_send(q: Queue) -> None:
-    """Have the due deliveries sent now (after a fan-out commits); a run in progress is told to look again.
+    """Have the due deliveries sent now (after a fan-out commits); a run queued or in progress is told to
+    look again instead, so a drain fanning out 500 events asks rq once, not 500 times.
 
     A request that lands as a run ends, after its last look, waits for the periodic send (WEBHOOKS__SEND_EVERY_S).
     """
     try:
-        q.enqueue(send_deliveries_job, job_id=SEND_NOW_JOB_ID, unique=True, result_ttl=0, failure_ttl=60,
-                  job_timeout=SEND_JOB_TIMEOUT_S, description="webhook deliveries after commit")
+        with q.connection.pipeline(transaction=False) as pipe:
+            pipe.set(AGAIN_KEY, 1, ex=SEND_JOB_TIMEOUT_S)
+            pipe.exists(Job.key_for(SEND_NOW_JOB_ID))
+            _, pending = pipe.execute()
+        if not pending:
+            q.enqueue(send_deliveries_job, job_id=SEND_NOW_JOB_ID, unique=True, result_ttl=0, failure_ttl=60,
+                      job_timeout=SEND_JOB_TIMEOUT_S, description="webhook deliveries after commit")
     except DuplicateJobError:
-        try:
-            q.connection.set(AGAIN_KEY, 1, ex=SEND_JOB_TIMEOUT_S)
-        except (RedisError, OSError) as exc:
-            log.warning("webhook_send_enqueue_failed", error=f"{type(exc).__name__}: {exc}")
+        pass  # enqueued meanwhile by another commit: it will see the flag
     except (RedisError, OSError) as exc:
         log.warning("webhook_send_enqueue_failed", error=f"{type(exc).__name__}: {exc}")
 

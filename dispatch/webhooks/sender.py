@@ -34,12 +34,14 @@ class Outgoing:
     body: str
     event_type: str
     event_id: str
+    attempts: int  # before this one
 
 
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
     webhook_id: int
+    attempts: int  # this one included
     at: datetime
     status: int | None  # the receiver's HTTP status; None when none came (refused, timed out, unsafe)
     error: str | None  # None: delivered
@@ -98,7 +100,8 @@ def post_one(http: httpx.Client, item: Outgoing, *, cfg: WebhookSettings, at: da
     try:
         target = urls.resolve(item.url, allow_private=cfg.allow_private_urls)
     except urls.UnsafeUrl as exc:
-        return Outcome(item.delivery_id, item.webhook_id, at, None, f"refused: {exc}"[:MAX_ERROR_CHARS])
+        return Outcome(item.delivery_id, item.webhook_id, item.attempts + 1, at, None,
+                       f"refused: {exc}"[:MAX_ERROR_CHARS])
     headers = {"Content-Type": "application/json", "Host": target.host_header,
                SIGNATURE_HEADER: signature(item.secret, body, timestamp=int(time.time())),
                "X-Fieldpool-Event": item.event_type, "X-Fieldpool-Event-Id": item.event_id,
@@ -107,9 +110,9 @@ def post_one(http: httpx.Client, item: Outgoing, *, cfg: WebhookSettings, at: da
     try:
         response = http.post(target.url, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
-        return Outcome(item.delivery_id, item.webhook_id, at, None,
+        return Outcome(item.delivery_id, item.webhook_id, item.attempts + 1, at, None,
                        f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
     if 200 <= response.status_code < 300:
-        return Outcome(item.delivery_id, item.webhook_id, at, response.status_code, None)
-    return Outcome(item.delivery_id, item.webhook_id, at, response.status_code,
+        return Outcome(item.delivery_id, item.webhook_id, item.attempts + 1, at, response.status_code, None)
+    return Outcome(item.delivery_id, item.webhook_id, item.attempts + 1, at, response.status_code,
                    f"HTTP {response.status_code}: {response.text[:200]}"[:MAX_ERROR_CHARS])

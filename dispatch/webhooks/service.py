@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, or_, select, text, update
+from sqlalchemy import ARRAY, Integer, cast, exists, func, literal, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.accounts.service import check_regions
 from dispatch.audit.models import AuditAction
@@ -24,9 +25,11 @@ from dispatch.webhooks.errors import WebhookDisabled
 from dispatch.webhooks.models import DeliveryState, Webhook, WebhookDelivery
 from dispatch.webhooks.sender import Outcome, Outgoing
 from geo.models import Region
-from geo.regions import path_ids
 
 SECRET_PREFIX = "whsec_"
+# Written into the SQL, not bound: a prepared statement's generic plan cannot use the partial indexes on
+# pending deliveries for a bound state, and scanned every earlier delivery for each candidate.
+PENDING: ColumnElement[str] = literal_column(f"'{DeliveryState.PENDING.value}'")
 SYSTEM_LABEL = "webhooks"  # the audit log's actor when the sender disables a webhook
 log = structlog.get_logger()
 
@@ -145,25 +148,25 @@ def body_of(event: Mapping[str, Any], event_id: str, now: datetime) -> str:
 
 def fan_out(session: Session, event: Mapping[str, Any]) -> int:
     """One pending delivery per enabled webhook that hears this event (its type, in its regions); returns
-    how many were added. Safe to run twice for one event: a webhook gets one delivery per event id."""
+    how many were added. Safe to run twice for one event: a webhook gets one delivery per event id.
+
+    One statement: the webhooks whose regions lie on the event region's path, inserted from a SELECT.
+    """
     kind, ticket_id = event.get("type"), event.get("ticket_id")
     region_id = event.get("region_id") or event.get("branch_id")
     if not isinstance(kind, str) or not isinstance(ticket_id, int) or not isinstance(region_id, int):
         return 0
-    path = session.scalar(select(Region.path).where(Region.id == region_id))
-    if path is None:
-        return 0
-    hooks = list(session.scalars(select(Webhook.id).where(
-        Webhook.disabled_at.is_(None), Webhook.event_types.contains([kind]),
-        Webhook.region_ids.overlap(sorted(path_ids(path))))))
-    if not hooks:
-        return 0
     event_id = event_id_of(event)
-    body = body_of(event, event_id, datetime.now(UTC))
+    # The region's path "/1/5/23/" as the ids on it: the event lies inside each of them.
+    on_path = (select(cast(func.string_to_array(func.trim(Region.path, "/"), "/"), ARRAY(Integer)))
+               .where(Region.id == region_id).scalar_subquery())
+    hearing = select(Webhook.id, literal(event_id), literal(kind), literal(ticket_id),
+                     literal(body_of(event, event_id, datetime.now(UTC))), literal(DeliveryState.PENDING.value),
+                     literal(0)).where(Webhook.disabled_at.is_(None), Webhook.event_types.contains([kind]),
+                                       Webhook.region_ids.overlap(on_path))
     added = session.execute(
         insert(WebhookDelivery)
-        .values([{"webhook_id": h, "event_id": event_id, "event_type": kind, "ticket_id": ticket_id,
-                  "body": body, "state": DeliveryState.PENDING, "attempts": 0} for h in hooks])
+        .from_select(["webhook_id", "event_id", "event_type", "ticket_id", "body", "state", "attempts"], hearing)
         .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"],
                                 index_where=text("redelivery_of IS NULL"))
         .returning(WebhookDelivery.id))
@@ -179,16 +182,14 @@ def claim_due(session: Session, *, now: datetime, limit: int, skip_webhooks: Ite
     """
     d, earlier = WebhookDelivery, aliased(WebhookDelivery)
     waits = exists().where(earlier.webhook_id == d.webhook_id, earlier.ticket_id == d.ticket_id,
-                           earlier.state == DeliveryState.PENDING, earlier.redelivery_of.is_(None),
-                           earlier.id < d.id)
+                           earlier.state == PENDING, earlier.redelivery_of.is_(None), earlier.id < d.id)
     # A webhook that has been failing is probed with its oldest pending delivery alone; the rest follow once
     # one goes through.
-    behind = exists().where(earlier.webhook_id == d.webhook_id, earlier.state == DeliveryState.PENDING,
-                            earlier.id < d.id)
+    behind = exists().where(earlier.webhook_id == d.webhook_id, earlier.state == PENDING, earlier.id < d.id)
     skip = sorted(set(skip_webhooks))
-    query = (select(d.id, d.webhook_id, Webhook.url, Webhook.secret, d.body, d.event_type, d.event_id)
+    query = (select(d.id, d.webhook_id, Webhook.url, Webhook.secret, d.body, d.event_type, d.event_id, d.attempts)
              .join(Webhook, Webhook.id == d.webhook_id)
-             .where(d.state == DeliveryState.PENDING, Webhook.disabled_at.is_(None),
+             .where(d.state == PENDING, Webhook.disabled_at.is_(None),
                     or_(Webhook.retry_at.is_(None), Webhook.retry_at <= now),
                     or_(d.redelivery_of.is_not(None), ~waits),
                     or_(Webhook.consecutive_failures == 0, ~behind))
@@ -209,12 +210,11 @@ def record_outcomes(session: Session, outcomes: list[Outcome], *, now: datetime,
     by_webhook: dict[int, list[Outcome]] = {}
     for outcome in outcomes:
         by_webhook.setdefault(outcome.webhook_id, []).append(outcome)
-        values: dict[str, Any] = {"attempts": WebhookDelivery.attempts + 1, "last_attempt_at": outcome.at,
-                                  "last_status": outcome.status, "last_error": outcome.error}
-        if outcome.delivered:
-            values |= {"state": DeliveryState.DELIVERED, "delivered_at": outcome.at}
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.id == outcome.delivery_id).values(**values)
-                        .execution_options(synchronize_session=False))
+    if outcomes:  # one executemany: bulk UPDATE by primary key
+        session.execute(update(WebhookDelivery), [
+            {"id": o.delivery_id, "attempts": o.attempts, "last_attempt_at": o.at, "last_status": o.status,
+             "last_error": o.error, "state": DeliveryState.DELIVERED if o.delivered else DeliveryState.PENDING,
+             "delivered_at": o.at if o.delivered else None} for o in outcomes])
     # Locked in id order: two senders recording for the same webhooks never wait on each other in a circle.
     for webhook in session.scalars(select(Webhook).where(Webhook.id.in_(sorted(by_webhook)))
                                    .order_by(Webhook.id).with_for_update()):
@@ -267,7 +267,7 @@ def give_up_stale(session: Session, *, now: datetime, cfg: WebhookSettings) -> i
     """Pending deliveries older than `cfg.retry_for_s` become failed (their ticket's later events then go);
     returns how many. Rows another sender holds are left to it."""
     stale = (select(WebhookDelivery.id)
-             .where(WebhookDelivery.state == DeliveryState.PENDING,
+             .where(WebhookDelivery.state == PENDING,
                     WebhookDelivery.created_at < now - timedelta(seconds=cfg.retry_for_s))
              .with_for_update(skip_locked=True))
     done = session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(stale.scalar_subquery()))
