@@ -1,6 +1,7 @@
 """Webhook delivery (issue 16): the outbox's delivery rate to a local receiver beside a raw HTTP client.
 
-`fieldpool worker` runs as `make run` starts it, on the bench database and Redis. This process commits
+`fieldpool worker` runs as `make run` starts it (then a second one beside it, for the second row), on the
+bench database and Redis. This process commits
 `BENCH_WEBHOOK_EVENTS` (5000) feed events over 500 tickets, 50 per transaction as fast as it can, each
 commit asking for an outbox drain as the API's commits do; the worker drains them, fans each event out to
 one webhook (the XL branch, every type) and posts the signed deliveries, in order per ticket, to an aiohttp
@@ -8,7 +9,10 @@ receiver in a process of its own that checks every signature. Lag is commit -> r
 
 Beside it, in the same run and to the same receiver: the same bodies posted by httpx from this process,
 signed the same way, with as many threads as the sender has in flight (WEBHOOKS__CONCURRENCY, 16); its
-"lag" is the time of each POST. Both rows must see every event exactly once; the outbox row in order.
+"lag" is the time of each POST. Every row must see every event exactly once; the outbox rows in order.
+
+One rq worker runs one job at a time: the drain's fan-out (a transaction per event) and the sending take
+turns, so under a burst the sends wait for the drain. A second worker lets them overlap.
 """
 
 import hashlib
@@ -28,7 +32,7 @@ from datetime import UTC, datetime
 import httpx
 import numpy as np
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -163,17 +167,23 @@ def _wait_for(base: str, row: str, count: int) -> None:
         time.sleep(0.25)
 
 
-def outbox_row(bench_url: str, redis_url: str, base: str, branch_id: int, grid_id: int) -> Row:
-    warm = 100
-    _commit_events(bench_url, redis_url, branch_id, grid_id, warm, seq_base=0)
-    _wait_for(base, "outbox", warm)
+def outbox_row(name: str, bench_url: str, redis_url: str, base: str, regions: tuple[int, int], seq_base: int) -> Row:
+    already = len(received(base, "outbox"))
     start = time.time()
-    committed = _commit_events(bench_url, redis_url, branch_id, grid_id, EVENTS, seq_base=warm)
-    _wait_for(base, "outbox", warm + EVENTS)
+    committed = _commit_events(bench_url, redis_url, *regions, EVENTS, seq_base=seq_base)
+    _wait_for(base, "outbox", already + EVENTS)
     got = [g for g in received(base, "outbox") if g[0] in committed]
     end = max(g[3] for g in got)
-    return _row("outbox -> worker -> signed POST", got, start, end, [g[3] - committed[g[0]] for g in got],
-                ordered=True)
+    return _row(name, got, start, end, [g[3] - committed[g[0]] for g in got], ordered=True)
+
+
+def _workers_listed(redis_url: str, count: int) -> None:
+    deadline = time.monotonic() + 120
+    with Redis.from_url(redis_url) as queues:
+        while len(Worker.all(connection=queues)) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} bench workers did not start")
+            time.sleep(0.2)
 
 
 def raw_row(bench_url: str, base: str, cfg: WebhookSettings) -> Row:
@@ -221,10 +231,18 @@ def main(bench_url: str, redis_url: str) -> str:
                                    region_ids=[branch_id], secret=SECRET, description="bench", cfg=cfg,
                                    actor=Actor(kind=PrincipalKind.USER, id=admin_id, role=Role.ADMIN, label="bench"))
         engine.dispose()
+        regions = (branch_id, grid_id)
         with harness.worker(env):
-            through_outbox = outbox_row(bench_url, redis_url, base, branch_id, grid_id)
+            warm = 100
+            _commit_events(bench_url, redis_url, *regions, warm, seq_base=0)
+            _wait_for(base, "outbox", warm)
+            one = outbox_row("outbox -> 1 worker -> signed POST", bench_url, redis_url, base, regions, warm)
+            with harness.worker(env):
+                _workers_listed(redis_url, 2)
+                two = outbox_row("outbox -> 2 workers -> signed POST", bench_url, redis_url, base, regions,
+                                 warm + EVENTS)
         raw = raw_row(bench_url, base, cfg)
-    return report([through_outbox, raw])
+    return report([one, two, raw])
 
 
 def _said(in_order: bool | None) -> str:
@@ -240,6 +258,7 @@ def report(rows: list[Row]) -> str:
     for r in rows:
         lines.append(f"{r.name:<40} {r.deliveries:>10} {r.seconds:>8.2f} {r.rate:>8.1f} {r.p50_ms:>8.1f} "
                      f"{r.p99_ms:>8.1f} {r.duplicates:>5} {_said(r.in_order):>8}")
-    outbox_rate, raw_rate = rows[0].rate, rows[1].rate
-    lines.append(f"outbox / raw delivery rate: {outbox_rate / raw_rate:.2f}")
+    one, two, raw = rows
+    lines.append(f"outbox / raw delivery rate: {one.rate / raw.rate:.2f} with 1 worker (as `make run` starts it), "
+                 f"{two.rate / raw.rate:.2f} with 2")
     return "\n".join(lines) + "\n"
