@@ -1,7 +1,8 @@
 """Webhook delivery (issue 16): the outbox's delivery rate to a local receiver beside a raw HTTP client.
 
-`fieldpool worker` runs as `make run` starts it (then a second one beside it, for the second row), on the
-bench database and Redis. This process commits
+`fieldpool worker` runs as `make run` starts it (then a second one beside it, for the third row), on the
+bench database and Redis. First a steady flow (STEADY_PER_S events a second, one a commit): the lag of
+one event when nothing queues. Then a burst: this process commits
 `BENCH_WEBHOOK_EVENTS` (5000) feed events over 500 tickets, 50 per transaction as fast as it can, each
 commit asking for an outbox drain as the API's commits do; the worker drains them, fans each event out to
 one webhook (the XL branch, every type) and posts the signed deliveries, in order per ticket, to an aiohttp
@@ -50,6 +51,8 @@ from tests.concurrency.storms import free_port
 EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "5000"))
 TICKETS = 500
 PER_COMMIT = 50
+STEADY_PER_S = 50
+STEADY_EVENTS = 1000
 SECRET = "whsec_bench_0123456789abcdef0123456789"
 WAIT_S = 600.0
 
@@ -136,16 +139,21 @@ def _row(name: str, got: list[tuple[str, int, int, float]], start: float, end: f
                in_order if ordered else None)
 
 
-def _commit_events(engine_url: str, redis_url: str, branch_id: int, grid_id: int, count: int,
-                   seq_base: int) -> dict[str, float]:
-    """Feed events committed `PER_COMMIT` to a transaction, each commit waking the drain; id -> commit time."""
+def _commit_events(engine_url: str, redis_url: str, regions: tuple[int, int], count: int, *, seq_base: int,
+                   per_commit: int = PER_COMMIT, per_s: float | None = None) -> dict[str, float]:
+    """Feed events committed `per_commit` to a transaction, each commit waking the drain, as fast as possible
+    or `per_s` events a second; returns event id -> commit time."""
+    branch_id, grid_id = regions
     engine = create_engine(engine_url)
     queue = Queue("default", connection=Redis.from_url(redis_url))
     committed: dict[str, float] = {}
-    for start in range(0, count, PER_COMMIT):
+    began = time.monotonic()
+    for start in range(0, count, per_commit):
+        if per_s is not None:  # paced: this commit's slot
+            time.sleep(max(0.0, began + start / per_s - time.monotonic()))
         ids = []
         with Session(engine) as session, session.begin():
-            for n in range(start, min(start + PER_COMMIT, count)):
+            for n in range(start, min(start + per_commit, count)):
                 event_id = uuid.uuid4().hex
                 ids.append(event_id)
                 outbox.emit(session, feed.TOPIC, feed.make_event(
@@ -167,11 +175,13 @@ def _wait_for(base: str, row: str, count: int) -> None:
         time.sleep(0.25)
 
 
-def outbox_row(name: str, bench_url: str, redis_url: str, base: str, regions: tuple[int, int], seq_base: int) -> Row:
+def outbox_row(name: str, bench_url: str, redis_url: str, base: str, regions: tuple[int, int], seq_base: int, *,
+               count: int = EVENTS, per_commit: int = PER_COMMIT, per_s: float | None = None) -> Row:
     already = len(received(base, "outbox"))
     start = time.time()
-    committed = _commit_events(bench_url, redis_url, *regions, EVENTS, seq_base=seq_base)
-    _wait_for(base, "outbox", already + EVENTS)
+    committed = _commit_events(bench_url, redis_url, regions, count, seq_base=seq_base, per_commit=per_commit,
+                               per_s=per_s)
+    _wait_for(base, "outbox", already + count)
     got = [g for g in received(base, "outbox") if g[0] in committed]
     end = max(g[3] for g in got)
     return _row(name, got, start, end, [g[3] - committed[g[0]] for g in got], ordered=True)
@@ -234,15 +244,17 @@ def main(bench_url: str, redis_url: str) -> str:
         regions = (branch_id, grid_id)
         with harness.worker(env):
             warm = 100
-            _commit_events(bench_url, redis_url, *regions, warm, seq_base=0)
+            _commit_events(bench_url, redis_url, regions, warm, seq_base=0)
             _wait_for(base, "outbox", warm)
-            one = outbox_row("outbox -> 1 worker -> signed POST", bench_url, redis_url, base, regions, warm)
+            steady = outbox_row(f"steady: {STEADY_PER_S} events/s, 1 a commit", bench_url, redis_url, base, regions,
+                                warm, count=STEADY_EVENTS, per_commit=1, per_s=STEADY_PER_S)
+            seq = warm + STEADY_EVENTS
+            one = outbox_row("burst: outbox -> 1 worker", bench_url, redis_url, base, regions, seq)
             with harness.worker(env):
                 _workers_listed(redis_url, 2)
-                two = outbox_row("outbox -> 2 workers -> signed POST", bench_url, redis_url, base, regions,
-                                 warm + EVENTS)
+                two = outbox_row("burst: outbox -> 2 workers", bench_url, redis_url, base, regions, seq + EVENTS)
         raw = raw_row(bench_url, base, cfg)
-    return report([one, two, raw])
+    return report([steady, one, two, raw])
 
 
 def _said(in_order: bool | None) -> str:
@@ -250,15 +262,16 @@ def _said(in_order: bool | None) -> str:
 
 
 def report(rows: list[Row]) -> str:
-    lines = [f"\nWebhook delivery (issue 16): {EVENTS} feed events over {TICKETS} tickets, committed {PER_COMMIT} "
-             f"per transaction as fast as one process can; one webhook; an aiohttp receiver checking every "
-             f"signature. Outbox lag: commit -> receipt; raw lag: one POST.\n",
+    lines = [f"\nWebhook delivery (issue 16): one webhook; an aiohttp receiver checking every signature. Steady: "
+             f"{STEADY_EVENTS} feed events at {STEADY_PER_S}/s, one a transaction. Burst: {EVENTS} events over "
+             f"{TICKETS} tickets, {PER_COMMIT} a transaction, as fast as one process commits. Outbox lag: commit -> "
+             f"receipt; raw: {EVENTS} bodies of the burst, lag = one POST.\n",
              f"{'row':<40} {'deliveries':>10} {'seconds':>8} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} "
              f"{'dups':>5} {'in order':>8}"]
     for r in rows:
         lines.append(f"{r.name:<40} {r.deliveries:>10} {r.seconds:>8.2f} {r.rate:>8.1f} {r.p50_ms:>8.1f} "
                      f"{r.p99_ms:>8.1f} {r.duplicates:>5} {_said(r.in_order):>8}")
-    one, two, raw = rows
+    _, one, two, raw = rows
     lines.append(f"outbox / raw delivery rate: {one.rate / raw.rate:.2f} with 1 worker (as `make run` starts it), "
                  f"{two.rate / raw.rate:.2f} with 2")
     return "\n".join(lines) + "\n"
