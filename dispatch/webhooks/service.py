@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ARRAY, Integer, cast, exists, func, literal, literal_column, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import exists, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -20,11 +19,10 @@ from dispatch.kernel.auth import Actor
 from dispatch.kernel.errors import InvalidInput, NotFound
 from dispatch.kernel.pagination import PageParams
 from dispatch.kernel.settings import WebhookSettings
-from dispatch.webhooks import urls
+from dispatch.webhooks import queries, urls
 from dispatch.webhooks.errors import WebhookDisabled
 from dispatch.webhooks.models import DeliveryState, Webhook, WebhookDelivery
 from dispatch.webhooks.sender import Outcome, Outgoing
-from geo.models import Region
 
 SECRET_PREFIX = "whsec_"
 # Written into the SQL, not bound: a prepared statement's generic plan cannot use the partial indexes on
@@ -148,28 +146,15 @@ def body_of(event: Mapping[str, Any], event_id: str, now: datetime) -> str:
 
 def fan_out(session: Session, event: Mapping[str, Any]) -> int:
     """One pending delivery per enabled webhook that hears this event (its type, in its regions); returns
-    how many were added. Safe to run twice for one event: a webhook gets one delivery per event id.
-
-    One statement: the webhooks whose regions lie on the event region's path, inserted from a SELECT.
-    """
+    how many were added. Safe to run twice for one event: a webhook gets one delivery per event id."""
     kind, ticket_id = event.get("type"), event.get("ticket_id")
     region_id = event.get("region_id") or event.get("branch_id")
     if not isinstance(kind, str) or not isinstance(ticket_id, int) or not isinstance(region_id, int):
         return 0
     event_id = event_id_of(event)
-    # The region's path "/1/5/23/" as the ids on it: the event lies inside each of them.
-    on_path = (select(cast(func.string_to_array(func.trim(Region.path, "/"), "/"), ARRAY(Integer)))
-               .where(Region.id == region_id).scalar_subquery())
-    hearing = select(Webhook.id, literal(event_id), literal(kind), literal(ticket_id),
-                     literal(body_of(event, event_id, datetime.now(UTC))), literal(DeliveryState.PENDING.value),
-                     literal(0)).where(Webhook.disabled_at.is_(None), Webhook.event_types.contains([kind]),
-                                       Webhook.region_ids.overlap(on_path))
-    added = session.execute(
-        insert(WebhookDelivery)
-        .from_select(["webhook_id", "event_id", "event_type", "ticket_id", "body", "state", "attempts"], hearing)
-        .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"],
-                                index_where=text("redelivery_of IS NULL"))
-        .returning(WebhookDelivery.id))
+    added = session.connection().execute(queries.FAN_OUT, {
+        "event_id": event_id, "kind": kind, "ticket_id": ticket_id, "region_id": region_id,
+        "body": body_of(event, event_id, datetime.now(UTC))})
     return len(added.all())
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from dispatch.app import create_app
 from dispatch.audit.models import AuditAction, AuditEvent
 from dispatch.kernel.queues import queue
-from dispatch.kernel.settings import Settings, WebhookSettings
+from dispatch.kernel.settings import Settings, WebhookSettings, get_settings
 from dispatch.tickets import notify, outbox
 from dispatch.webhooks import jobs, sender
 from dispatch.webhooks.models import DeliveryState, Webhook, WebhookDelivery
@@ -40,9 +40,12 @@ def api(settings: Settings, cfg: WebhookSettings, committed_db: Engine, redis: R
     """The app committing for real (its lifespan registers the feed and webhook channels); the worker's
     jobs read the same webhook settings from the environment."""
     monkeypatch.setattr(notify, "_CHANNELS", {})
+    monkeypatch.setattr(notify, "_WRITERS", {})
     monkeypatch.setenv("WEBHOOKS__ALLOW_PRIVATE_URLS", "true")
+    get_settings.cache_clear()  # the job reads the process settings: read them again, with the variable
     with TestClient(create_app(settings.model_copy(update={"webhooks": cfg})), raise_server_exceptions=False) as client:
         yield client
+    get_settings.cache_clear()
 
 
 def region_id(engine: Engine, code: str) -> int:
