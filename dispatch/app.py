@@ -29,6 +29,8 @@ from dispatch.notices import delivery as notice_delivery
 from dispatch.notices import router as notices
 from dispatch.tickets import feed, notify, stream
 from dispatch.tickets import router as tickets
+from dispatch.webhooks import channel as webhook_channel
+from dispatch.webhooks import router as webhooks
 from geo import router as geo
 from technicians import router as technicians
 from wechat import channel as wechat_channel
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feed.register(app.state.redis)  # the notifier's "feed" channel
         wechat_channel.register(settings.wechat, app.state.redis)  # template messages, when configured
         notice_delivery.register(settings, app.state.redis)  # staff notices: robots, SMS, mail, WeChat
+        webhook_channel.register()  # feed events become webhook deliveries
         drain_waker = notify.DrainWaker(queue()).start()  # commits wake it: no enqueue on the request path
         try:
             yield
@@ -80,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the phones' hot paths (pings, grabs) come early. tickets before
     # technicians: /technicians/nearest must win over /technicians/{technician_id}.
     for router in (ops.router, accounts.router, technicians.me_router, tickets.router, geo.router,
-                   technicians.router, stream.router, wechat.router, workload.router, audit.router, notices.router):
+                   technicians.router, stream.router, wechat.router, workload.router, audit.router, notices.router,
+                   webhooks.router):
         app.include_router(router)
     _mount_pages(app, tile_url=settings.map_tile_url)
     _mount_docs(app)

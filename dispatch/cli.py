@@ -32,6 +32,8 @@ from dispatch.notices import delivery as notice_delivery
 from dispatch.notices import jobs as notice_jobs
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, mirror, outbox
+from dispatch.webhooks import channel as webhook_channel
+from dispatch.webhooks import jobs as webhook_jobs
 from technicians import presence, replica
 from wechat import channel as wechat_channel
 from wechat import menu
@@ -123,7 +125,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
            drain_every: Annotated[float, typer.Option(help="seconds between outbox drains")] = outbox.DRAIN_EVERY_S,
            ) -> None:
     """Run a background worker (rq) with the scheduler and the periodic jobs: outbox drain, ring sweep,
-    track write-through, live-index rebuild and grab-pool repair."""
+    track write-through, live-index rebuild, grab-pool repair and webhook retries."""
     settings = get_settings()
     configure_logging(json=settings.log_json, level=settings.log_level)
     connection = Redis.from_url(settings.queue_url)
@@ -131,6 +133,7 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
     feed.register(connect(settings.redis_url))  # the notifier's channels, as in create_app
     wechat_channel.register(settings.wechat, connect(settings.redis_url))
     notice_delivery.register(settings, connect(settings.redis_url))
+    webhook_channel.register()
     with session_scope() as session:
         branches = presence.branch_ids(session)
     # rq runs each job in a forked process: the rings' nearest searches start from these copies.
@@ -141,7 +144,8 @@ def worker(queues: Annotated[list[str] | None, typer.Argument()] = None, burst: 
         # Its own connection: the ticker thread must not share one with the work loop.
         ticker_queue = Queue("default", connection=Redis.from_url(settings.queue_url, socket_timeout=5.0,
                                                                   socket_connect_timeout=5.0))
-        periodic = [outbox.drain_tick(drain_every * settings.periodic_scale), *notice_jobs.periodic(settings)]
+        periodic = [outbox.drain_tick(drain_every * settings.periodic_scale), *notice_jobs.periodic(settings),
+                    webhook_jobs.send_tick(settings)]
         if burst:
             for job in periodic:
                 enqueue_tick(ticker_queue, job.func, job_id=job.job_id, timeout_s=job.timeout_s, reports=job.reports)

@@ -50,7 +50,8 @@ def _password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-def _check_regions(session: Session, region_ids: list[int]) -> None:
+def check_regions(session: Session, region_ids: list[int]) -> None:
+    """Raises: InvalidInput (a region id that names no region)."""
     known = set(session.scalars(select(Region.id).where(Region.id.in_(region_ids))))
     missing = sorted(set(region_ids) - known)
     if missing:
@@ -72,7 +73,7 @@ def create_user(session: Session, *, username: str, password: str, role: Role, n
         InvalidInput: username taken, unknown region, or a regional role without regions.
     """
     region_ids = region_ids or []
-    _check_regions(session, region_ids)
+    check_regions(session, region_ids)
     _check_role(role, region_ids)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise InvalidInput("username", f"{username!r} is taken")
@@ -109,7 +110,7 @@ def change_user(session: Session, *, user: User, actor: Actor, role: Role | None
     changes = {field: [getattr(user, field), value] for field, value in wanted.items()
                if value is not None and value != getattr(user, field)}
     if "region_ids" in changes:
-        _check_regions(session, changes["region_ids"][1])
+        check_regions(session, changes["region_ids"][1])
     _check_role(role or user.role, region_ids if region_ids is not None else user.region_ids)
     for field, (_, value) in changes.items():
         setattr(user, field, value)
@@ -236,7 +237,7 @@ def create_api_key(session: Session, *, name: str, region_ids: list[int], actor:
     Raises:
         InvalidInput: unknown region.
     """
-    _check_regions(session, region_ids)
+    check_regions(session, region_ids)
     prefix = secrets.token_hex(4)
     secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     key = ApiKey(name=name, prefix=prefix, key_hash=_digest(secret), region_ids=region_ids,

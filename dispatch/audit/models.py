@@ -27,6 +27,11 @@ class AuditAction(StrEnum):
     SITE_MARKED = "site.marked"  # an important site added or removed
     WORKLOAD_EXPORTED = "workload.exported"
     TICKETS_EXPORTED = "tickets.exported"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_ENABLED = "webhook.enabled"
+    WEBHOOK_DISABLED = "webhook.disabled"  # by the sender after repeated failures: no actor, detail.reason
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
 
 
 class AuditEvent(Base):

@@ -213,6 +213,27 @@ class LoginSettings(BaseModel):
     lock_window_s: int = Field(default=24 * 3600, gt=0)
 
 
+class WebhookSettings(BaseModel):
+    """Webhooks to other systems (env: WEBHOOKS__ALLOW_PRIVATE_URLS=false, ...)."""
+
+    # Loopback, private, link-local and other non-public addresses are refused as targets (SSRF) unless this
+    # is on: a deployment whose BOSS/CRM lives on its intranet turns it on, and so do the tests.
+    allow_private_urls: bool = False
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # A failed delivery is retried with exponential backoff (2, 4, 8 ... seconds, at most backoff_cap_s) for
+    # this long after its event, then given up.
+    retry_for_s: int = Field(default=24 * 3600, gt=0)
+    backoff_cap_s: int = Field(default=3600, gt=0)
+    # A webhook is disabled after this many failures in a row, or once it has failed for disable_after_s.
+    disable_after_failures: int = Field(default=50, gt=0)
+    disable_after_s: int = Field(default=24 * 3600, gt=0)
+    # Deliveries claimed per transaction, and how many are in flight at once.
+    batch: int = Field(default=200, gt=0, le=5000)
+    concurrency: int = Field(default=16, gt=0, le=256)
+    # The worker looks for due deliveries (retries) this often; new ones are sent right after their commit.
+    send_every_s: float = Field(default=5.0, gt=0)
+
+
 # Printed here for anyone to read: `serve` refuses it outside FIELDPOOL_ENV=dev.
 DEV_SECRET_KEY = "dev-only-change-me-in-production-0123456789"
 MIN_SECRET_KEY_CHARS = 32
@@ -233,6 +254,7 @@ class Settings(BaseSettings):
     workload: WorkloadSettings = WorkloadSettings()
     login: LoginSettings = LoginSettings()
     notices: NoticeSettings = NoticeSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     # The app's role: it owns nothing, reads and writes the tables it uses (`fieldpool db upgrade` grants it).
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool"

@@ -1,5 +1,6 @@
 """The ticket state machine: which action leads where, applied as a compare-and-set."""
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,10 +90,15 @@ FEED_EVENT = {
 
 def announce(session: Session, ticket: Ticket, event_type: str, *, technician_ids: Sequence[int | None] = (),
              **data: Any) -> None:
-    """Put an event on the live feed through the outbox: sent only if this transaction commits."""
+    """Put an event on the live feed through the outbox: sent only if this transaction commits.
+
+    Each event gets an `event_id` and the time `at` it was decided: a consumer that may see an event twice (the
+    outbox delivers at least once; webhooks' receivers) tells a repeat by its id.
+    """
     event = feed.make_event(event_type, ticket_id=ticket.id, branch_id=ticket.branch_id, region_id=ticket.region_id,
                             technician_ids=[t for t in technician_ids if t is not None], number=ticket.number,
-                            state=str(ticket.state), **data)
+                            state=str(ticket.state), event_id=uuid.uuid4().hex,
+                            at=datetime.now(UTC).isoformat(), **data)
     outbox.emit(session, feed.TOPIC, event)
     notify.after_commit_drain(session, queue())
 

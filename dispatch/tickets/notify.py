@@ -63,6 +63,31 @@ def register_channel(name: str, fn: Channel, *, topics: Iterable[str] | None = N
     _CHANNELS[name] = _Registration(fn=fn, topics=frozenset(topics) if topics is not None else frozenset({name}))
 
 
+Writer = Callable[[Session, str, dict[str, Any]], None]
+_WRITERS: dict[str, tuple[Writer, frozenset[str]]] = {}
+
+
+def register_writer(name: str, fn: Writer, *, topics: Iterable[str]) -> None:
+    """Have `fn(session, topic, payload)` write what a message calls for (rows another job sends, such as
+    webhook deliveries) in the drain's own transaction, right after the message's channels sent it: written
+    exactly when the message is marked sent, without a transaction of its own per message."""
+    _WRITERS[name] = (fn, frozenset(topics))
+
+
+def write(session: Session, topic: str, payload: dict[str, Any]) -> None:
+    """Run every writer registered for the topic in `session`'s transaction.
+
+    Raises: whatever a writer raised (the outbox undoes its savepoint and retries the message).
+    """
+    for fn, topics in list(_WRITERS.values()):
+        if topic in topics:
+            fn(session, topic, payload)
+
+
+def has_writer(topic: str) -> bool:
+    return any(topic in topics for _, topics in _WRITERS.values())
+
+
 def remove_channel(name: str) -> None:
     """Stop sending through `name` (an app created without that channel's configuration)."""
     _CHANNELS.pop(name, None)

@@ -82,6 +82,10 @@ def _drain(session: Session, *, deliver: Deliver, limit: int, max_attempts: int,
             continue
         try:
             deliver(topic, payload)
+            if notify.has_writer(topic):
+                # A savepoint: a writer that fails undoes its own rows only, and the message is retried.
+                with session.begin_nested():
+                    notify.write(session, topic, payload)
         except notify.Undeliverable as exc:
             _give_up(session, message_id, topic=topic, max_attempts=max_attempts, error=f"undeliverable: {exc}")
         except Exception as exc:

@@ -56,8 +56,9 @@ def outbox_db(engine: Engine, owner_engine: Engine) -> Iterator[Engine]:
 
 @pytest.fixture(autouse=True)
 def channels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test registers its own channels; the process-wide registry is restored afterwards."""
+    """Each test registers its own channels and writers; the process-wide registries are restored afterwards."""
     monkeypatch.setattr(notify, "_CHANNELS", {})
+    monkeypatch.setattr(notify, "_WRITERS", {})
 
 
 @pytest.fixture
@@ -255,6 +256,33 @@ def test_a_topic_without_a_channel_is_kept_and_retried(outbox_db: Engine) -> Non
     row = message(outbox_db, message_id)
     assert row.attempts == 1
     assert row.last_error == "NoChannel: no notification channel for topic 'sms'"
+
+
+def test_a_failing_writer_undoes_only_its_own_rows_and_its_message_is_retried(outbox_db: Engine) -> None:
+    recorder = Recorder()
+    notify.register_channel("test", recorder)
+    failed: list[int] = []
+
+    def writer(session: Session, topic: str, payload: dict[str, Any]) -> None:
+        outbox.emit(session, "written", {"by": payload["n"]})
+        session.flush()
+        if payload["n"] == 2 and not failed:
+            failed.append(2)
+            raise RuntimeError("the rows could not be written")
+
+    notify.register_writer("rows", writer, topics={"test"})
+    first, second, _ = emit_committed(outbox_db, 1, 2, 3)
+
+    assert drain_committed(outbox_db, notify.deliver) == 1
+    assert message(outbox_db, first).sent_at is not None
+    assert message(outbox_db, second).last_error == "RuntimeError: the rows could not be written"
+    assert drain_committed(outbox_db, notify.deliver, now=later(outbox.BACKOFF_CAP_S)) == 2
+
+    with Session(outbox_db) as session:
+        written = session.scalars(select(OutboxMessage.payload).where(OutboxMessage.topic == "written")
+                                  .order_by(OutboxMessage.id)).all()
+    assert [w["by"] for w in written] == [1, 2, 3]  # message 2's first rows went with its savepoint
+    assert recorder.numbers == [1, 2, 2, 3]  # at least once: its channel sent it before the writer failed
 
 
 def test_redis_down_during_delivery_loses_nothing(outbox_db: Engine, redis: Redis) -> None:
