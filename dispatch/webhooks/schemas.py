@@ -29,6 +29,7 @@ class EventType(StrEnum):
     TICKET_SLA_BREACHED = "ticket.sla_breached"
     TICKET_ESCALATED = "ticket.escalated"
     TICKET_ACKNOWLEDGED = "ticket.acknowledged"
+    TICKET_URGED = "ticket.urged"
     INCIDENT_OPENED = "incident.opened"
     INCIDENT_GREW = "incident.grew"
     INCIDENT_RESOLVED = "incident.resolved"
