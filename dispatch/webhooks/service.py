@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, literal_column, or_, select, text, update
+from sqlalchemy import func, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -165,22 +165,29 @@ def claim_due(session: Session, *, now: datetime, limit: int, skip_webhooks: Ite
     (a redelivery stands outside). Concurrent senders split the work (SKIP LOCKED): the earlier one being
     locked by another sender is still pending, so the later one is not taken before it is sent.
     """
-    d, earlier = WebhookDelivery, aliased(WebhookDelivery)
-    waits = exists().where(earlier.webhook_id == d.webhook_id, earlier.ticket_id == d.ticket_id,
-                           earlier.state == PENDING, earlier.redelivery_of.is_(None), earlier.id < d.id)
+    d, other = WebhookDelivery, aliased(WebhookDelivery)
+    skip = sorted(set(skip_webhooks))
+    due = select(Webhook.id).where(Webhook.disabled_at.is_(None),
+                                   or_(Webhook.retry_at.is_(None), Webhook.retry_at <= now))
+    if skip:
+        due = due.where(Webhook.id.not_in(skip))
+    # Each ticket's oldest pending delivery per webhook: computed for the whole backlog at once (the partial
+    # index on pending deliveries by webhook and ticket) rather than checked candidate by candidate, which
+    # the planner, with stale statistics after a burst, did by scanning every delivery of the webhook.
+    heads = (select(func.min(other.id))
+             .where(other.state == PENDING, other.redelivery_of.is_(None), other.webhook_id.in_(due))
+             .group_by(other.webhook_id, other.ticket_id))
     # A webhook that has been failing is probed with its oldest pending delivery alone; the rest follow once
     # one goes through.
-    behind = exists().where(earlier.webhook_id == d.webhook_id, earlier.state == PENDING, earlier.id < d.id)
-    skip = sorted(set(skip_webhooks))
+    probes = (select(func.min(other.id))
+              .where(other.state == PENDING, other.webhook_id.in_(due.where(Webhook.consecutive_failures > 0)))
+              .group_by(other.webhook_id))
     query = (select(d.id, d.webhook_id, Webhook.url, Webhook.secret, d.body, d.event_type, d.event_id, d.attempts)
              .join(Webhook, Webhook.id == d.webhook_id)
-             .where(d.state == PENDING, Webhook.disabled_at.is_(None),
-                    or_(Webhook.retry_at.is_(None), Webhook.retry_at <= now),
-                    or_(d.redelivery_of.is_not(None), ~waits),
-                    or_(Webhook.consecutive_failures == 0, ~behind))
+             .where(d.state == PENDING, d.webhook_id.in_(due),
+                    or_(d.redelivery_of.is_not(None), d.id.in_(heads)),
+                    or_(Webhook.consecutive_failures == 0, d.id.in_(probes)))
              .order_by(d.id).limit(limit).with_for_update(of=d, skip_locked=True))
-    if skip:
-        query = query.where(d.webhook_id.not_in(skip))
     return [Outgoing(*row) for row in session.execute(query)]
 
 
