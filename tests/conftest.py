@@ -284,7 +284,10 @@ def _free_port() -> int:
 @contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
     """A real uvicorn serving `app` on loopback in a thread of this process; its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False)
+    # Idle connections kept as `fieldpool serve` keeps them (75 s): with uvicorn's 5 s, a client reusing one
+    # after a pause on a loaded machine met a server closing it ("Server disconnected without a response").
+    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning", access_log=False,
+                            timeout_keep_alive=75)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
