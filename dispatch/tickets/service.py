@@ -454,10 +454,15 @@ def detach(session: Session, redis: Redis, *, viewer: Viewer, incident_id: int, 
     report = get_ticket(session, ticket_id, viewer=viewer)
     if report.incident_id != incident.id or report.id == incident.ticket_id:
         raise InvalidInput("ticket_id", f"ticket {report.number} is not grouped under incident {incident.id}")
-    transition(session, report, action=Action.DETACH, actor=viewer.actor, note=f"out of incident {incident.id}",
+    _ungroup(session, redis, report, actor=viewer.actor, note=f"out of incident {incident.id}")
+    return report
+
+
+def _ungroup(session: Session, redis: Redis, report: Ticket, *, actor: Actor, note: str) -> None:
+    """Out of its incident and back in the pool, its next ring due now."""
+    transition(session, report, action=Action.DETACH, actor=actor, note=note,
                changes={"incident_id": None, "next_ring_at": _now()})
     mirror.mirror(session, redis, report)
-    return report
 
 
 def get_incident(session: Session, incident_id: int, *, viewer: Viewer) -> Incident:
@@ -508,9 +513,7 @@ def _release_grouped(session: Session, redis: Redis, *, lead: Ticket, actor: Act
     if incident is None:
         return
     for report in incidents.grouped(session, incident):
-        transition(session, report, action=Action.DETACH, actor=actor, note=f"incident {incident.id} invalidated",
-                   changes={"incident_id": None, "next_ring_at": _now()})
-        mirror.mirror(session, redis, report)
+        _ungroup(session, redis, report, actor=actor, note=f"incident {incident.id} invalidated")
     incident.resolved_at = _now()
 
 
