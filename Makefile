@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+WEB_STAMP := dispatch/web/vendor/.built
 PORT ?= 8000
 export PORT
 # Migrations run as the tables' owner; the API, worker and CLI as a role that owns nothing
@@ -26,7 +27,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev tools
+$(WEB_STAMP): web/package-lock.json scripts/build-web.sh
+	@bash scripts/build-web.sh
+	touch $(WEB_STAMP)
+
+install: $(STAMP) $(WEB_STAMP) ## create .venv, install the project with its dev tools and the pages' npm libraries
 
 services: ## make sure PostgreSQL+PostGIS and Redis run (installs them as root when missing)
 	@bash scripts/ensure-services.sh

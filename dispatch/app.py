@@ -110,10 +110,13 @@ PAGES = {
     "/console": ("console", Path(str(files("dispatch") / "web" / "console"))),
 }
 COMMON_ASSETS = Path(str(files("dispatch") / "web" / "common"))
+# Third-party libraries (map, charts), installed from npm by scripts/build-web.sh.
+VENDOR_ASSETS = Path(str(files("dispatch") / "web" / "vendor"))
 
 
 def _mount_pages(app: FastAPI, *, tile_url: str | None) -> None:
     app.mount("/static/common", StaticFiles(directory=COMMON_ASSETS), name="static-common")
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR_ASSETS), name="static-vendor")
     for path, (name, folder) in PAGES.items():
         app.mount(f"/static/{name}", StaticFiles(directory=folder), name=f"static-{name}")
         # Read once: the page is the same for everyone but for the optional tile URL setting.
