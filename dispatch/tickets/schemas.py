@@ -338,6 +338,22 @@ class PoolTicketRead(TicketRead):
     distance_m: float
 
 
+class SentOfferRead(BaseModel):
+    technician_id: int
+    name: str
+    ring: int
+    distance_m: float
+    offered_at: datetime
+    outcome: str = Field(description="open, taken (this technician got it) or closed")
+    last_seen: LocationRead | None = Field(description="the technician's last known position, WGS-84")
+
+
+class TicketOffersRead(BaseModel):
+    ring: int = Field(description="rings offered so far")
+    ring_radius_m: int | None = Field(description="how far the latest ring reached from the ticket")
+    offers: list[SentOfferRead]
+
+
 class MyOfferRead(BaseModel):
     ticket: TicketRead
     distance_m: float
@@ -504,5 +520,6 @@ class CellsRead(BaseModel):
     start: date = Field(serialization_alias="from")
     end: date = Field(serialization_alias="to")
     region_id: int | None
+    hour: int | None = Field(default=None, description="the local hour the reports were counted in; null: all day")
     timezone: str
     cells: list[CellStatsRead]
