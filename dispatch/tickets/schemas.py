@@ -10,7 +10,16 @@ from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Phone, Prose, 
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.lifecycle import Action
-from dispatch.tickets.models import Priority, Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
+from dispatch.tickets.models import (
+    OfferOutcome,
+    Priority,
+    Source,
+    SurgeSwitch,
+    Ticket,
+    TicketEvent,
+    TicketKind,
+    TicketState,
+)
 from dispatch.tickets.permissions import Viewer
 from geo.crs import Crs
 from geo.models import RegionKind
@@ -344,7 +353,8 @@ class SentOfferRead(BaseModel):
     ring: int
     distance_m: float
     offered_at: datetime
-    outcome: str = Field(description="open, taken (this technician got it) or closed")
+    outcome: OfferOutcome = Field(description="taken: this technician got the ticket; closed: someone else did, "
+                                            "or it was invalidated")
     last_seen: LocationRead | None = Field(description="the technician's last known position, WGS-84")
 
 

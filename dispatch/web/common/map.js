@@ -143,7 +143,7 @@ export class GridMap {
     const move = (point) => {
       at = point;
       if (!marker) {
-        marker = this.marker(point, dotIcon({ cls: 'pin', size: 12 * size }), { draggable: true, autoPan: true })
+        marker = this.marker(point, dotIcon({ cls: 'pin', size: 7 * size }), { draggable: true, autoPan: true })
           .addTo(this.map);
         marker.on('dragend', () => { at = this.fromMap(marker.getLatLng()); onMove(at); });
       } else {
