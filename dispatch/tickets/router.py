@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, 
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
+from dispatch.kernel.auth import STAFF_ROLES, Actor, ActorDep, OptionalActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
@@ -408,10 +408,14 @@ def download_attachment(attachment_id: Id, viewer: ViewerDep, session: SessionDe
 
 
 @router.get("/ticket-types", response_model=list[TicketTypeRead], tags=["set-up"])
-def list_ticket_types(session: SessionDep,
+def list_ticket_types(session: SessionDep, caller: OptionalActorDep,
                       include_inactive: Annotated[bool, Query()] = False) -> list[TicketType]:
-    """Ticket types with their skills, standard hours, rates, SLAs and self-help tips (public)."""
-    return service.list_types(session, include_inactive=include_inactive)
+    """Ticket types with their skills, standard hours, rates, SLAs and self-help tips (public).
+
+    Retired types are listed (with `retired: true`) only to staff: a subscriber is no longer offered them.
+    """
+    staff = caller is not None and caller.role in STAFF_ROLES
+    return service.list_types(session, include_inactive=include_inactive, include_retired=staff)
 
 
 @router.post("/ticket-types", response_model=TicketTypeRead, status_code=201, tags=["set-up"],
@@ -424,8 +428,8 @@ def create_ticket_type(body: TicketTypeCreate, session: SessionDep, admin: Admin
 @router.patch("/ticket-types/{code}", response_model=TicketTypeRead, tags=["set-up"],
               responses=problem_docs(NotFound, Forbidden))
 def update_ticket_type(code: Text, body: TicketTypeUpdate, session: SessionDep, admin: Admin) -> TicketType:
-    """Edit a ticket type (admin); tickets keep the SLA they were created with."""
-    return service.update_type(session, code=code, body=body)
+    """Edit or retire a ticket type (admin; audited); tickets keep the SLA they were created with."""
+    return service.update_type(session, code=code, body=body, actor=admin)
 
 
 @router.get("/technicians/nearest", response_model=list[NearestRead], tags=["technicians"],
