@@ -84,6 +84,7 @@ from dispatch.tickets.schemas import (
     StatsRead,
     SurgeBody,
     SurgeRead,
+    SurgeSwitchRead,
     TicketCreate,
     TicketDetail,
     TicketPatch,
@@ -537,6 +538,17 @@ def switch_surge(region_id: Id, body: SurgeBody, actor: ActorDep, session: Sessi
                               response_factor=body.response_factor, resolution_factor=body.resolution_factor,
                               cfg=settings.sla, now=datetime.now(UTC))
     return surge_read(region_id, switch, settings.sla)
+
+
+@router.get("/regions/{region_id}/surge/switches", response_model=Page[SurgeSwitchRead], tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound, InvalidInput))
+def list_surge_switches(region_id: Id, actor: ActorDep, session: SessionDep, page: PageDep) -> dict[str, Any]:
+    """Every switch of the region's own surge mode, newest first: who, when, why, how many tickets re-timed."""
+    region = sla.get_region(session, region_id, actor=actor)
+    return page_of([SurgeSwitchRead(id=s.id, on=s.on, response_factor=s.response_factor,
+                                    resolution_factor=s.resolution_factor, reason=s.reason, switched_by=s.actor,
+                                    switched_at=s.at, retimed=s.retimed)
+                    for s in sla.list_switches(session, region.id, page=page)], page)
 
 
 @router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],

@@ -406,6 +406,19 @@ class SurgeRead(BaseModel):
     retimed: int = Field(default=0, description="Open tickets re-timed by this switch.")
 
 
+class SurgeSwitchRead(BaseModel):
+    """One switch of a region's surge mode, as its audit trail keeps it."""
+
+    id: int
+    on: bool
+    response_factor: float
+    resolution_factor: float
+    reason: str | None
+    switched_by: str
+    switched_at: datetime
+    retimed: int = Field(description="Open tickets re-timed by this switch.")
+
+
 class EscalationStepBody(BaseModel):
     title: Text = Field(min_length=1, max_length=100)
     delay_min: Integer = Field(ge=0, le=60 * 24 * 7, description="Minutes after the breach.")

@@ -1,6 +1,7 @@
 """What the console's admin screens write beside the older endpoints: retiring a ticket type, the list of
 users, and a technician's skills, limit and region."""
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ def listed_codes(client: TestClient, headers: dict[str, str] | None = None) -> d
     return {t["code"]: t["retired"] for t in reply.json()}
 
 
-def report(client: TestClient, headers: dict[str, str], type_code: str, phone: str):  # noqa: ANN201
+def report(client: TestClient, headers: dict[str, str], type_code: str, phone: str) -> httpx.Response:
     body = {"type_code": type_code, "description": "没信号", "location": XL_POINT,
             "contact": {"name": "张三", "phone": phone}}
     return client.post(TICKETS, json=body, headers=headers)
@@ -133,5 +134,21 @@ def test_a_skill_taken_away_stops_offers_needing_it_at_once(client: TestClient, 
 
     tech01 = technician_id(db, "tech01")
     assert tech01 in nearest_tv()
-    assert client.patch(f"{TECHNICIANS}/{tech01}", json={"skills": ["broadband"]}, headers=dispatcher).status_code == 200
+    taken_away = client.patch(f"{TECHNICIANS}/{tech01}", json={"skills": ["broadband"]}, headers=dispatcher)
+    assert taken_away.status_code == 200, taken_away.text
     assert tech01 not in nearest_tv()
+
+
+def test_a_regions_surge_switches_are_listed_newest_first_within_scope(client: TestClient, db: Session) -> None:
+    dispatcher = log_in(client, "dispatcher.xl")
+    xl = region_id(db, "XL")
+    for on, reason in ((True, "暴雪"), (False, "雪停")):
+        switched = client.post(f"/api/v1/regions/{xl}/surge", json={"on": on, "reason": reason}, headers=dispatcher)
+        assert switched.status_code == 200, switched.text
+    page = client.get(f"/api/v1/regions/{xl}/surge/switches", params={"limit": 1}, headers=dispatcher).json()
+    assert [(s["on"], s["reason"], s["switched_by"]) for s in page["items"]] == [(False, "雪停", "dispatcher.xl")]
+    rest = client.get(f"/api/v1/regions/{xl}/surge/switches", params={"cursor": page["next_cursor"]},
+                      headers=dispatcher).json()
+    assert [(s["on"], s["reason"]) for s in rest["items"]] == [(True, "暴雪")] and rest["next_cursor"] is None
+    elsewhere = client.get(f"/api/v1/regions/{xl}/surge/switches", headers=log_in(client, "dispatcher.eh"))
+    assert elsewhere.status_code == 404
