@@ -128,6 +128,8 @@ async def optional_actor(request: Request, session: SessionDep,
 
 
 OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+# A route's `openapi_extra` where credentials are optional: an empty requirement beside the declared schemes.
+OPTIONAL_CREDENTIALS: dict[str, object] = {"security": [{}]}
 
 
 def require_role(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:

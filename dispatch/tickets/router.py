@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, 
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from dispatch.kernel.auth import STAFF_ROLES, Actor, ActorDep, OptionalActorDep, Role, require_role
+from dispatch.kernel.auth import (
+    OPTIONAL_CREDENTIALS,
+    STAFF_ROLES,
+    Actor,
+    ActorDep,
+    OptionalActorDep,
+    Role,
+    require_role,
+)
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
@@ -408,7 +416,7 @@ def download_attachment(attachment_id: Id, viewer: ViewerDep, session: SessionDe
     return FileResponse(attachments.path_of(attachment, settings.media_dir), media_type=attachment.content_type)
 
 
-@router.get("/ticket-types", response_model=list[TicketTypeRead], tags=["set-up"])
+@router.get("/ticket-types", response_model=list[TicketTypeRead], tags=["set-up"], openapi_extra=OPTIONAL_CREDENTIALS)
 def list_ticket_types(session: SessionDep, caller: OptionalActorDep,
                       include_inactive: Annotated[bool, Query()] = False) -> list[TicketType]:
     """Ticket types with their skills, standard hours, rates, SLAs and self-help tips (public).

@@ -63,7 +63,7 @@ export function regionSelect(regions, { name = 'region_id', kinds = ['company', 
 }
 
 // Checkboxes for several regions; `.value()` is the ids ticked.
-export function regionChecks(regions, { kinds = ['company', 'branch'], checked = [] } = {}) {
+export function regionChecks(regions, { kinds = ['company', 'branch', 'grid'], checked = [] } = {}) {
   const boxes = regions.filter((r) => kinds.includes(r.kind)).map((r) =>
     el('label.check', {}, el('input', { type: 'checkbox', value: r.id, checked: checked.includes(r.id) }), ` ${regionLabel(r)}`));
   const node = el('fieldset.checks', {}, el('legend', { text: '区域' }), boxes);
@@ -90,6 +90,13 @@ export function twoStep(label, confirmLabel, act, error) {
     busy(button, act, error).finally(() => { armed = false; button.textContent = label; });
   });
   return button;
+}
+
+// An edit row under a list row, opened by the first click and closed by the next.
+export function toggleBelow(row, make) {
+  const open = row.nextElementSibling;
+  if (open?.classList.contains('editing')) open.remove();
+  else row.after(make());
 }
 
 export const splitWords = (text) => text.split(/[\s,，]+/).map((w) => w.trim()).filter(Boolean);

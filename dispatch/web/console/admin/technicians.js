@@ -1,7 +1,7 @@
 // 维护人员: skills, the most tickets one may hold at once, home region (also where they may grab), and a one-time
 // WeChat binding link. PATCH /api/v1/technicians/{id} (admin, dispatcher; audited), POST /api/v1/wechat/bindings.
 import { busy, el, toast } from '/static/common/ui.js';
-import { actionForm, labelled, ownRegions, pagedTable, regionSelect, regionsOf, splitWords } from './kit.js';
+import { actionForm, labelled, ownRegions, pagedTable, regionSelect, regionsOf, splitWords, toggleBelow } from './kit.js';
 
 function editRow(ctx, technician, regions, done) {
   const skills = el('input', { name: 'skills', value: technician.skills.join(', ') });
@@ -33,7 +33,7 @@ function technicianRow(ctx, technician, regions, reload) {
   row.append(el('td', {}, el('div', { text: technician.name }), el('div.muted', { text: technician.phone })),
     el('td', { text: technician.skills.join('、') || '—' }), el('td.max-active', { text: String(technician.max_active) }),
     el('td', { text: region }), el('td', { text: technician.bound ? '已绑定微信' : '未绑定' }),
-    el('td.actions', {}, el('button', { type: 'button', text: '编辑', onclick: () => row.after(editRow(ctx, technician, regions, reload)) }),
+    el('td.actions', {}, el('button', { type: 'button', text: '编辑', onclick: () => toggleBelow(row, () => editRow(ctx, technician, regions, reload)) }),
       bindingLink(ctx, technician, note), note));
   return row;
 }

@@ -1,7 +1,7 @@
 // 用户: console and phone log-ins — add one, change role, regions or whether it may log in, unlock one locked
 // after failed log-ins. GET/POST /api/v1/users, PATCH /api/v1/users/{id}, POST .../unlock (admin; audited).
 import { ROLE_NAMES, busy, el, toast, when } from '/static/common/ui.js';
-import { actionForm, labelled, pagedTable, regionChecks, regionsOf } from './kit.js';
+import { actionForm, labelled, pagedTable, regionChecks, regionsOf, toggleBelow } from './kit.js';
 
 const LOGIN_ROLES = ['admin', 'dispatcher', 'clerk', 'payroll', 'technician'];
 const roleSelect = (selected) => el('select', { name: 'role' }, LOGIN_ROLES.map((r) =>
@@ -26,7 +26,7 @@ function userRow(ctx, user, regions, reload) {
     b.addEventListener('click', () => busy(b, async () => { await send(); await reload(); }));
     return b;
   };
-  const edit = el('button', { type: 'button', text: '编辑', onclick: () => row.after(editRow(ctx, user, regions, reload)) });
+  const edit = el('button', { type: 'button', text: '编辑', onclick: () => toggleBelow(row, () => editRow(ctx, user, regions, reload)) });
   row.append(el('td', {}, el('div', { text: user.username }), el('div.muted', { text: user.name })),
     el('td', { text: ROLE_NAMES[user.role] || user.role }), el('td', { text: names || '全部' }),
     el('td', { text: user.locked_at ? `已锁定（${when(user.locked_at)}）` : user.active ? '正常' : '已停用' }),

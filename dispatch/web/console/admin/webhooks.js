@@ -1,7 +1,7 @@
 // Webhook: other systems told of ticket events in their regions, each delivery signed with the webhook's secret
 // (shown once). List, create, delete, enable again, deliveries and redelivery: /api/v1/webhooks (admin; audited).
 import { busy, el, toast, when } from '/static/common/ui.js';
-import { actionForm, labelled, pagedTable, regionChecks, regionsOf, twoStep } from './kit.js';
+import { actionForm, labelled, pagedTable, regionChecks, regionsOf, toggleBelow, twoStep } from './kit.js';
 
 // The live feed's event types a webhook may hear (EventType on the server).
 const EVENTS = {
@@ -31,13 +31,12 @@ function deliveries(ctx, webhook) {
 
 function webhookRow(ctx, webhook, reload, error) {
   const row = el('tr', { dataset: { webhook: webhook.id } });
-  const shown = el('tr.editing');
   const state = webhook.disabled_at ? `已停用：${webhook.disabled_reason || ''}` : webhook.failing_since ? `失败中（自 ${when(webhook.failing_since)}）` : '正常';
   const enable = el('button', { type: 'button', text: '重新启用' });
   enable.addEventListener('click', () => busy(enable, async () => { await ctx.client.post(`/api/v1/webhooks/${webhook.id}/enable`); await reload(); }, error));
   row.append(el('td', {}, el('div', { text: webhook.url }), el('div.muted', { text: webhook.description || '' })),
     el('td', { text: webhook.event_types.map((t) => EVENTS[t] || t).join('、') }), el('td', { text: state }),
-    el('td.actions', {}, el('button', { type: 'button', text: '发送记录', onclick: () => { shown.replaceChildren(el('td', { colspan: 4 }, deliveries(ctx, webhook))); row.after(shown); } }),
+    el('td.actions', {}, el('button', { type: 'button', text: '发送记录', onclick: () => toggleBelow(row, () => el('tr.editing', {}, el('td', { colspan: 4 }, deliveries(ctx, webhook)))) }),
       webhook.disabled_at ? enable : null,
       twoStep('删除', '确认删除？', async () => { await ctx.client.call(`/api/v1/webhooks/${webhook.id}`, { method: 'DELETE' }); toast('已删除', 'ok'); await reload(); }, error)));
   return row;
