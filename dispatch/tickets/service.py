@@ -239,7 +239,7 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     Raises:
         Forbidden: the caller's role may not report.
         OutOfScope: the point lies in a region outside the caller's.
-        InvalidInput: unknown ticket type.
+        InvalidInput: unknown or retired ticket type.
         IdempotencyKeyReused: the key came before with another body.
     """
     require(actor, INTAKE_ROLES, "report a fault")
