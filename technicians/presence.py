@@ -121,6 +121,21 @@ def _publish_meta(session: Session, redis: Redis, technician: Technician) -> Non
                      max_active=technician.max_active, roster=encode_roster(list_roster(session, technician.id)))
 
 
+def republish(session: Session, redis: Redis, *, technician: Technician, was: TechnicianRef) -> None:
+    """After a technician's skills, limit or region changed: an on-duty technician's live entry follows at once,
+    moved to their new branch's index when the branch changed."""
+    if not technician.on_duty:
+        return
+    branch_id = ref_of(session, technician).branch_id
+    try:
+        if was.branch_id is not None and was.branch_id != branch_id:
+            live.take_off_duty(redis, was.keys, technician.id)
+        if branch_id is not None:
+            _publish_meta(session, redis, technician)
+    except RedisError as exc:  # the live index is a cache: the periodic rebuild restores it
+        log.warning("live_index_unavailable", technician_id=technician.id, error=str(exc))
+
+
 def set_duty(session: Session, redis: Redis, *, technician: Technician, on_duty: bool) -> bool:
     """Go on or off duty; returns whether the live index has a position for the technician.
     Off duty removes the technician from the live index at once.

@@ -25,6 +25,7 @@ from technicians.schemas import (
     RosterRead,
     ShiftIn,
     TechnicianCreate,
+    TechnicianPatch,
     TechnicianRead,
 )
 
@@ -65,6 +66,16 @@ def on_duty_technicians(session: SessionDep, redis: RedisDep, actor: Staff) -> l
 def get_technician(technician_id: Id, session: SessionDep, actor: Staff) -> TechnicianRead:
     """One technician of the caller's regions."""
     return _read(service.get_technician(session, technician_id, scope=actor.scope))
+
+
+@router.patch("/{technician_id}", response_model=TechnicianRead,
+              responses=problem_docs(Forbidden, OutOfScope, InvalidInput, NotFound))
+def change_technician(technician_id: Id, body: TechnicianPatch, session: SessionDep, redis: RedisDep,
+                      actor: Manager) -> TechnicianRead:
+    """Change a technician's name, phone, skills, max_active or region in the caller's regions (audited)."""
+    technician = service.get_technician(session, technician_id, scope=actor.scope)
+    changes = service.TechnicianChanges(**body.model_dump(exclude_none=True))
+    return _read(service.change_technician(session, redis, technician=technician, actor=actor, changes=changes))
 
 
 me_router = APIRouter(prefix="/api/v1/me", tags=["technicians"])

@@ -7,7 +7,8 @@ from dispatch.accounts.schemas import Username
 from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Text
 from geo.crs import Crs
 
-Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
+PHONE_PATTERN = r"^\+?[0-9][0-9\- ]{3,18}[0-9]$"
+Phone = Field(min_length=5, max_length=20, pattern=PHONE_PATTERN)
 # Skills travel packed in the live index (comma- and bar-separated): plain words only.
 Skill = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 
@@ -20,6 +21,18 @@ class TechnicianCreate(BaseModel):
     skills: list[Skill] = Field(default_factory=list, max_length=20)
     region_id: JsonId
     max_active: Integer = Field(default=5, ge=1, le=50)
+
+
+class TechnicianPatch(BaseModel):
+    """Only the fields sent change."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"max_active": 3, "skills": ["broadband"]}]})
+
+    name: Text | None = Field(default=None, min_length=1, max_length=100)
+    phone: str | None = Field(default=None, min_length=5, max_length=20, pattern=PHONE_PATTERN)
+    skills: list[Skill] | None = Field(default=None, max_length=20)
+    max_active: Integer | None = Field(default=None, ge=1, le=50)
+    region_id: JsonId | None = Field(default=None, description="Also the grab scope and the log-in's region.")
 
 
 class TechnicianRead(BaseModel):

@@ -3,10 +3,13 @@
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.accounts import service as accounts
+from dispatch.audit import service as audit
+from dispatch.audit.models import AuditAction
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
@@ -15,11 +18,22 @@ from geo.latlng import LatLng
 from geo.points import to_wkb
 from technicians.errors import NotATechnician
 from technicians.models import Technician
-from technicians.presence import TechnicianRef, ref_of
+from technicians.presence import TechnicianRef, ref_of, republish
 
 # A technician's region, branch, name and phone change rarely; a minute's delay is fine there.
 _refs: Remembered[int, TechnicianRef] = Remembered(ttl_s=60)
 _cards: Remembered[int, "Card"] = Remembered(ttl_s=60)
+
+
+@dataclass(frozen=True)
+class TechnicianChanges:
+    """What an admin or dispatcher changes of a technician; None: unchanged."""
+
+    name: str | None = None
+    phone: str | None = None
+    skills: list[str] | None = None
+    max_active: int | None = None
+    region_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,10 +53,7 @@ def create_technician(session: Session, *, actor: Actor, name: str, phone: str, 
         InvalidInput: unknown region or taken username.
         Forbidden: the region is outside the caller's scope.
     """
-    if session.get(regions.Region, region_id) is None:
-        raise InvalidInput("region_id", f"region {region_id} does not exist")
-    if actor.scope is not None and not regions.covers_any(region_id, actor.scope, session):
-        raise OutOfScope(f"region {region_id} is outside your regions")
+    _check_region(session, actor, region_id)
     user = accounts.create_user(session, username=username, password=password, role=Role.TECHNICIAN,
                                 name=name, region_ids=[region_id], actor=actor)
     technician = Technician(user_id=user.id, name=name, phone=phone, skills=sorted(set(skills)),
@@ -51,6 +62,46 @@ def create_technician(session: Session, *, actor: Actor, name: str, phone: str, 
     session.add(technician)
     session.flush()
     return technician
+
+
+def change_technician(session: Session, redis: Redis, *, technician: Technician, actor: Actor,
+                      changes: TechnicianChanges) -> Technician:
+    """Change a technician's name, phone, skills, limit or region; audited with each value before and after.
+    An on-duty technician's live entry follows at once; a new region is also their log-in's scope.
+
+    Raises:
+        InvalidInput: unknown region.
+        OutOfScope: the new region is outside the caller's scope.
+    """
+    if changes.region_id is not None:
+        _check_region(session, actor, changes.region_id)
+    was = ref_of(session, technician)
+    wanted = {name: sorted(set(value)) if name == "skills" else value
+              for name, value in vars(changes).items() if value is not None}
+    changed = {name: [getattr(technician, name), value] for name, value in wanted.items()
+               if value != getattr(technician, name)}
+    if not changed:
+        return technician
+    for name, (_, value) in changed.items():
+        setattr(technician, name, value)
+    session.flush()
+    if "region_id" in changed:
+        accounts.change_user(session, user=accounts.get_user(session, technician.user_id), actor=actor,
+                             region_ids=[technician.region_id])
+    _refs.forget(technician.user_id)
+    _cards.forget(technician.id)
+    republish(session, redis, technician=technician, was=was)
+    audit.record(session, action=AuditAction.TECHNICIAN_CHANGED, actor=actor, target=("technician", technician.id),
+                 changes=changed)
+    return technician
+
+
+def _check_region(session: Session, actor: Actor, region_id: int) -> None:
+    """Raises: InvalidInput (no such region), OutOfScope (outside the caller's regions)."""
+    if session.get(regions.Region, region_id) is None:
+        raise InvalidInput("region_id", f"region {region_id} does not exist")
+    if actor.scope is not None and not regions.covers_any(region_id, actor.scope, session):
+        raise OutOfScope(f"region {region_id} is outside your regions")
 
 
 def require_wechat_bound(technician: Technician, *, account_configured: bool) -> None:

@@ -21,6 +21,7 @@ from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from dispatch.kernel.inputs import Id, Text
+from dispatch.kernel.pagination import Page, PageDep, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
@@ -61,6 +62,12 @@ def create_user(body: UserCreate, session: SessionDep, admin: Admin) -> User:
     """Add a console log-in (admin only)."""
     return service.create_user(session, username=body.username, password=body.password, role=body.role,
                                name=body.name, region_ids=body.region_ids, actor=admin)
+
+
+@router.get("/users", response_model=Page[UserRead], responses=problem_docs(Forbidden, InvalidInput))
+def list_users(session: SessionDep, admin: Admin, page: PageDep) -> dict[str, object]:
+    """Every log-in (technicians' too), by id (admin only)."""
+    return page_of(service.list_users(session, page=page), page)
 
 
 @router.patch("/users/{user_id}", response_model=UserRead, responses=problem_docs(Forbidden, InvalidInput, NotFound))

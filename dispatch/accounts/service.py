@@ -29,6 +29,7 @@ from dispatch.kernel.auth import (
     read_token,
 )
 from dispatch.kernel.errors import DomainError, InvalidInput, NotFound, Unauthorized
+from dispatch.kernel.pagination import PageParams
 from dispatch.kernel.settings import LoginSettings
 from geo.models import Region
 
@@ -93,6 +94,12 @@ def get_user(session: Session, user_id: int) -> User:
     if user is None:
         raise NotFound(f"user {user_id} does not exist")
     return user
+
+
+def list_users(session: Session, *, page: PageParams) -> list[User]:
+    """Every log-in by id, `page.limit + 1` rows (the extra one says another page exists)."""
+    query = select(User).order_by(User.id).limit(page.limit + 1)
+    return list(session.scalars(query if page.after_id is None else query.where(User.id > page.after_id)))
 
 
 def find_user(session: Session, username: str) -> User | None:

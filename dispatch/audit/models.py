@@ -23,6 +23,8 @@ class AuditAction(StrEnum):
     TICKET_ASSIGNED = "ticket.assigned"  # force-assign or reassign by a dispatcher
     TICKET_INVALIDATED = "ticket.invalidated"
     TICKET_PRIORITIZED = "ticket.prioritized"  # detail: from, to, reason
+    TICKET_TYPE_CHANGED = "ticket_type.changed"  # detail: code, each changed field as [before, after]
+    TECHNICIAN_CHANGED = "technician.changed"  # detail: each changed field as [before, after]
     SUBSCRIBER_MARKED = "subscriber.marked"  # detail: importance, before and after
     SITE_MARKED = "site.marked"  # an important site added or removed
     WORKLOAD_EXPORTED = "workload.exported"

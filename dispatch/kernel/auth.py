@@ -117,6 +117,21 @@ async def current_actor(request: Request, session: SessionDep,
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
+@raises(Unauthorized)
+async def optional_actor(request: Request, session: SessionDep,
+                         token: Annotated[str | None, Depends(bearer_scheme)],
+                         api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor | None:
+    """The caller of a public endpoint that answers staff more fully: None without credentials, 401 on bad ones."""
+    if not token and not api_key:
+        return None
+    return await current_actor(request, session, token, api_key)
+
+
+OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+# A route's `openapi_extra` where credentials are optional: an empty requirement beside the declared schemes.
+OPTIONAL_CREDENTIALS: dict[str, object] = {"security": [{}]}
+
+
 def require_role(*roles: Role) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency admitting only the given roles (403 for the others); async: a check costs no thread."""
     allowed = frozenset(roles)

@@ -92,6 +92,8 @@ class TicketType(Base):
     # Paid for a grouped report that needed its own visit; the repair itself is paid once, on the incident.
     visit_rate: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal(0), server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Retired: no new reports of it (intake refuses it, subscribers no longer see it); its tickets carry on.
+    retired: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                  onupdate=func.now())

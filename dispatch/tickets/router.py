@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, 
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from dispatch.kernel.auth import Actor, ActorDep, Role, require_role
+from dispatch.kernel.auth import (
+    OPTIONAL_CREDENTIALS,
+    STAFF_ROLES,
+    Actor,
+    ActorDep,
+    OptionalActorDep,
+    Role,
+    require_role,
+)
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
@@ -85,6 +93,7 @@ from dispatch.tickets.schemas import (
     StatsRead,
     SurgeBody,
     SurgeRead,
+    SurgeSwitchRead,
     TicketCreate,
     TicketDetail,
     TicketOffersRead,
@@ -419,11 +428,15 @@ def download_attachment(attachment_id: Id, viewer: ViewerDep, session: SessionDe
     return FileResponse(attachments.path_of(attachment, settings.media_dir), media_type=attachment.content_type)
 
 
-@router.get("/ticket-types", response_model=list[TicketTypeRead], tags=["set-up"])
-def list_ticket_types(session: SessionDep,
+@router.get("/ticket-types", response_model=list[TicketTypeRead], tags=["set-up"], openapi_extra=OPTIONAL_CREDENTIALS)
+def list_ticket_types(session: SessionDep, caller: OptionalActorDep,
                       include_inactive: Annotated[bool, Query()] = False) -> list[TicketType]:
-    """Ticket types with their skills, standard hours, rates, SLAs and self-help tips (public)."""
-    return service.list_types(session, include_inactive=include_inactive)
+    """Ticket types with their skills, standard hours, rates, SLAs and self-help tips (public).
+
+    Retired types are listed (with `retired: true`) only to staff: a subscriber is no longer offered them.
+    """
+    staff = caller is not None and caller.role in STAFF_ROLES
+    return service.list_types(session, include_inactive=include_inactive, include_retired=staff)
 
 
 @router.post("/ticket-types", response_model=TicketTypeRead, status_code=201, tags=["set-up"],
@@ -436,8 +449,8 @@ def create_ticket_type(body: TicketTypeCreate, session: SessionDep, admin: Admin
 @router.patch("/ticket-types/{code}", response_model=TicketTypeRead, tags=["set-up"],
               responses=problem_docs(NotFound, Forbidden))
 def update_ticket_type(code: Text, body: TicketTypeUpdate, session: SessionDep, admin: Admin) -> TicketType:
-    """Edit a ticket type (admin); tickets keep the SLA they were created with."""
-    return service.update_type(session, code=code, body=body)
+    """Edit or retire a ticket type (admin; audited); tickets keep the SLA they were created with."""
+    return service.update_type(session, code=code, body=body, actor=admin)
 
 
 @router.get("/technicians/nearest", response_model=list[NearestRead], tags=["technicians"],
@@ -545,6 +558,17 @@ def switch_surge(region_id: Id, body: SurgeBody, actor: ActorDep, session: Sessi
                               response_factor=body.response_factor, resolution_factor=body.resolution_factor,
                               cfg=settings.sla, now=datetime.now(UTC))
     return surge_read(region_id, switch, settings.sla)
+
+
+@router.get("/regions/{region_id}/surge/switches", response_model=Page[SurgeSwitchRead], tags=["sla"],
+            responses=problem_docs(sla.RegionNotFound, InvalidInput))
+def list_surge_switches(region_id: Id, actor: ActorDep, session: SessionDep, page: PageDep) -> dict[str, Any]:
+    """Every switch of the region's own surge mode, newest first: who, when, why, how many tickets re-timed."""
+    region = sla.get_region(session, region_id, actor=actor)
+    return page_of([SurgeSwitchRead(id=s.id, on=s.on, response_factor=s.response_factor,
+                                    resolution_factor=s.resolution_factor, reason=s.reason, switched_by=s.actor,
+                                    switched_at=s.at, retimed=s.retimed)
+                    for s in sla.list_switches(session, region.id, page=page)], page)
 
 
 @router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],

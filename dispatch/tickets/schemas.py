@@ -279,12 +279,15 @@ class TicketTypeUpdate(BaseModel):
     incident_window_min: Integer | None = Field(default=None, ge=1, le=24 * 60)
     visit_rate: Decimal | None = Field(default=None, ge=0, le=100000, max_digits=10, decimal_places=2)
     active: Flag | None = None
+    retired: Flag | None = Field(default=None, description=(
+        "Retired: intake refuses new reports of it and only staff still see it listed; its tickets carry on."))
 
 
 class TicketTypeRead(TicketTypeCreate):
     model_config = ConfigDict(from_attributes=True)
 
     active: bool
+    retired: bool = Field(description="Listed only to staff; intake refuses it.")
 
 
 class AttachmentRead(BaseModel):
@@ -427,6 +430,19 @@ class SurgeRead(BaseModel):
     switched_by: str | None = None
     switched_at: datetime | None = None
     retimed: int = Field(default=0, description="Open tickets re-timed by this switch.")
+
+
+class SurgeSwitchRead(BaseModel):
+    """One switch of a region's surge mode, as its audit trail keeps it."""
+
+    id: int
+    on: bool
+    response_factor: float
+    resolution_factor: float
+    reason: str | None
+    switched_by: str
+    switched_at: datetime
+    retimed: int = Field(description="Open tickets re-timed by this switch.")
 
 
 class EscalationStepBody(BaseModel):

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic_core import to_jsonable_python
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -119,6 +120,7 @@ class TypeTerms:
     incident_reports: int | None
     incident_radius_m: int
     incident_window_min: int
+    retired: bool
 
 
 # Types change a few times a year; another process sees a change (or a retirement) within this.
@@ -136,14 +138,24 @@ def type_terms(session: Session, code: str, *, field: str = "type_code") -> Type
                          resolution_sla_min=found.resolution_sla_min, priority=found.priority,
                          sla_by_priority=dict(found.sla_by_priority), urgent_over_limit=found.urgent_over_limit,
                          incident_reports=found.incident_reports, incident_radius_m=found.incident_radius_m,
-                         incident_window_min=found.incident_window_min)
+                         incident_window_min=found.incident_window_min, retired=found.retired)
 
     return _terms.get_or_load(code, load)
 
 
-def list_types(session: Session, *, include_inactive: bool = False) -> list[TicketType]:
+def refuse_retired(code: str, retired: bool) -> None:
+    """Raises: InvalidInput (a retired type takes no new tickets; those it has carry on)."""
+    if retired:
+        raise InvalidInput("type_code", f"ticket type {code!r} is retired")
+
+
+def list_types(session: Session, *, include_inactive: bool = False, include_retired: bool = False) -> list[TicketType]:
     query = select(TicketType).order_by(TicketType.code)
-    return list(session.scalars(query if include_inactive else query.where(TicketType.active)))
+    if not include_inactive:
+        query = query.where(TicketType.active)
+    if not include_retired:
+        query = query.where(TicketType.retired.is_(False))
+    return list(session.scalars(query))
 
 
 def create_type(session: Session, *, body: TicketTypeCreate) -> TicketType:
@@ -157,17 +169,26 @@ def create_type(session: Session, *, body: TicketTypeCreate) -> TicketType:
     return ticket_type
 
 
-def update_type(session: Session, *, code: str, body: TicketTypeUpdate) -> TicketType:
-    """Raises: NotFound."""
+def update_type(session: Session, *, code: str, body: TicketTypeUpdate, actor: Actor) -> TicketType:
+    """Change a type's terms or retire it; audited with each changed field before and after.
+
+    Raises: NotFound.
+    """
     ticket_type = session.get(TicketType, code)
     if ticket_type is None:
         raise NotFound(f"ticket type {code!r} does not exist")
-    for name, value in body.model_dump(exclude_unset=True, exclude_none=True).items():  # null: unchanged
-        setattr(ticket_type, name, value)
+    wanted = body.model_dump(exclude_unset=True, exclude_none=True)  # null: unchanged
     if body.incident_reports == 0:
-        ticket_type.incident_reports = None  # detection off
+        wanted["incident_reports"] = None  # detection off
+    changes = {name: [getattr(ticket_type, name), value] for name, value in wanted.items()
+               if value != getattr(ticket_type, name)}
+    for name, (_, value) in changes.items():
+        setattr(ticket_type, name, value)
     session.flush()
     _terms.forget(code)
+    if changes:
+        audit.record(session, action=AuditAction.TICKET_TYPE_CHANGED, actor=actor, code=code,
+                     changes=to_jsonable_python(changes))
     return ticket_type
 
 
@@ -218,11 +239,12 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     Raises:
         Forbidden: the caller's role may not report.
         OutOfScope: the point lies in a region outside the caller's.
-        InvalidInput: unknown ticket type.
+        InvalidInput: unknown or retired ticket type.
         IdempotencyKeyReused: the key came before with another body.
     """
     require(actor, INTAKE_ROLES, "report a fault")
     ticket_type = type_terms(session, body.type_code)
+    refuse_retired(ticket_type.code, ticket_type.retired)
     key_row = None
     if idempotency_key is not None:
         request_hash = _request_hash(body)
@@ -770,6 +792,7 @@ def retype(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, type
     """
     require(actor, MANAGERS, "change a ticket's type")
     new_type = get_type(session, type_code)
+    refuse_retired(new_type.code, new_type.retired)
     if new_type.code == ticket.type_code:
         raise InvalidInput("type_code", f"the ticket is a {type_code} already")
     step = transition(session, ticket, action=Action.RETYPE, actor=actor,

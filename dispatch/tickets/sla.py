@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dispatch.accounts.models import NoticeChannel, User
 from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound
+from dispatch.kernel.pagination import PageParams
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import mirror
 from dispatch.tickets.errors import InvalidTransition
@@ -391,6 +392,14 @@ def get_region(session: Session, region_id: int, *, actor: Actor) -> Region:
 def latest_switch(session: Session, region_id: int) -> SurgeSwitch | None:
     return session.scalars(select(SurgeSwitch).where(SurgeSwitch.region_id == region_id)
                            .order_by(SurgeSwitch.id.desc()).limit(1)).first()
+
+
+def list_switches(session: Session, region_id: int, *, page: PageParams) -> list[SurgeSwitch]:
+    """The region's own surge switches, newest first, `page.limit + 1` rows (the extra one says more exist)."""
+    query = select(SurgeSwitch).where(SurgeSwitch.region_id == region_id)
+    if page.after_id is not None:
+        query = query.where(SurgeSwitch.id < page.after_id)
+    return list(session.scalars(query.order_by(SurgeSwitch.id.desc()).limit(page.limit + 1)))
 
 
 def switch_surge(session: Session, *, region_id: int, actor: Actor, on: bool, reason: str | None,

@@ -3,7 +3,12 @@
 // change, invalidate, follow-up, the staff notices sent about it), phone-in reports, statistics, the
 // workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
+<<<<<<< HEAD
 import { GridMap, loadGrids } from '/static/common/map.js';
+=======
+import { ADMIN_ROLES, adminPanel } from '/static/console/admin/index.js';
+import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
+>>>>>>> admin
 import { follow } from '/static/common/stream.js';
 import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
 import {
@@ -534,6 +539,8 @@ const PANELS = {
   export: ['导出', () => can(['admin', 'payroll']), exportPanel],
   tips: ['知识库', () => can(['admin']), tipsPanel],
   notices: ['我的通知', () => true, noticesPanel],
+  admin: ['管理', () => can(ADMIN_ROLES), () => adminPanel({ client, me: state.me, types: state.types,
+    showTab: (name) => { state.tab = name; renderPanel(); } })],
 };
 
 function renderPanel() {
@@ -577,7 +584,7 @@ async function start() {
   try {
     const [types, technicians] = await Promise.all([client.get('/api/v1/ticket-types'),
       client.get('/api/v1/technicians?limit=500').catch(() => ({ items: [] }))]);
-    state.types = types;
+    state.types = types.filter((t) => !t.retired); // staff are listed retired types too; no new ticket may use one
     for (const t of types) state.typeNames[t.code] = t.name;
     for (const t of technicians.items) state.technicians[t.id] = t;
   } catch (error) { toast(error.message, 'error'); }
