@@ -4,17 +4,16 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
-from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Text
+from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Phone, Text
 from geo.crs import Crs
 
-Phone = Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")
 # Skills travel packed in the live index (comma- and bar-separated): plain words only.
 Skill = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 
 
 class TechnicianCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=100)
-    phone: str = Phone
+    phone: Phone
     username: str = Username
     password: Text = Field(min_length=4, max_length=128)
     skills: list[Skill] = Field(default_factory=list, max_length=20)
