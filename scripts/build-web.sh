@@ -36,6 +36,7 @@ copy leaflet.markercluster dist/leaflet.markercluster.js dist/MarkerCluster.css 
 copy echarts dist/echarts.min.js
 copy h3-js dist/h3-js.umd.js
 copy idb build/umd.js
+copy weixin-js-sdk index.js
 rm -rf "$vendor"
 mv "$vendor.new" "$vendor"
 echo "build-web: $(find "$vendor" -type f | wc -l) files in $vendor"

@@ -476,13 +476,16 @@ def my_offers(me: CurrentTechnician, viewer: ViewerDep, session: SessionDep) -> 
 @router.get("/me/pool", response_model=list[PoolTicketRead], tags=["technicians"],
             responses=problem_docs(Forbidden, LocationUnknown))
 def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, settings: SettingsDep,
-            radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None) -> list[PoolTicketRead]:
-    """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact)."""
-    found = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
-                          settings=settings)
+            response: Response, radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None,
+            limit: Annotated[int | None, Query(ge=1, le=500)] = None) -> list[PoolTicketRead]:
+    """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact):
+    at most `limit` (default POOL_NEAR_LIMIT); `X-Total-Count` says how many lie within the radius in all."""
+    nearby = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
+                           limit=limit or settings.pool.near_limit)
+    response.headers["X-Total-Count"] = str(nearby.total)
     viewer = Viewer(actor=caller.actor, technician=caller.ref)
     return [PoolTicketRead(**ticket_read(ticket, viewer).model_dump(), distance_m=round(metres, 1))
-            for ticket, metres in found]
+            for ticket, metres in nearby.found]
 
 
 @router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],
