@@ -623,6 +623,8 @@ PACE_M_PER_MIN = 500
 
 @dataclass(frozen=True)
 class Visit:
+    """Who holds a ticket, for its subscriber: their card and, on the way there, a rough arrival."""
+
     technician: Card
     arrival_estimate_at: datetime | None
 

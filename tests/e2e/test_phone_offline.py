@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.conftest import sign_in, token_of
 from tests.e2e.test_report_page import open_report, tiny_png
-from tests.e2e.test_tech_page import HOME_TECH01, go_on_duty, report_near
+from tests.e2e.test_tech_page import HOME_TECH01, offered_on_the_phone
 
 pytestmark = pytest.mark.usefixtures("fail_on_console_errors")
 # A shared 2-core machine under load: the live feed may take longer than Playwright's default 5 s.
@@ -24,8 +24,7 @@ def as_dispatcher(api: httpx.Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}
 
 
-def grab_on_the_phone(phone: Page, ticket: dict) -> None:
-    card = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
+def grab_on_the_phone(card: Locator) -> None:
     card.get_by_role("button", name="抢单").click()
     expect(card.get_by_role("status")).to_contain_text("抢到了")
     # Won: the card no longer says 待接单.
@@ -34,11 +33,9 @@ def grab_on_the_phone(phone: Page, ticket: dict) -> None:
 
 def test_a_completion_made_offline_waits_on_the_phone_and_is_sent_once_back_online(
         open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
-    go_on_duty(phone, "tech01")
+    phone, ticket, card = offered_on_the_phone(open_page, api, "地下室机房断网")
     expect(phone.locator("header.bar .who")).to_have_text("王建军")  # the name, not the log-in
-    ticket = report_near(api, token_of(api, "dispatcher.xl"), description="地下室机房断网")
-    grab_on_the_phone(phone, ticket)
+    grab_on_the_phone(card)
 
     phone.get_by_role("tab", name="我的工单").click()
     mine = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
@@ -76,10 +73,7 @@ def test_a_completion_made_offline_waits_on_the_phone_and_is_sent_once_back_onli
 
 def test_a_grab_offline_is_not_queued_and_can_be_retried_online(
         open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
-    go_on_duty(phone, "tech01")
-    ticket = report_near(api, token_of(api, "dispatcher.xl"), description="电视没有信号")
-    card = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
+    phone, ticket, card = offered_on_the_phone(open_page, api, "电视没有信号")
     expect(card).to_contain_text("电视没有信号")
 
     phone.context.set_offline(True)
