@@ -106,7 +106,7 @@ def test_with_location_refused_the_duty_switch_stays_off_and_says_why(
     phone.context.clear_permissions()
     sign_in(phone, "tech02")
     switch = phone.get_by_role("switch", name="上班")
-    switch.check()
+    switch.click()  # not check(): the refusal may turn it back off before check() looks
     expect(phone.locator("#status")).to_contain_text("定位被拒绝")
     expect(switch).not_to_be_checked()
 
