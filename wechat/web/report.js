@@ -112,7 +112,9 @@ function detailsForm(chosenType) {
   const map = new GridMap(mapBox, { tileUrl: tileUrl() });
   let place = '';
   let fix = null; // the phone's own fix, in its CRS: sent as it came unless the pin was moved off it
-  const crsOf = (point) => (fix && point.lat === fix.lat && point.lng === fix.lng ? fix.crs : 'wgs84');
+  // Within a centimetre: a map that shifts points for its tiles may hand the same one back a float apart.
+  const onFix = (point) => fix && Math.abs(point.lat - fix.lat) < 1e-7 && Math.abs(point.lng - fix.lng) < 1e-7;
+  const crsOf = (point) => (onFix(point) ? fix.crs : 'wgs84');
   const describePlace = debounce(async (point) => {
     try {
       const found = await client.get(`/api/v1/geo/reverse?lat=${point.lat}&lng=${point.lng}&crs=${crsOf(point)}`);
