@@ -35,6 +35,7 @@ copy leaflet dist/leaflet.js dist/leaflet.css dist/images
 copy leaflet.markercluster dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css
 copy echarts dist/echarts.min.js
 copy idb build/umd.js
+copy weixin-js-sdk index.js
 rm -rf "$vendor"
 mv "$vendor.new" "$vendor"
 echo "build-web: $(find "$vendor" -type f | wc -l) files in $vendor"

@@ -4,18 +4,16 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dispatch.accounts.schemas import Username
-from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Text
+from dispatch.kernel.inputs import ClockTime, Flag, Integer, JsonId, Number, Phone, Text
 from geo.crs import Crs
 
-PHONE_PATTERN = r"^\+?[0-9][0-9\- ]{3,18}[0-9]$"
-Phone = Field(min_length=5, max_length=20, pattern=PHONE_PATTERN)
 # Skills travel packed in the live index (comma- and bar-separated): plain words only.
 Skill = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_\-]+$")]
 
 
 class TechnicianCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=100)
-    phone: str = Phone
+    phone: Phone
     username: str = Username
     password: Text = Field(min_length=4, max_length=128)
     skills: list[Skill] = Field(default_factory=list, max_length=20)
@@ -29,7 +27,7 @@ class TechnicianPatch(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"max_active": 3, "skills": ["broadband"]}]})
 
     name: Text | None = Field(default=None, min_length=1, max_length=100)
-    phone: str | None = Field(default=None, min_length=5, max_length=20, pattern=PHONE_PATTERN)
+    phone: Phone | None = None
     skills: list[Skill] | None = Field(default=None, max_length=20)
     max_active: Integer | None = Field(default=None, ge=1, le=50)
     region_id: JsonId | None = Field(default=None, description="Also the grab scope and the log-in's region.")

@@ -51,10 +51,10 @@ def log_in(username: Annotated[Text, Form(max_length=64)], password: Annotated[T
 
 
 @router.get("/me", response_model=MeRead, responses=problem_docs(Unauthorized))
-def who_am_i(actor: ActorDep) -> MeRead:
-    """The caller as the server sees it: role and region scope."""
+def who_am_i(actor: ActorDep, session: SessionDep) -> MeRead:
+    """The caller as the server sees it: role, region scope and name."""
     return MeRead(kind=actor.kind, id=actor.id, role=actor.role, label=actor.label,
-                  region_ids=list(actor.region_ids))
+                  region_ids=list(actor.region_ids), name=service.name_of(session, actor))
 
 
 @router.post("/users", response_model=UserRead, status_code=201, responses=problem_docs(Forbidden, InvalidInput))

@@ -58,6 +58,7 @@ class MeRead(BaseModel):
     role: Role
     label: str
     region_ids: list[int]
+    name: str | None = Field(default=None, description="The person's name, as a page greets them (not the log-in).")
 
 
 class ApiKeyCreate(BaseModel):

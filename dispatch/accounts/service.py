@@ -216,6 +216,15 @@ def actor_of_subscriber(subscriber: Subscriber) -> Actor:
                  label=subscriber.name or f"subscriber {subscriber.id}")
 
 
+def name_of(session: Session, actor: Actor) -> str | None:
+    """The person's name (a user's, a subscriber's if known); None for an API key."""
+    if actor.kind == PrincipalKind.USER:
+        return session.scalar(select(User.name).where(User.id == actor.id))
+    if actor.kind == PrincipalKind.SUBSCRIBER:
+        return session.scalar(select(Subscriber.name).where(Subscriber.id == actor.id))
+    return None
+
+
 def _actor_from_token(session: Session, token: str, secret: str) -> Actor:
     kind, _, raw_id = read_token(token, secret=secret).partition(":")
     if not raw_id.isdigit():

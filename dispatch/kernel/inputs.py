@@ -103,6 +103,7 @@ Flag = StrictBool
 Month = Annotated[str, StringConstraints(pattern=r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])$")]
 """A month as "2026-11", within the span of `Day`."""
 
-# A phone number as people write it: digits, an optional leading +, spaces or dashes inside.
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=20,
-                                         pattern=r"^\+?[0-9][0-9\- ]{3,18}[0-9]$")]
+# A mainland mobile number (the subscriber is called back on it, the technician texted): 11 digits from
+# 13 to 19, optionally after +86. A landline or a typo is refused at the door, not found on the visit.
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=11, max_length=14,
+                                         pattern=r"^(\+86)?1[3-9][0-9]{9}$")]

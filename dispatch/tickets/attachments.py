@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -9,13 +10,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import filetype
-from sqlalchemy import Integer, cast, event, func, select
+from sqlalchemy import Integer, cast, event, func, select, text
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.kernel.auth import Actor
 from dispatch.kernel.errors import NotFound
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import queries
+from dispatch.tickets import idempotency, queries
 from dispatch.tickets.errors import AttachmentBudgetSpent, TooLarge, UnsupportedMedia
 from dispatch.tickets.models import Attachment, Ticket
 from dispatch.tickets.permissions import Viewer
@@ -77,15 +79,60 @@ def _budget_spent(ticket: Ticket, caps: Caps, used: Usage, why: str) -> Attachme
         max_files=caps.files_per_ticket, max_bytes=caps.bytes_per_ticket, files=used.files, bytes=used.bytes)
 
 
+def ref_of(attachment: Attachment) -> str:
+    """How a ticket's `attachments` names a file it holds: the address its viewers download it from."""
+    return f"/api/v1/attachments/{attachment.id}"
+
+
+# Appended in SQL, each reference once: no reference written meanwhile by another upload is lost, and
+# the ticket's version is left alone, so an upload never makes a grab or a completion racing it lose.
+_LINK = text("""
+UPDATE ticket SET attachment_refs = attachment_refs || (
+    SELECT coalesce(jsonb_agg(ref ORDER BY place), '[]'::jsonb)
+    FROM jsonb_array_elements(cast(:refs AS jsonb)) WITH ORDINALITY AS given(ref, place)
+    WHERE NOT ticket.attachment_refs @> jsonb_build_array(ref))
+WHERE id = :ticket_id
+RETURNING attachment_refs
+""")
+
+
+def link(session: Session, ticket: Ticket, refs: list[str]) -> None:
+    """List files on the ticket (`attachments` of its API view), each once, oldest first."""
+    if not refs:
+        return
+    session.flush()
+    listed = session.execute(_LINK, {"refs": json.dumps(refs), "ticket_id": ticket.id}).scalar_one()
+    set_committed_value(ticket, "attachment_refs", listed)
+
+
+def _request_of(key: str | None, ticket: Ticket, upload: BinaryIO) -> idempotency.Request | None:
+    """The same key, ticket and bytes are the same upload."""
+    if key is None:
+        return None
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: upload.read(CHUNK), b""):
+        digest.update(chunk)
+    upload.seek(0)
+    return idempotency.Request.of(key, "upload", str(ticket.id), digest.hexdigest())
+
+
 def store(session: Session, *, ticket: Ticket, actor: Actor, upload: BinaryIO, media_dir: Path,
-          caps: Caps) -> Attachment:
-    """Keep an uploaded file with the ticket; the content type comes from its bytes, not the client.
+          caps: Caps, idempotency_key: str | None = None) -> Attachment:
+    """Keep an uploaded file with the ticket and list it in the ticket's `attachments`; the content type comes
+    from its bytes, not the client. The same Idempotency-Key and bytes within 24 h answer with the first file.
 
     Raises:
         UnsupportedMedia: not an image, audio or video.
         TooLarge: over 10 MB for images or 20 MB for audio and video (configurable).
         AttachmentBudgetSpent: the ticket holds its files already, or this one would pass its total size.
+        IdempotencyKeyReused: the key came before with another request.
     """
+    request = _request_of(idempotency_key, ticket, upload)
+    key_row = None
+    if request is not None:
+        key_row = idempotency.claim(session, actor, request, ticket_id=ticket.id)
+        if key_row is None:
+            return session.get_one(Attachment, idempotency.earlier(session, actor, request).attachment_id)
     head = upload.read(SNIFF_BYTES)
     kind, mime, extension = _kind_of(head)
     limit = caps.image_bytes if kind == "image" else caps.media_bytes
@@ -119,6 +166,10 @@ def store(session: Session, *, ticket: Ticket, actor: Actor, upload: BinaryIO, m
                             sha256=digest.hexdigest(), storage_key=storage_key, uploaded_by=actor.label)
     session.add(attachment)
     session.flush()
+    link(session, ticket, [ref_of(attachment)])
+    if key_row is not None:
+        key_row.attachment_id = attachment.id
+        session.flush()
     return attachment
 
 

@@ -9,6 +9,7 @@ slower, still exactly one winner.
 """
 
 import math
+from dataclasses import dataclass
 
 import structlog
 from geoalchemy2 import Geography
@@ -174,10 +175,17 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise
 
 
-def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int,
-            settings: Settings) -> list[tuple[Ticket, float]]:
+@dataclass(frozen=True)
+class Nearby:
+    """A page of the pool near a technician, and how many grabbable tickets lie within the radius in all."""
+
+    found: list[tuple[Ticket, float]]
+    total: int
+
+
+def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int, limit: int) -> Nearby:
     """Grabbable tickets in the technician's scope within `radius_m` of their position, the most urgent first,
-    then the nearest.
+    then the nearest; at most `limit` of them, with the count of all.
 
     The pool's geo set orders them; PostgreSQL, the truth, says which are
     still grabbable and in scope. With the pool down or unbuilt PostgreSQL's
@@ -188,18 +196,22 @@ def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int
     here = presence.position_of(session, redis, ref)
     if here is None:
         raise LocationUnknown("send your location first: the pool lists tickets near you")
-    limit = settings.pool.near_limit
-    hits = _near_in_pool(redis, ref, here, radius_m, limit)
     in_scope = queries.in_pool_of(ref)
+    within = func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m)
+    hits = _near_in_pool(redis, ref, here, radius_m, limit)
     if hits is None:
         distance = func.ST_Distance(cast(Ticket.location, Geography), cast(sql_point(here), Geography))
-        rows = session.execute(select(Ticket, distance).where(
-            in_scope, func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m))
-            .order_by(Ticket.priority, distance).limit(limit))
-        return [(ticket, float(metres)) for ticket, metres in rows]
-    by_id = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(list(hits)), in_scope))}
-    return sorted(((by_id[tid], metres) for tid, metres in hits.items() if tid in by_id),
-                  key=lambda found: (found[0].priority, found[1]))
+        rows = session.execute(select(Ticket, distance).where(in_scope, within)
+                               .order_by(Ticket.priority, distance).limit(limit))
+        found = [(ticket, float(metres)) for ticket, metres in rows]
+    else:
+        by_id = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(list(hits)), in_scope))}
+        found = sorted(((by_id[tid], metres) for tid, metres in hits.items() if tid in by_id),
+                       key=lambda near: (near[0].priority, near[1]))
+    # Counted only when the page is full: the person is told how many more lie beyond it.
+    total = len(found) if len(found) < limit else session.scalar(
+        select(func.count()).select_from(Ticket).where(in_scope, within)) or 0
+    return Nearby(found=found, total=max(total, len(found)))
 
 
 def _near_in_pool(redis: Redis, ref: TechnicianRef, here: LatLng, radius_m: int,

@@ -261,6 +261,8 @@ class IdempotencyKey(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
     # A replay answers as the first request did: created (201) or merged (200).
     merged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A replayed upload answers with the file the first one stored, never a second copy.
+    attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachment.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -29,6 +29,7 @@ from dispatch.tickets import (
     attachments,
     export,
     grabs,
+    idempotency,
     incidents,
     offers,
     priority,
@@ -109,6 +110,7 @@ from dispatch.tickets.schemas import (
     TipsRead,
     TipsUpdate,
     UrgeBody,
+    VisitRead,
     chain_read,
     event_read,
     surge_read,
@@ -126,6 +128,10 @@ router = APIRouter(prefix="/api/v1", tags=["tickets"])
 Admin = Annotated[Actor, Depends(require_role(Role.ADMIN))]
 Staff = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.PAYROLL))]
 TRANSITION_ERRORS = problem_docs(TicketNotFound, InvalidTransition, ConcurrentChange, Forbidden)
+# A phone resends a queued tap until it hears an answer: the same key and body within 24 h answer as the first.
+IdempotencyKeyHeader = Annotated[str | None, Header(max_length=200, description=(
+    "The same key and body within 24 h return the first result; another body with it is 422."))]
+QUEUED_ERRORS = {**TRANSITION_ERRORS, **problem_docs(NotYourTicket, IdempotencyKeyReused)}
 
 
 # Who reads statistics and exports: the period's tickets in their regions.
@@ -137,7 +143,7 @@ Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Rol
                         **problem_docs(InvalidInput, IdempotencyKeyReused, OutOfScope, Forbidden)})
 def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
                   response: Response,
-                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> TicketRead:
+                  idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
     """Report a fault. 201 with the new ticket; 200 when it merged into the subscriber's open
     ticket of the same type; the same Idempotency-Key and body within 24 h returns the first result."""
     intake = service.create_ticket(session, redis, actor=actor, body=body, settings=settings,
@@ -200,11 +206,20 @@ def _file(write: Callable[[Path], None], *, name: str, fmt: ExportFormat) -> Fil
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses=problem_docs(TicketNotFound))
-def get_ticket(ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) -> TicketDetail:
-    """One ticket with every step it went through (a technician reading the pool: without who and why)."""
+def get_ticket(ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep) -> TicketDetail:
+    """One ticket with every step it went through (a technician reading the pool: without who and why), and who
+    is coming with a rough arrival time (for those who see it in full: its subscriber, staff, its holder)."""
     in_full = viewer.sees_in_full(ticket)
     events = [event_read(e, in_full=in_full) for e in service.list_events(session, ticket)]
-    return TicketDetail(**ticket_read(ticket, viewer).model_dump(), events=events)
+    visit = service.visit_of(session, redis, ticket) if in_full else None
+    return TicketDetail(**ticket_read(ticket, viewer).model_dump(), events=events, visit=_visit_read(visit))
+
+
+def _visit_read(visit: service.Visit | None) -> VisitRead | None:
+    if visit is None:
+        return None
+    return VisitRead(technician_name=visit.technician.name, technician_phone=visit.technician.phone,
+                     arrival_estimate_at=visit.arrival_estimate_at)
 
 
 @router.get("/tickets/{ticket_id}/offers", response_model=TicketOffersRead,
@@ -259,30 +274,31 @@ def assign_ticket(body: AssignBody, ticket: TicketInScope, viewer: ViewerDep, se
     return ticket_read(ticket, viewer)
 
 
-@router.post("/tickets/{ticket_id}/release", response_model=TicketRead,
-             responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
+@router.post("/tickets/{ticket_id}/release", response_model=TicketRead, responses=QUEUED_ERRORS)
 def release_ticket(body: ReasonBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
-                   settings: SettingsDep) -> TicketRead:
+                   settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
     """Hand an accepted ticket back to the pool (its technician, dispatcher)."""
-    service.release(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason, settings=settings)
+    service.release(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason, settings=settings,
+                    once=idempotency.Request.of(idempotency_key, "release", str(ticket.id), body.model_dump_json()))
     return ticket_read(ticket, viewer)
 
 
-@router.post("/tickets/{ticket_id}/arrive", response_model=TicketRead,
-             responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
-def arrive(body: ArriveBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) -> TicketRead:
+@router.post("/tickets/{ticket_id}/arrive", response_model=TicketRead, responses=QUEUED_ERRORS)
+def arrive(body: ArriveBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep,
+           idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
     """Check in on site with the phone's position (its technician)."""
     where = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
-    service.arrive(session, ticket=ticket, actor=viewer.actor, location=where)
+    service.arrive(session, ticket=ticket, actor=viewer.actor, location=where,
+                   once=idempotency.Request.of(idempotency_key, "arrive", str(ticket.id), body.model_dump_json()))
     return ticket_read(ticket, viewer)
 
 
-@router.post("/tickets/{ticket_id}/complete", response_model=TicketRead,
-             responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket)})
+@router.post("/tickets/{ticket_id}/complete", response_model=TicketRead, responses=QUEUED_ERRORS)
 def complete(body: CompleteBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep, redis: RedisDep,
-             settings: SettingsDep) -> TicketRead:
+             settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
     """Finish the work; the ticket waits for the follow-up (its technician)."""
-    service.complete(session, redis, ticket=ticket, actor=viewer.actor, body=body, settings=settings)
+    service.complete(session, redis, ticket=ticket, actor=viewer.actor, body=body, settings=settings,
+                     once=idempotency.Request.of(idempotency_key, "complete", str(ticket.id), body.model_dump_json()))
     return ticket_read(ticket, viewer)
 
 
@@ -404,13 +420,14 @@ def acknowledge_escalation(body: AcknowledgeBody, ticket: TicketInScope, viewer:
 
 @router.post("/tickets/{ticket_id}/attachments", response_model=AttachmentRead, status_code=201,
              responses=problem_docs(TicketNotFound, NotYourTicket, Forbidden, TooLarge, UnsupportedMedia,
-                                    AttachmentBudgetSpent))
+                                    AttachmentBudgetSpent, IdempotencyKeyReused))
 def upload_attachment(ticket: AttachableTicket, actor: ActorDep, session: SessionDep, settings: SettingsDep,
-                      file: Annotated[UploadFile, File()]) -> Attachment:
-    """Attach a photo, voice note or video; the type is read from the bytes (its subscriber, its technician,
-    dispatcher, clerk, admin). A ticket holds at most 20 files and 50 MB in all (configurable): 409 past that."""
+                      file: Annotated[UploadFile, File()], idempotency_key: IdempotencyKeyHeader = None) -> Attachment:
+    """Attach a photo, voice note or video, listed in the ticket's `attachments`; the type is read from the bytes
+    (its subscriber, its technician, dispatcher, clerk, admin). A ticket holds at most 20 files and 50 MB in all
+    (configurable): 409 past that."""
     return attachments.store(session, ticket=ticket, actor=actor, upload=file.file, media_dir=settings.media_dir,
-                             caps=attachments.Caps.of(settings))
+                             caps=attachments.Caps.of(settings), idempotency_key=idempotency_key)
 
 
 @router.get("/tickets/{ticket_id}/attachments", response_model=list[AttachmentRead],
@@ -484,13 +501,16 @@ def my_offers(me: CurrentTechnician, viewer: ViewerDep, session: SessionDep) -> 
 @router.get("/me/pool", response_model=list[PoolTicketRead], tags=["technicians"],
             responses=problem_docs(Forbidden, LocationUnknown))
 def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, settings: SettingsDep,
-            radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None) -> list[PoolTicketRead]:
-    """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact)."""
-    found = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
-                          settings=settings)
+            response: Response, radius_m: Annotated[int | None, Query(ge=100, le=50000)] = None,
+            limit: Annotated[int | None, Query(ge=1, le=500)] = None) -> list[PoolTicketRead]:
+    """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact):
+    at most `limit` (default POOL_NEAR_LIMIT); `X-Total-Count` says how many lie within the radius in all."""
+    nearby = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
+                           limit=limit or settings.pool.near_limit)
+    response.headers["X-Total-Count"] = str(nearby.total)
     viewer = Viewer(actor=caller.actor, technician=caller.ref)
     return [PoolTicketRead(**ticket_read(ticket, viewer).model_dump(), distance_m=round(metres, 1))
-            for ticket, metres in found]
+            for ticket, metres in nearby.found]
 
 
 @router.get("/me/tickets", response_model=list[TicketRead], tags=["technicians"],

@@ -50,6 +50,13 @@ class Contact(BaseModel):
     phone: Phone
 
 
+class ContactRead(BaseModel):
+    """As stored: tickets taken in before phones were checked keep the number they came with."""
+
+    name: str
+    phone: str
+
+
 class TicketCreate(BaseModel):
     # In /docs, and a report Schemathesis's examples phase files for real (tests/api/test_fuzz.py).
     model_config = ConfigDict(json_schema_extra={"examples": [{
@@ -111,7 +118,7 @@ class TicketRead(BaseModel):
     region_id: int
     branch_id: int
     outside_area: bool
-    contact: Contact | None = Field(description="The subscriber's name and phone; null for a technician until "
+    contact: ContactRead | None = Field(description="The subscriber's name and phone; null for a technician until "
                                                 "they hold the ticket (the pool shows where and what, not who).")
     technician_id: int | None
     incident_id: int | None = Field(default=None, description="The outage incident this ticket leads or is grouped "
@@ -136,8 +143,18 @@ class TicketRead(BaseModel):
     merged: bool = Field(default=False, description="True when this report was merged into an open ticket.")
 
 
+class VisitRead(BaseModel):
+    """Who is coming, for the subscriber's progress page: the holder's name and phone, and a rough arrival."""
+
+    technician_name: str
+    technician_phone: str
+    arrival_estimate_at: datetime | None = Field(
+        description="From the technician's last position at a city pace; null once arrived or position unknown.")
+
+
 class TicketDetail(TicketRead):
     events: list[EventRead]
+    visit: VisitRead | None = Field(default=None, description="The holder, for those who see the ticket in full.")
 
 
 class AssignBody(BaseModel):
@@ -307,7 +324,7 @@ def ticket_read(ticket: Ticket, viewer: Viewer, *, merged: bool = False,
     point = from_wkb(ticket.location)
     fields = {name: getattr(ticket, name) for name in TicketRead.model_fields
               if name not in {"location", "contact", "attachments", "offers", "merged", "sla"}}
-    contact = Contact(name=ticket.contact_name, phone=ticket.contact_phone) if viewer.sees_in_full(ticket) else None
+    contact = ContactRead(name=ticket.contact_name, phone=ticket.contact_phone) if viewer.sees_in_full(ticket) else None
     return TicketRead(**fields, location=LocationRead(lat=point.lat, lng=point.lng), sla=sla_read(ticket),
                       contact=contact, attachments=ticket.attachment_refs, merged=merged, offers=offers or [])
 

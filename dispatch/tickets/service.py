@@ -1,6 +1,5 @@
 """Intake and every lifecycle verb of a ticket, in the domain's words."""
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -11,7 +10,6 @@ from pydantic_core import to_jsonable_python
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,11 +21,22 @@ from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import incidents, labor, load, mirror, numbering, offers, priority, queries, sla
+from dispatch.tickets import (
+    attachments,
+    idempotency,
+    incidents,
+    labor,
+    load,
+    mirror,
+    numbering,
+    offers,
+    priority,
+    queries,
+    sla,
+)
 from dispatch.tickets.errors import (
     AlreadyTaken,
     ConcurrentChange,
-    IdempotencyKeyReused,
     InvalidTransition,
     LimitReached,
     NotYourTicket,
@@ -45,7 +54,6 @@ from dispatch.tickets.lifecycle import (
     transition,
 )
 from dispatch.tickets.models import (
-    IdempotencyKey,
     Incident,
     Priority,
     Source,
@@ -57,6 +65,7 @@ from dispatch.tickets.models import (
 from dispatch.tickets.permissions import MANAGERS, Viewer, require
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
+from geo.distance import haversine_m
 from geo.latlng import LatLng
 from geo.points import from_wkb, to_wkb
 from technicians import live
@@ -67,7 +76,6 @@ from technicians.service import Card, cards, get_technician, require_wechat_boun
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
 FOLLOWUP_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER})
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DEFAULT_SOURCE = {Role.SUBSCRIBER: Source.WECHAT, Role.API: Source.API}
 
 
@@ -194,31 +202,8 @@ def update_type(session: Session, *, code: str, body: TicketTypeUpdate, actor: A
 
 # --- intake -----------------------------------------------------------------
 
-def _request_hash(body: TicketCreate) -> str:
-    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-
-
-def _claim_idempotency_key(session: Session, actor: Actor, key: str, request_hash: str) -> IdempotencyKey | None:
-    """The claimed key row, or None when an earlier request within the window owns the key.
-
-    A concurrent request with the same key blocks on the unique index until
-    the first commits, then sees its row: never a second ticket.
-    """
-    stmt = insert(IdempotencyKey).values(principal=actor.principal, key=key, request_hash=request_hash)
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[IdempotencyKey.principal, IdempotencyKey.key],
-        set_={"request_hash": request_hash, "ticket_id": None, "merged": False, "created_at": func.now()},
-        where=IdempotencyKey.created_at < func.now() - IDEMPOTENCY_WINDOW,
-    ).returning(IdempotencyKey.id)
-    claimed = session.execute(upsert).scalar()
-    return session.get(IdempotencyKey, claimed) if claimed is not None else None
-
-
-def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Intake:
-    earlier = session.scalars(select(IdempotencyKey).where(
-        IdempotencyKey.principal == actor.principal, IdempotencyKey.key == key)).one()
-    if earlier.request_hash != request_hash or earlier.ticket_id is None:
-        raise IdempotencyKeyReused("Idempotency-Key", "this key was sent before with a different body")
+def _replay(session: Session, actor: Actor, request: idempotency.Request) -> Intake:
+    earlier = idempotency.earlier(session, actor, request)
     return Intake(ticket=session.get_one(Ticket, earlier.ticket_id), created=False, merged=earlier.merged)
 
 
@@ -245,12 +230,12 @@ def create_ticket(session: Session, redis: Redis, *, actor: Actor, body: TicketC
     require(actor, INTAKE_ROLES, "report a fault")
     ticket_type = type_terms(session, body.type_code)
     refuse_retired(ticket_type.code, ticket_type.retired)
+    request = idempotency.Request.of(idempotency_key, "intake", body.model_dump_json())
     key_row = None
-    if idempotency_key is not None:
-        request_hash = _request_hash(body)
-        key_row = _claim_idempotency_key(session, actor, idempotency_key, request_hash)
+    if request is not None:
+        key_row = idempotency.claim(session, actor, request)
         if key_row is None:
-            return _replay(session, actor, idempotency_key, request_hash)
+            return _replay(session, actor, request)
     point = crs.to_wgs84(LatLng(body.location.lat, body.location.lng), body.location.crs)
     placement = regions.place(session, point)
     if actor.scope is not None and actor.role is not Role.SUBSCRIBER and not placement.lies_within(actor.scope):
@@ -652,6 +637,33 @@ def _whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | N
         return None
 
 
+# Straight-line metres times a road factor, at a van's city pace (30 km/h): a hint for the subscriber
+# ("about twenty minutes"), recomputed on each look, never a promise.
+ROAD_FACTOR = 1.4
+PACE_M_PER_MIN = 500
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who holds a ticket, for its subscriber: their card and, on the way there, a rough arrival."""
+
+    technician: Card
+    arrival_estimate_at: datetime | None
+
+
+def visit_of(session: Session, redis: Redis, ticket: Ticket) -> Visit | None:
+    """Who holds the ticket and, on the way there with a known position, when they may arrive."""
+    if ticket.technician_id is None:
+        return None
+    card = cards(session, [ticket.technician_id])[ticket.technician_id]
+    on_the_way = ticket.state is TicketState.ACCEPTED and ticket.arrived_at is None
+    here = _whereabouts(redis, ticket, ticket.technician_id) if on_the_way else None
+    if here is None:
+        return Visit(technician=card, arrival_estimate_at=None)
+    minutes = haversine_m(here, from_wkb(ticket.location)) * ROAD_FACTOR / PACE_M_PER_MIN
+    return Visit(technician=card, arrival_estimate_at=_now() + timedelta(minutes=math.ceil(minutes)))
+
+
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
                     taken_by: int | None, also: int | None = None) -> None:
     """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
@@ -704,11 +716,13 @@ def _require_holder(session: Session, ticket: Ticket, actor: Actor, action: Acti
 
 
 def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,
-            settings: Settings) -> Step:
-    """Hand an accepted ticket back to the pool (its technician, or a dispatcher).
+            settings: Settings, once: idempotency.Request | None = None) -> Step | None:
+    """Hand an accepted ticket back to the pool (its technician, or a dispatcher); None for a replay of `once`.
 
-    Raises: NotYourTicket, Forbidden, InvalidTransition.
+    Raises: NotYourTicket, Forbidden, InvalidTransition, IdempotencyKeyReused.
     """
+    if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
+        return None
     if actor.role is Role.TECHNICIAN:
         _require_holder(session, ticket, actor, Action.RELEASE)
     else:
@@ -720,11 +734,15 @@ def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, rea
     return step
 
 
-def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) -> Step:
-    """Check in on site with the phone's position.
+def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng,
+           once: idempotency.Request | None = None) -> Step | None:
+    """Check in on site with the phone's position; None for a replay of `once`.
 
-    Raises: NotYourTicket, NotATechnician, InvalidTransition (not accepted, or arrived already).
+    Raises: NotYourTicket, NotATechnician, InvalidTransition (not accepted, or arrived already),
+        IdempotencyKeyReused.
     """
+    if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
+        return None
     technician = _require_holder(session, ticket, actor, Action.ARRIVE)
     if ticket.arrived_at is not None and ticket.state is TicketState.ACCEPTED:
         raise InvalidTransition(f"already arrived at {ticket.arrived_at.isoformat()}", state=ticket.state)
@@ -733,17 +751,19 @@ def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng) 
 
 
 def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, body: CompleteBody,
-             settings: Settings) -> Step:
-    """Finish the work on site; the ticket then waits for the follow-up.
+             settings: Settings, once: idempotency.Request | None = None) -> Step | None:
+    """Finish the work on site; the ticket then waits for the follow-up. None for a replay of `once`.
 
-    Raises: NotYourTicket, NotATechnician, InvalidTransition.
+    Raises: NotYourTicket, NotATechnician, InvalidTransition, IdempotencyKeyReused.
     """
+    if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
+        return None
     technician = _require_holder(session, ticket, actor, Action.COMPLETE)
     materials = [{"sku": m.sku, "qty": str(m.qty)} for m in body.materials]
     step = transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
                       note=body.note, data={"materials": materials, "photos": body.photos},
-                      changes={"completed_at": _now(), "completion_note": body.note, "materials": materials,
-                               "attachment_refs": [*ticket.attachment_refs, *body.photos]})
+                      changes={"completed_at": _now(), "completion_note": body.note, "materials": materials})
+    attachments.link(session, ticket, body.photos)
     mirror.mirror(session, redis, ticket)
     labor.record_completion(session, ticket, technician, settings=settings)  # same transaction: paid iff done
     _complete_grouped(session, redis, lead=ticket, technician=technician, actor=actor, visited=body.visited,

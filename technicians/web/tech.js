@@ -1,21 +1,27 @@
 // /m/tech: the technician's phone page. Duty switch, position while on duty, offers and the pool
-// nearest first, a grab button that answers at once, my tickets with arrive and complete.
+// nearest first, a grab button that answers at once, my tickets with arrive, complete and hand back —
+// those three kept on the phone and sent when the signal returns (outbox.js).
 import { Client } from '/static/common/api.js';
+import { PageError } from '/static/common/errors.js';
+import { photoStrip } from '/static/common/photos.js';
+import * as position from '/static/common/position.js';
 import { follow } from '/static/common/stream.js';
 import { $, busy, debounce, distance, el, photoPicker, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
+import { KIND_NAMES, Outbox } from '/static/tech/outbox.js';
 
 const client = new Client('tech');
 const app = $('#app');
-const POOL_RADIUS_M = 10000;
 const PING_EVERY_MS = 15000;
 // The feed tells a technician about their own offers and tickets only; tickets entering the pool
 // elsewhere in scope are picked up by this poll while the page is open.
 const POOL_POLL_MS = 30000; // the server keeps positions fresh for 10 min and rate-limits pings
+const OUTBOX_RETRY_MS = 20000; // the browser's "online" event is not told of every signal that returns
 const DUTY_KEY = 'fieldpool.tech.onDuty';
 
 // outcomes: ticket id -> the answer to my grab; ghosts: cards I grabbed from, kept on screen with
 // that answer even after the live refresh dropped the ticket from the list (until I change tabs).
-const state = { types: {}, position: null, lastPing: 0, watch: null, tab: 'offers', outcomes: {}, ghosts: new Map() };
+const state = { types: {}, position: null, lastPing: 0, stopFollowing: null, tab: 'offers', outcomes: {},
+  ghosts: new Map(), waiting: [], outbox: null };
 
 function typeName(code) { return state.types[code] || code; }
 
@@ -27,22 +33,43 @@ function navLink(ticket) {
     target: '_blank', rel: 'noopener', text: '导航' });
 }
 
-function ticketHead(ticket, dist) {
+// "还剩 25 分钟" / "已超时 1 小时 5 分钟": the time a technician orders their day by.
+function timeLeft(iso) {
+  const minutes = Math.round((Date.parse(iso) - Date.now()) / 60000);
+  const span = (m) => (m >= 60 ? `${Math.floor(m / 60)} 小时 ${m % 60} 分钟` : `${m} 分钟`);
+  return minutes >= 0 ? `还剩 ${span(minutes)}` : `已超时 ${span(-minutes)}`;
+}
+
+// The deadline that matters now: to accept while in the pool, to finish once held.
+function deadline(ticket) {
+  const held = ticket.state === 'accepted';
+  const due = held ? ticket.resolution_due_at : ticket.response_due_at;
+  const late = Date.parse(due) < Date.now();
+  return el(`div.deadline${late ? '.late' : ''}`, { text: `${held ? '完成时限' : '接单时限'} ${when(due)}（${timeLeft(due)}）` });
+}
+
+function ticketHead(ticket, dist, shownState = ticket.state) {
   return [
-    el('h3', {}, stateBadge(ticket.state), typeName(ticket.type_code),
+    el('h3', {}, stateBadge(shownState), typeName(ticket.type_code),
       dist !== undefined ? el('span.dist', { text: distance(dist) }) : null),
     el('div.where', { text: ticket.address || `${ticket.location.lat.toFixed(5)}, ${ticket.location.lng.toFixed(5)}` }),
     el('div.desc', { text: `${ticket.number} · ${when(ticket.created_at)} · ${ticket.description}` }),
+    ['pending', 'timed_out', 'accepted'].includes(shownState) ? deadline(ticket) : null,
   ];
 }
 
 // A card in the offers or the pool: the grab button, replaced by the answer.
 function grabCard(ticket, dist) {
-  const card = el('article.card.ticket-card', { dataset: { ticket: ticket.id } }, ...ticketHead(ticket, dist));
   const outcome = state.outcomes[ticket.id];
+  const card = el('article.card.ticket-card', { dataset: { ticket: ticket.id } },
+    ...ticketHead(ticket, dist, outcome?.won ? 'accepted' : ticket.state));
   if (outcome) {
     const kind = { true: 'won', false: 'lost' }[outcome.won] || 'busy';
     card.append(el(`div.outcome.${kind}`, { role: 'status', text: outcome.text }));
+    if (outcome.offline) {
+      card.append(el('div.actions', {}, el('button.grab', { type: 'button', text: '重新抢单',
+        onclick: () => { delete state.outcomes[ticket.id]; grab(ticket, dist); } })));
+    }
     return card;
   }
   const button = el('button.grab', { type: 'button', text: '抢单' });
@@ -51,8 +78,16 @@ function grabCard(ticket, dist) {
   return card;
 }
 
+// Never queued: by the time the signal returns the ticket is likely someone else's.
+const GRAB_OFFLINE = '没有网络，抢单没有发出（抢单不会排队补发）：有网后请重新抢单';
+
 async function grab(ticket, dist) {
   state.ghosts.set(ticket.id, { ticket, distance_m: dist });
+  if (!navigator.onLine) {
+    state.outcomes[ticket.id] = { won: false, offline: true, text: GRAB_OFFLINE };
+    render();
+    return;
+  }
   state.outcomes[ticket.id] = { won: null, text: '正在抢…' };
   render();
   try {
@@ -60,56 +95,88 @@ async function grab(ticket, dist) {
     state.outcomes[ticket.id] = { won: true, text: '抢到了！已加入我的工单' };
     toast('抢到了！', 'ok');
   } catch (error) {
-    const text = error.code === 'already_taken' ? '已被抢' : error.message;
-    state.outcomes[ticket.id] = { won: false, text };
+    const offline = error.code === 'network';
+    const text = error.code === 'already_taken' ? '已被抢' : offline ? GRAB_OFFLINE : error.message;
+    state.outcomes[ticket.id] = { won: false, offline, text };
   }
   render();
   refreshMine();
 }
 
+// --- my tickets: the next step large, the hand-back apart ------------------------------------
+
+// A tap goes to the outbox, which sends it now if it can; the person hears which it was.
+async function queue(kind, ticket, body, photos) {
+  await state.outbox.add(kind, ticket, body, photos);
+  const stillWaiting = state.waiting.some((tap) => tap.ticketId === ticket.id && tap.kind === kind);
+  if (stillWaiting) toast(`没有网络：${KIND_NAMES[kind]}已保存在手机上，恢复网络后自动发送`);
+  await refreshMine();
+}
+
+function waitingFor(ticket) {
+  return state.waiting.filter((tap) => tap.ticketId === ticket.id);
+}
+
+function arriveButton(ticket, error) {
+  const arrive = el('button.primary.next', { type: 'button', text: '到达签到' });
+  arrive.addEventListener('click', () => busy(arrive, async () => {
+    // The duty watch keeps the latest fix (in a basement it is the best there is); a fresh look otherwise.
+    const where = state.position || await position.locate(client);
+    await queue('arrive', ticket, { location: { lat: where.lat, lng: where.lng, crs: where.crs } });
+  }, error));
+  return arrive;
+}
+
+function completeButton(ticket, card) {
+  const finish = el('button.primary.next', { type: 'button', text: '完工' });
+  finish.addEventListener('click', () => {
+    if (!card.querySelector('form.complete-form')) card.append(completeForm(ticket));
+  });
+  return finish;
+}
+
+function releaseButton(ticket, card, error) {
+  const handBack = el('button.danger.release', { type: 'button', text: '退单' });
+  handBack.addEventListener('click', () => {
+    if (card.querySelector('form.release-form')) return;
+    const reason = el('input', { name: 'reason', required: true, placeholder: '例如：缺少材料，无法处理' });
+    const send = el('button.danger', { type: 'submit', text: '确认退回抢单池' });
+    const form = el('form.release-form', {}, el('label', {}, '退单原因', reason), send);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(send, async () => {
+        form.remove();
+        await queue('release', ticket, { reason: reason.value.trim() });
+      }, error);
+    });
+    card.append(form);
+  });
+  return handBack;
+}
+
 function mineCard(ticket) {
   const error = el('p.error', { role: 'alert' });
   const card = el('article.card.ticket-card', { dataset: { ticket: ticket.id } }, ...ticketHead(ticket),
-    el('div.muted', { text: `联系人：${ticket.contact.name} ${ticket.contact.phone}` }));
-  const actions = el('div.actions', {}, navLink(ticket), el('a.nav', { href: `tel:${ticket.contact.phone}`, text: '电话' }));
-  if (ticket.state === 'accepted') {
-    if (!ticket.arrived_at) {
-      const arrive = el('button.primary', { type: 'button', text: '到达' });
-      arrive.addEventListener('click', () => busy(arrive, async () => {
-        const where = await currentPosition();
-        await client.post(`/api/v1/tickets/${ticket.id}/arrive`, { location: where });
-        toast('已签到', 'ok');
-        await refreshMine();
-      }, error));
-      actions.append(arrive);
-    }
-    const handBack = el('button', { type: 'button', text: '退单' });
-    handBack.addEventListener('click', () => {
-      if (card.querySelector('form.release-form')) return;
-      const reason = el('input', { name: 'reason', required: true, placeholder: '例如：缺少材料，无法处理' });
-      const send = el('button', { type: 'submit', text: '确认退回抢单池' });
-      const form = el('form.release-form', {}, el('label', {}, '退单原因', reason), send);
-      form.addEventListener('submit', (event) => {
-        event.preventDefault();
-        busy(send, async () => {
-          await client.post(`/api/v1/tickets/${ticket.id}/release`, { reason: reason.value.trim() });
-          toast('已退回抢单池');
-          form.remove();
-          await refreshMine();
-        }, error);
-      });
-      card.append(form);
-    });
-    actions.append(handBack);
-    const finish = el('button.primary', { type: 'button', text: '完工' });
-    finish.addEventListener('click', () => {
-      if (!card.querySelector('form.complete-form')) card.append(completeForm(ticket));
-    });
-    actions.append(finish);
-  } else {
-    actions.append(el('span.muted', { text: '等待回访' }));
+    el('div.muted', { text: `联系人：${ticket.contact.name} ${ticket.contact.phone}` }),
+    photoStrip(client, ticket.attachments));
+  const pending = waitingFor(ticket);
+  if (pending.length) {
+    card.append(el('div.outcome.busy', { role: 'status',
+      text: `${pending.map((tap) => KIND_NAMES[tap.kind]).join('、')}已保存，等待网络发送` }));
   }
-  card.append(actions, error);
+  const ways = el('div.actions', {}, navLink(ticket), el('a.nav', { href: `tel:${ticket.contact.phone}`, text: '电话' }));
+  if (ticket.state !== 'accepted') {
+    card.append(ways, el('p.muted', { text: '已完工，等待回访' }), error);
+    return card;
+  }
+  const done = new Set(pending.map((tap) => tap.kind));
+  if (done.has('release') || done.has('complete')) {
+    card.append(ways, error);
+    return card;
+  }
+  const arrived = ticket.arrived_at || done.has('arrive');
+  card.append(el('div.next-step', {}, arrived ? completeButton(ticket, card) : arriveButton(ticket, error)), ways,
+    el('div.apart', {}, releaseButton(ticket, card, error)), error);
   return card;
 }
 
@@ -132,21 +199,49 @@ function completeForm(ticket) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(submit, async () => {
-      const uploaded = [];
-      for (const file of photos.files) uploaded.push(await client.upload(ticket.id, file));
-      await client.post(`/api/v1/tickets/${ticket.id}/complete`, {
-        note: note.value.trim(), materials: parseMaterials(materials.value),
-        photos: uploaded.map((a) => `/api/v1/attachments/${a.id}`),
-      });
-      toast('已完工，等待回访', 'ok');
+      const body = { note: note.value.trim(), materials: parseMaterials(materials.value), photos: [] };
       form.remove();
-      await refreshMine();
+      await queue('complete', ticket, body, photos.files);
     }, error);
   });
   return form;
 }
 
-const lists = { offers: [], pool: [], mine: [], poolError: '', offersError: '', mineError: '' };
+// --- the outbox: what waits for the signal -----------------------------------------------------
+
+function renderWaiting() {
+  const box = $('#waiting');
+  if (!box) return;
+  box.replaceChildren();
+  box.hidden = !state.waiting.length;
+  if (!state.waiting.length) return;
+  box.append(el('b', { text: `等待发送（${state.waiting.length}）` }),
+    el('ol', {}, state.waiting.map((tap) => el('li', { text: `${KIND_NAMES[tap.kind]} · ${tap.number} · ${when(tap.at)}` }))),
+    el('span.muted', { text: '有网络后按顺序自动发送' }));
+}
+
+async function outboxChanged() {
+  state.waiting = await state.outbox.waiting();
+  renderWaiting();
+  render();
+}
+
+function openOutbox(me) {
+  state.outbox = new Outbox(client, me.id, {
+    onChange: outboxChanged,
+    onSent: (tap) => { toast(`${KIND_NAMES[tap.kind]}已发送：${tap.number}`, 'ok'); refreshMine(); },
+    onRefused: (tap, error) => toast(`${KIND_NAMES[tap.kind]}没有成功（${tap.number}）：${error.message}`, 'error'),
+  });
+  window.addEventListener('online', () => state.outbox.flush());
+  setInterval(() => { if (state.waiting.length && navigator.onLine) state.outbox.flush(); }, OUTBOX_RETRY_MS);
+  outboxChanged().then(() => state.outbox.flush());
+}
+
+// --- the lists ------------------------------------------------------------------------------
+
+const lists = { offers: [], pool: [], mine: [], poolError: '', offersError: '', mineError: '', poolTotal: 0,
+  poolLimit: null };
+const POOL_MORE = 100; // one more page of cards per tap, up to the server's 500
 
 async function refreshOffers() {
   try {
@@ -156,17 +251,25 @@ async function refreshOffers() {
   render();
 }
 
+// The radius and the first page's size are the server's (POOL_NEAR_RADIUS_M, POOL_NEAR_LIMIT).
 async function refreshPool() {
   try {
-    const reply = await client.get(`/api/v1/me/pool?radius_m=${POOL_RADIUS_M}`);
-    const items = Array.isArray(reply) ? reply : reply.items || [];
-    lists.pool = items.map((item) => ({ ticket: item.ticket || item, distance_m: item.distance_m }));
+    const response = await client.raw(`/api/v1/me/pool${lists.poolLimit ? `?limit=${lists.poolLimit}` : ''}`);
+    lists.pool = (await response.json()).map((item) => ({ ticket: item, distance_m: item.distance_m }));
+    lists.poolTotal = Number(response.headers.get('X-Total-Count')) || lists.pool.length;
     lists.poolError = '';
-  } catch (error) {
-    lists.poolError = error.missingEndpoint
-      ? '抢单池暂不可用：服务器还没有 /api/v1/me/pool 接口' : error.message;
-  }
+  } catch (error) { lists.poolError = error.message; }
   render();
+}
+
+// Past the page: how many more lie within the radius, and a way to see them.
+function poolMore() {
+  const more = lists.poolTotal - lists.pool.length;
+  if (more <= 0) return null;
+  const next = Math.min(lists.pool.length + POOL_MORE, 500);
+  return el('div.pool-more', {}, el('p', { text: `还有 ${more} 张更远的工单没有显示` }),
+    next > lists.pool.length ? el('button', { type: 'button', text: '显示更多',
+      onclick: () => { lists.poolLimit = next; refreshPool(); } }) : null);
 }
 
 async function refreshMine() {
@@ -208,13 +311,17 @@ function render() {
   if (focus.id) focusTab();
   const tabs = {
     offers: () => listSection(withGhosts(lists.offers), lists.offersError, '暂时没有推送给你的工单', (o) => grabCard(o.ticket, o.distance_m)),
-    pool: () => listSection(withGhosts(lists.pool), lists.poolError, '附近没有待抢的工单', (o) => grabCard(o.ticket, o.distance_m)),
+    pool: () => {
+      const section = listSection(withGhosts(lists.pool), lists.poolError, '附近没有待抢的工单', (o) => grabCard(o.ticket, o.distance_m));
+      section.append(poolMore() || '');
+      return section;
+    },
     mine: () => listSection(lists.mine, lists.mineError, '手上没有工单', mineCard),
   };
   // Keep a half-written completion form: do not redraw "mine" under the person's thumb.
   if (state.tab === 'mine' && body.querySelector('form.complete-form, form.release-form')) return;
   body.replaceChildren(tabs[state.tab]());
-  for (const [name, count] of [['offers', lists.offers.length], ['pool', lists.pool.length], ['mine', lists.mine.length]]) {
+  for (const [name, count] of [['offers', lists.offers.length], ['pool', lists.poolTotal], ['mine', lists.mine.length]]) {
     const badge = $(`nav.tabs [data-tab="${name}"] .count`);
     if (badge) badge.textContent = count ? String(count) : '';
   }
@@ -223,54 +330,63 @@ function render() {
   }
 }
 
-function currentPosition() {
-  if (state.position) return Promise.resolve({ ...state.position, crs: 'wgs84' });
-  return new Promise((resolve, reject) => {
-    if (!navigator.geolocation) { reject(new Error('这台手机不能定位')); return; }
-    navigator.geolocation.getCurrentPosition(
-      (p) => resolve({ lat: p.coords.latitude, lng: p.coords.longitude, crs: 'wgs84' }),
-      () => reject(new Error('无法获取位置，请允许定位')), { enableHighAccuracy: true, timeout: 15000 });
-  });
-}
+// --- duty and position ----------------------------------------------------------------------
 
 function setStatus(text) { $('#status').textContent = text; }
 
-// Browsers give WGS-84 (inside WeChat, the JS-SDK's getLocation would give GCJ-02: send crs: gcj02 then).
-async function sendPosition(coords) {
-  state.position = { lat: coords.latitude, lng: coords.longitude };
+async function sendPosition(where) {
+  state.position = where;
   const now = Date.now();
   if (now - state.lastPing < PING_EVERY_MS) return;
   state.lastPing = now;
   try {
-    await client.put('/api/v1/me/location', { lat: coords.latitude, lng: coords.longitude, crs: 'wgs84',
-      accuracy_m: coords.accuracy });
+    await client.put('/api/v1/me/location', where);
     setStatus(`上班中 · 位置已上报 ${new Date().toLocaleTimeString('zh-CN')}`);
+    if (!lists.pool.length) refreshPool();
   } catch (error) {
     setStatus(`位置上报失败：${error.message}`);
   }
 }
 
-function watchPosition(on) {
-  if (state.watch !== null) { navigator.geolocation.clearWatch(state.watch); state.watch = null; }
-  if (!on) return;
-  if (!navigator.geolocation) { setStatus('这台手机不能定位，无法接收附近的工单'); return; }
-  state.lastPing = 0;
-  state.watch = navigator.geolocation.watchPosition((p) => sendPosition(p.coords),
-    (e) => setStatus(`无法定位：${e.message || '请允许定位'}`), { enableHighAccuracy: true, maximumAge: 10000 });
+function stopFollowing() {
+  state.stopFollowing?.();
+  state.stopFollowing = null;
+}
+
+// Offers need a position: a phone whose location is refused is taken off duty, and told why.
+async function offDutyFor(error, input) {
+  stopFollowing();
+  input.checked = false;
+  localStorage.setItem(DUTY_KEY, '');
+  setStatus(`未上班：${error.message}`);
+  toast(error.message, 'error');
+  await client.put('/api/v1/me/duty', { on_duty: false }).catch(() => {});
 }
 
 async function setDuty(on, input) {
+  stopFollowing();
   try {
+    if (on) {
+      setStatus('正在定位…');
+      state.position = await position.locate(client);
+    }
     const duty = await client.put('/api/v1/me/duty', { on_duty: on });
     localStorage.setItem(DUTY_KEY, on ? '1' : '');
     input.checked = duty.on_duty;
-    setStatus(on ? '上班中 · 正在定位…' : '已下班，不再接收推送');
-    watchPosition(on);
   } catch (error) {
+    if (error instanceof PageError) { await offDutyFor(error, input); return; }
     input.checked = !on;
     setStatus(error.message);
     toast(error.message, 'error');
+    return;
   }
+  if (!on) { setStatus('已下班，不再接收推送'); return; }
+  state.lastPing = 0;
+  await sendPosition(state.position);
+  state.stopFollowing = position.follow(client, {
+    onPosition: sendPosition, everyMs: PING_EVERY_MS,
+    onError: (error) => (error.code === 'geolocation_denied' ? offDutyFor(error, input) : setStatus(error.message)),
+  });
 }
 
 function shell(me) {
@@ -280,8 +396,9 @@ function shell(me) {
   const tab = (name, label) => el('button', { type: 'button', role: 'tab', dataset: { tab: name },
     onclick: () => { state.tab = name; state.ghosts.clear(); render(); } }, label, el('span.count'));
   app.replaceChildren(
-    el('header.bar', {}, el('span.who', { text: me.label }), live, el('label.duty', {}, '上班', duty)),
-    el('div#status.status'),
+    el('header.bar', {}, el('span.who', { text: me.name || me.label }), live, el('label.duty', {}, '上班', duty)),
+    el('div#status.status', { role: 'status' }),
+    el('section#waiting.waiting', { 'aria-label': '等待发送', hidden: true }),
     el('div#body'),
     el('nav.tabs', { role: 'tablist' }, tab('offers', '派单'), tab('pool', '抢单池'), tab('mine', '我的工单')),
   );
@@ -315,6 +432,7 @@ async function start() {
     for (const t of await client.get('/api/v1/ticket-types')) state.types[t.code] = t.name;
   } catch (error) { toast(error.message, 'error'); }
   shell(me);
+  openOutbox(me);
   refreshAll();
 }
 

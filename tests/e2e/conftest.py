@@ -114,9 +114,33 @@ def csp_violations() -> Iterator[list[str]]:
     assert violations == [], "a page broke its Content-Security-Policy"
 
 
+# The browser's own line for a request answered 4xx/5xx or cut off (a wrong password, a phone offline):
+# the page says so in words; only a script's error is the page's fault.
+NETWORK_NOISE = ("Failed to load resource", "net::ERR_INTERNET_DISCONNECTED")
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """Uncaught script errors and console.error lines of every page the test opened."""
+    return []
+
+
+@pytest.fixture
+def fail_on_console_errors(console_errors: list[str]) -> Iterator[None]:
+    """Use it and the test fails if any page threw or logged an error."""
+    yield
+    assert console_errors == [], "a page logged an error"
+
+
+def _watch_errors(context: BrowserContext, errors: list[str]) -> None:
+    context.on("weberror", lambda web: errors.append(f"uncaught: {web.error}"))
+    context.on("console", lambda message: message.type == "error" and not message.text.startswith(NETWORK_NOISE)
+               and errors.append(message.text))
+
+
 @pytest.fixture
 def open_page(browser: Browser, server: str, request: pytest.FixtureRequest,
-              csp_violations: list[str]) -> Iterator[Callable[..., Page]]:
+              csp_violations: list[str], console_errors: list[str]) -> Iterator[Callable[..., Page]]:
     """`open_page("/m/tech", phone=True)` → a page in a fresh browser context (its own storage)."""
     contexts: list[BrowserContext] = []
 
@@ -127,6 +151,7 @@ def open_page(browser: Browser, server: str, request: pytest.FixtureRequest,
         context.set_default_timeout(TIMEOUT_MS)
         context.add_init_script(REPORT_CSP_VIOLATIONS)
         context.on("console", lambda message: csp_violation(message) and csp_violations.append(message.text))
+        _watch_errors(context, console_errors)
         contexts.append(context)
         page = context.new_page()
         page.goto(path)

@@ -4,7 +4,7 @@ import re
 from collections.abc import Callable
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import sign_in, token_of
 
@@ -24,6 +24,15 @@ def report_near(api: httpx.Client, token: str, *, description: str) -> dict:
         "contact": {"name": "张三", "phone": "13900000001"}})
     assert reply.status_code == 201, reply.text
     return reply.json()
+
+
+def offered_on_the_phone(open_page: Callable[..., Page], api: httpx.Client,
+                         description: str) -> tuple[Page, dict, Locator]:
+    """tech01's phone on duty at home, a report next door, and where its card will show."""
+    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
+    go_on_duty(phone, "tech01")
+    ticket = report_near(api, token_of(api, "dispatcher.xl"), description=description)
+    return phone, ticket, phone.locator(f'article[data-ticket="{ticket["id"]}"]')
 
 
 def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
@@ -75,10 +84,7 @@ def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
 
 def test_a_technician_hands_a_ticket_back_to_the_pool_with_a_reason(
         open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
-    go_on_duty(phone, "tech01")
-    ticket = report_near(api, token_of(api, "dispatcher.xl"), description="路由器没有灯")
-    card = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
+    phone, ticket, card = offered_on_the_phone(open_page, api, "路由器没有灯")
     card.get_by_role("button", name="抢单").click()
     expect(card).to_contain_text("抢到了")
 

@@ -6,7 +6,10 @@
 // `#access_token=...` and the page keeps it (see Client.takeTokenFromUrl). There is no password
 // sign-in for subscribers.
 import { Client } from '/static/common/api.js';
+import { PageError } from '/static/common/errors.js';
 import { GridMap, tileUrl } from '/static/common/map.js';
+import { photoStrip } from '/static/common/photos.js';
+import { locate as locatePhone } from '/static/common/position.js';
 import { $, busy, debounce, el, photoPicker, stateBadge, toast, when } from '/static/common/ui.js';
 
 const client = new Client('report');
@@ -14,6 +17,8 @@ const app = $('#app');
 const MAP_SPAN_M = 1200;
 const MAX_PHOTOS = 9;
 const PROGRESS_POLL_MS = 20000;
+// What the API takes (dispatch/kernel/inputs.py Phone): a mainland mobile, optionally after +86.
+const MOBILE = /^(\+86)?1[3-9]\d{9}$/;
 
 function signInWithWeChat() {
   const next = location.pathname + location.search;
@@ -100,14 +105,19 @@ function detailsForm(chosenType) {
   const address = el('input', { name: 'address', placeholder: '补充门牌号，例如：3 号楼 2 单元 501' });
   const whereText = el('p.muted', { text: '正在获取您的位置…' });
   const name = el('input', { name: 'name', required: true, autocomplete: 'name' });
-  const phone = el('input', { name: 'phone', required: true, inputmode: 'tel', autocomplete: 'tel' });
+  const phone = el('input', { name: 'phone', required: true, inputmode: 'tel', autocomplete: 'tel', maxlength: 14,
+    placeholder: '11 位手机号，例如 13912345678' });
   const error = el('p.error', { role: 'alert' });
   const submit = el('button.primary', { type: 'submit', text: '提交报修' });
   const map = new GridMap(mapBox, { tileUrl: tileUrl() });
   let place = '';
+  let fix = null; // the phone's own fix, in its CRS: sent as it came unless the pin was moved off it
+  // Within a centimetre: a map that shifts points for its tiles may hand the same one back a float apart.
+  const onFix = (point) => fix && Math.abs(point.lat - fix.lat) < 1e-7 && Math.abs(point.lng - fix.lng) < 1e-7;
+  const crsOf = (point) => (onFix(point) ? fix.crs : 'wgs84');
   const describePlace = debounce(async (point) => {
     try {
-      const found = await client.get(`/api/v1/geo/reverse?lat=${point.lat}&lng=${point.lng}`);
+      const found = await client.get(`/api/v1/geo/reverse?lat=${point.lat}&lng=${point.lng}&crs=${crsOf(point)}`);
       place = found.address;
       whereText.textContent = `${found.address}${found.outside_area ? '（不在服务区内，我们会转给最近的网点）' : ''}`;
     } catch (e) { whereText.textContent = e.message; }
@@ -115,15 +125,12 @@ function detailsForm(chosenType) {
   const pin = map.pin(describePlace, 4);
   // The grids help find the place; the pin works without them. The view stays on the pin once placed.
   client.get('/api/v1/regions').then((regions) => map.setGrids(regions, { fit: !pin.get() })).catch(() => {});
-  const locate = () => {
-    if (!navigator.geolocation) { whereText.textContent = '无法定位：请在地图上点出您的位置'; return; }
-    // A browser gives WGS-84; inside WeChat the JS-SDK's getLocation gives GCJ-02 (send crs: gcj02 then).
-    navigator.geolocation.getCurrentPosition((p) => {
-      const point = { lat: p.coords.latitude, lng: p.coords.longitude };
-      map.around(point, MAP_SPAN_M);
-      pin.set(point);
-    }, () => { whereText.textContent = '无法获取位置：请允许定位，或在地图上点出您的位置'; }, { enableHighAccuracy: true, timeout: 15000 });
-  };
+  const locate = () => locatePhone(client).then((where) => {
+    fix = where;
+    const point = { lat: where.lat, lng: where.lng };
+    map.around(point, MAP_SPAN_M);
+    pin.set(point);
+  }, (e) => { whereText.textContent = `${e.message}；也可以在地图上点出您的位置`; });
   locate();
   const form = el('form.details', {},
     el('h2', { text: '2. 描述一下' }), el('label', {}, '问题描述', description), photoField,
@@ -135,11 +142,12 @@ function detailsForm(chosenType) {
     event.preventDefault();
     busy(submit, async () => {
       const point = pin.get();
-      if (!point) throw new Error('请先在地图上确认位置');
-      if (photos.files.length > MAX_PHOTOS) throw new Error(`照片最多 ${MAX_PHOTOS} 张`);
+      if (!point) throw new PageError('position_missing');
+      if (photos.files.length > MAX_PHOTOS) throw new PageError('too_many_photos');
+      if (!MOBILE.test(phone.value.trim())) { phone.focus(); throw new PageError('phone_invalid'); }
       const ticket = await client.post('/api/v1/tickets', {
         type_code: chosenType().code, description: description.value.trim(), source: 'wechat',
-        location: { ...point, crs: 'wgs84' }, address: [place, address.value.trim()].filter(Boolean).join(' ') || null,
+        location: { ...point, crs: crsOf(point) }, address: [place, address.value.trim()].filter(Boolean).join(' ') || null,
         contact: { name: name.value.trim(), phone: phone.value.trim() } });
       for (const file of photos.files) await client.upload(ticket.id, file);
       history.pushState(null, '', `?ticket=${ticket.id}`);
@@ -171,13 +179,14 @@ async function progress(ticketId) {
   const steps = el('ol.steps', {}, STEPS.map(([field, label]) => el(`li${ticket[field] ? '.done' : ''}`, {},
     el('span', { text: label }), el('span.at', { text: when(ticket[field]) }))));
   const refresh = el('button', { type: 'button', text: '刷新进度', onclick: () => progress(ticketId) });
+  const photos = photoStrip(client, ticket.attachments, { label: '报修照片' });
   app.replaceChildren(...[
     el('h1', {}, '报修进度 ', stateBadge(ticket.state)),
     el('div.card', {}, el('p', { text: `工单号：${ticket.number}` }), el('p.muted', { text: ticket.description }),
       ticket.state === 'invalid' ? el('p.error', { text: `此报修已作废：${ticket.invalid_reason || ''}` }) : null,
       ticket.state === 'timed_out' ? el('p', { text: '维护人员有些忙，我们正在加急安排。' }) : null,
       ticket.state === 'grouped' ? el('p', { text: '您附近多户报修了同一故障，维护人员正在统一抢修，修好后会通知您。' }) : null,
-      steps, el('div.actions', {}, refresh, urgeButton(ticket))),
+      visitCard(ticket.visit), photos, steps, el('div.actions', {}, refresh, urgeButton(ticket))),
     ticket.state === 'awaiting_followup' ? ratingForm(ticket) : null,
     ticket.satisfaction ? el('div.card', {}, el('p', { text: `您的评价：${'★'.repeat(ticket.satisfaction)}，谢谢！` })) : null,
     el('p', {}, el('a', { href: location.pathname, text: '返回报修首页' })),
@@ -185,6 +194,16 @@ async function progress(ticketId) {
   if (!['completed', 'invalid'].includes(ticket.state)) {
     pollTimer = setInterval(() => { if (!document.hidden && !$('form.rating')) progress(ticketId); }, PROGRESS_POLL_MS);
   }
+}
+
+// Who is coming: their name, a tap to call, and roughly when (until they arrive).
+function visitCard(visit) {
+  if (!visit) return null;
+  const eta = visit.arrival_estimate_at;
+  return el('div.visit', { role: 'group', 'aria-label': '上门人员' },
+    el('p', {}, '维护人员：', el('b', { text: visit.technician_name }), ' ',
+      el('a', { href: `tel:${visit.technician_phone}`, text: visit.technician_phone })),
+    eta ? el('p', { text: `预计 ${when(eta)} 左右到达（约 ${Math.max(1, Math.round((Date.parse(eta) - Date.now()) / 60000))} 分钟）` }) : null);
 }
 
 // 催办: once per URGE_EVERY_MS per ticket; the server says so too (429) if the page is out of date.
@@ -219,7 +238,7 @@ function ratingForm(ticket) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     busy(submit, async () => {
-      if (!score) throw new Error('请先选择星级');
+      if (!score) throw new PageError('rating_missing');
       await client.post(`/api/v1/tickets/${ticket.id}/followup`, { satisfaction: score, comment: comment.value.trim() || null });
       toast('感谢您的评价', 'ok');
       form.remove();

@@ -1,30 +1,15 @@
 // The one HTTP client of every page: bearer token, JSON, problem JSON turned into words.
 // Pages use only the public /api/v1 (API.md), like any other client.
-
-const CODE_WORDS = {
-  already_taken: '已被抢：别人先抢到了这张工单',
-  out_of_scope: '不在你的服务范围内',
-  limit_reached: '手上的工单已满，先完成几张再抢',
-  invalid_transition: '工单当前的状态不允许这个操作',
-  concurrent_change: '工单刚被别人改过，请刷新后再试',
-  validation_error: '填写的内容有误',
-  not_your_ticket: '这不是你的工单',
-  bad_credentials: '用户名或密码不对',
-  unauthorized: '登录已失效，请重新登录',
-  forbidden: '没有权限做这个操作',
-  not_found: '没有找到',
-  rate_limited: '操作太频繁，请稍后再试',
-  off_duty: '你还没有上班',
-  off_shift: '现在不在你的排班时间内',
-  service_unavailable: '服务暂时不可用，请稍后再试',
-};
+import { describeProblem } from '/static/common/errors.js';
 
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(describe(status, problem));
+    super(describeProblem(status, problem));
     this.status = status;
     this.code = problem.code || '';
     this.problem = problem;
+    // The person's words and the server's, side by side, for whoever opens the console.
+    console.warn(`[fieldpool] ${status} ${this.code}: ${this.message}`, problem.detail || problem.title || '');
   }
 
   // No such route on this server (an endpoint not deployed yet), as opposed to no such object.
@@ -33,20 +18,12 @@ export class ApiError extends Error {
   }
 }
 
-// What the person reads: our words for the code when we have them, then the server's detail.
-function describe(status, problem) {
-  const head = CODE_WORDS[problem.code] || problem.title || `请求失败（${status}）`;
-  const fields = (problem.errors || []).map((e) => `${e.field}：${e.message}`).join('；');
-  const detail = fields || problem.detail || '';
-  return detail && detail !== head ? `${head}（${detail}）` : head;
-}
-
 async function problemOf(response) {
   try {
     const body = await response.json();
     return typeof body === 'object' && body ? body : {};
   } catch {
-    return { title: `服务器返回 ${response.status}` };
+    return {};
   }
 }
 
@@ -108,7 +85,7 @@ export class Client {
     try {
       response = await fetch(path, init);
     } catch {
-      throw new ApiError(0, { title: '网络不通，请检查网络后重试' });
+      throw new ApiError(0, { code: 'network' });
     }
     if (response.status === 401 && this.token) this.onSignedOut?.();
     if (!response.ok) throw new ApiError(response.status, await problemOf(response));
@@ -125,10 +102,10 @@ export class Client {
   put(path, json) { return this.call(path, { method: 'PUT', json }); }
   patch(path, json) { return this.call(path, { method: 'PATCH', json }); }
 
-  upload(ticketId, file) {
+  upload(ticketId, file, headers = {}) {
     const form = new FormData();
     form.append('file', file);
-    return this.call(`/api/v1/tickets/${ticketId}/attachments`, { method: 'POST', body: form });
+    return this.call(`/api/v1/tickets/${ticketId}/attachments`, { method: 'POST', body: form, headers });
   }
 }
 
