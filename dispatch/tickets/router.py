@@ -81,6 +81,8 @@ from dispatch.tickets.schemas import (
     OfferRead,
     PoolTicketRead,
     ReasonBody,
+    SeriesPoint,
+    SeriesRead,
     StatsRead,
     SurgeBody,
     SurgeRead,
@@ -575,13 +577,34 @@ def ticket_stats(start: Annotated[Day, Query(alias="from", description="first lo
 def export_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
                  end: Annotated[Day, Query(alias="to", description="last local date, included")],
                  session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
+                 table: Annotated[export.StatsTable, Query(description=(
+                     "all: the whole page; or one chart's table: state, type, grid, technician, day (per local "
+                     "date), hour (per hour of the local day)"))] = export.StatsTable.ALL,
                  ) -> FileResponse:
     """The statistics of the period as an XLSX workbook: the totals, then a sheet per state, type, grid and
-    technician."""
+    technician; with `table`, the one table behind a chart of the console."""
     period = stats.Period(span=Span.of(start, end, max_days=settings.workload.max_range_days), tz=settings.timezone,
                           region_id=region_id)
-    return _file(lambda path: export.export_stats(session, actor=actor, period=period, path=path),
-                 name=f"stats_{start}_{end}{f'_region{region_id}' if region_id else ''}", fmt=ExportFormat.XLSX)
+    region = f"_region{region_id}" if region_id else ""
+    which = "" if table is export.StatsTable.ALL else f"_{table}"
+    return _file(lambda path: export.export_stats(session, actor=actor, period=period, path=path, table=table),
+                 name=f"stats_{start}_{end}{region}{which}", fmt=ExportFormat.XLSX)
+
+
+@router.get("/stats/series", response_model=SeriesRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def stats_series(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
+                 session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
+                 bucket: stats.Bucket = stats.Bucket.DAY) -> SeriesRead:
+    """The statistics of /stats per bucket, for the console's charts: per local date of the period (`day`) or per
+    hour of the local day over the period (`hour`); tickets, time to accept and to complete (median, p90,
+    minutes), SLA attainment and the rest, every bucket present."""
+    span = Span.of(start, end, max_days=settings.workload.max_range_days)
+    points = stats.ticket_series(session, actor=actor, bucket=bucket,
+                                 period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
+    return SeriesRead(start=span.start, end=span.end, region_id=region_id, timezone=settings.timezone, bucket=bucket,
+                      points=[SeriesPoint.model_validate(point) for point in points])
 
 
 CellRes = Annotated[int, Query(ge=stats.CELL_RES[0], le=stats.CELL_RES[-1],
