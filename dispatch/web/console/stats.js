@@ -29,9 +29,10 @@ function statTiles(stats) {
 const rounded = (v) => (v === null || v === undefined ? null : Math.round(Number(v) * 10) / 10);
 const inPercent = (v) => (v === null || v === undefined ? null : Math.round(Number(v) * 1000) / 10);
 
-function bars(names, series, { unit = '', horizontal = false } = {}) {
+// Bars of counts (whole numbers) or, with `percent`, of shares in percent.
+function bars(names, series, { percent: shares = false, horizontal = false } = {}) {
   const categories = { type: 'category', data: names, axisLabel: { interval: 0, hideOverlap: true } };
-  const values = { type: 'value', name: unit };
+  const values = shares ? { type: 'value', max: 100, axisLabel: { formatter: '{value}%' } } : { type: 'value', minInterval: 1 };
   return {
     legend: { show: series.length > 1, top: 0 },
     xAxis: horizontal ? values : categories,
@@ -52,7 +53,7 @@ function trend(days, points, median, p90) {
 
 function attainment(rows, label) {
   return bars(rows.map(label), [['响应', rows.map((r) => inPercent(r.response_sla_attainment))],
-    ['解决', rows.map((r) => inPercent(r.resolution_sla_attainment))]], { unit: '%', horizontal: true });
+    ['解决', rows.map((r) => inPercent(r.resolution_sla_attainment))]], { percent: true, horizontal: true });
 }
 
 function stateColour(state) {
@@ -64,13 +65,13 @@ function chartsOf({ stats, days, hours, workload }, typeName) {
   const dayNames = days.points.map((p) => p.bucket.slice(5));
   const charts = [
     { key: 'state', title: '按状态', table: 'state', option: {
-      legend: { type: 'scroll', bottom: 0 },
+      legend: { show: false }, tooltip: { trigger: 'item' },
       series: [{ type: 'pie', radius: ['35%', '65%'], data: Object.entries(stats.by_state).map(([s, n]) =>
         ({ name: STATE_NAMES[s] || s, value: n, itemStyle: { color: stateColour(s) } })) }] } },
     { key: 'daily', title: '每日工单数', table: 'day',
-      option: bars(dayNames, [['工单', days.points.map((p) => p.tickets)]], { unit: '单' }) },
+      option: bars(dayNames, [['工单', days.points.map((p) => p.tickets)]]) },
     { key: 'hourly', title: '各时段工单数（按报修时刻）', table: 'hour',
-      option: bars(hours.points.map((p) => `${p.bucket}时`), [['工单', hours.points.map((p) => p.tickets)]], { unit: '单' }) },
+      option: bars(hours.points.map((p) => `${p.bucket}时`), [['工单', hours.points.map((p) => p.tickets)]]) },
     { key: 'accept', title: '接单用时趋势（每日中位数与 P90）', table: 'day',
       option: trend(dayNames, days.points, 'accept_median_min', 'accept_p90_min') },
     { key: 'complete', title: '完工用时趋势（每日中位数与 P90）', table: 'day',
@@ -84,11 +85,12 @@ function chartsOf({ stats, days, hours, workload }, typeName) {
     const people = workload.items;
     charts.push({ key: 'payroll', title: '维护人员计件工资与工时', table: 'workload', option: {
       ...bars(people.map((r) => r.name), [], { horizontal: true }),
-      xAxis: [{ type: 'value', name: '元' }, { type: 'value', name: '小时' }],
+      // Yuan below, hours above: one scale would flatten the hours next to the pay.
+      xAxis: [{ type: 'value', axisLabel: { formatter: '{value}元' } }, { type: 'value', axisLabel: { formatter: '{value}时' } }],
       series: [
-        { type: 'bar', name: '计件工资', xAxisIndex: 0, data: people.map((r) => Number(r.pay)) },
-        { type: 'bar', name: '定额工时', xAxisIndex: 1, data: people.map((r) => Number(r.standard_hours)) },
-        { type: 'bar', name: '实际工时', xAxisIndex: 1, data: people.map((r) => Number(r.actual_hours)) },
+        { type: 'bar', name: '计件工资（元）', xAxisIndex: 0, data: people.map((r) => Number(r.pay)) },
+        { type: 'bar', name: '定额工时（小时）', xAxisIndex: 1, data: people.map((r) => Number(r.standard_hours)) },
+        { type: 'bar', name: '实际工时（小时）', xAxisIndex: 1, data: people.map((r) => Number(r.actual_hours)) },
       ],
       legend: { top: 0 } } });
   }
@@ -152,6 +154,7 @@ export function statsPanel({ client, role, typeNames }) {
   const show = async () => {
     error.textContent = '';
     const range = monthRange(month.value);
+    const asked = month.value;
     let answers;
     try {
       answers = await load(client, range, role);
@@ -159,10 +162,11 @@ export function statsPanel({ client, role, typeNames }) {
       error.textContent = e.message;
       return;
     }
+    if (month.value !== asked) return; // a slower answer for the month chosen before must not win
     charts.forEach((c) => c.dispose());
     charts = [];
     if (!out.isConnected) return; // another tab was opened meanwhile: a chart needs its box on the page
-    const context = { client, range, month: month.value, error };
+    const context = { client, range, month: asked, error };
     const tips = tipsChart(answers.tips, typeName);
     const specs = [...chartsOf(answers, typeName), ...(tips ? [tips] : [])];
     const cards = specs.map((spec) => chartCard(spec, context));
