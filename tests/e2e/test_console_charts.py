@@ -12,9 +12,8 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.conftest import on_duty
 from tests.e2e.conftest import sign_in
-from tests.e2e.test_console import SPOT, bearer, phone_in
+from tests.e2e.test_console import SPOT, bearer, worked_by_tech04
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Shanghai wall-clock times of October 2026, with minutes to the first grab where it was taken.
@@ -126,12 +125,7 @@ def test_a_chart_saves_as_png_and_its_table_as_the_statistics_export(
 
 def test_payroll_sees_pay_and_hours_per_technician(open_page: Callable[..., Page], api: httpx.Client,
                                                    page_errors: list[str], shot: Callable) -> None:
-    on_duty(api, bearer(api, "tech04"), at=SPOT)
-    ticket = phone_in(api, "电视雪花点")
-    tech = bearer(api, "tech04")
-    for step, body in (("grab", None), ("arrive", {"location": SPOT}), ("complete", {"note": "更换分支器"})):
-        reply = api.post(f"/api/v1/tickets/{ticket['id']}/{step}", json=body, headers=tech)
-        assert reply.status_code == 200, reply.text
+    worked_by_tech04(api)
     console = watched(open_page("/console"), page_errors)
     sign_in(console, "payroll")
     console.get_by_role("tab", name="统计").click()
