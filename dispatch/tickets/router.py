@@ -596,7 +596,9 @@ def export_stats(start: Annotated[Day, Query(alias="from", description="first lo
 def stats_series(start: Annotated[Day, Query(alias="from", description="first local date, included")],
                  end: Annotated[Day, Query(alias="to", description="last local date, included")],
                  session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
-                 bucket: stats.Bucket = stats.Bucket.DAY) -> SeriesRead:
+                 bucket: Annotated[stats.Bucket, Query(description=(
+                     "day: each local date of the period; hour: each hour 00-23 of the local day, summed over the "
+                     "period"))] = stats.Bucket.DAY) -> SeriesRead:
     """The statistics of /stats per bucket, for the console's charts: per local date of the period (`day`) or per
     hour of the local day over the period (`hour`); tickets, time to accept and to complete (median, p90,
     minutes), SLA attainment and the rest, every bucket present."""
