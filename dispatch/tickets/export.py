@@ -2,6 +2,7 @@
 statistics page as a workbook. Files stream from a server-side cursor, like the workload's."""
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +102,53 @@ BREAKDOWNS = (("按类型", "by_type", (Column("type_code", "工单类型", Kind
                                               Column("name", "维护人员", Kind.TEXT, 10))))
 
 
-def export_stats(session: Session, *, actor: Actor, period: stats.Period, path: Path) -> None:
+class StatsTable(StrEnum):
+    """Which table of the statistics page a file holds: all of them (the workbook), or one chart's."""
+
+    ALL = "all"
+    STATE = "state"
+    TYPE = "type"
+    GRID = "grid"
+    TECHNICIAN = "technician"
+    DAY = "day"
+    HOUR = "hour"
+
+
+SERIES = {StatsTable.DAY: ("按日", stats.Bucket.DAY, Column("bucket", "日期", Kind.TEXT, 12)),
+          StatsTable.HOUR: ("按小时", stats.Bucket.HOUR, Column("bucket", "时段(时)", Kind.TEXT))}
+SHEETS = dict(zip((StatsTable.TYPE, StatsTable.GRID, StatsTable.TECHNICIAN), BREAKDOWNS, strict=True))
+
+
+def _row(values: dict[str, Any], columns: tuple[Column, ...]) -> list[Any]:
+    return [values.get(c.key) for c in columns]
+
+
+BY_STATE = (Column("state", "状态", Kind.TEXT), Column("tickets", "工单数", Kind.INT))
+
+
+def _page_tables(figures: dict[str, Any]) -> dict[StatsTable, Table]:
+    return {StatsTable.STATE: Table("按状态", BY_STATE, sorted(figures["by_state"].items())),
+            **{table: Table(name, keys + METRICS, [_row(item, keys + METRICS) for item in figures[field]])
+               for table, (name, field, keys) in SHEETS.items()}}
+
+
+def export_stats(session: Session, *, actor: Actor, period: stats.Period, path: Path,
+                 table: StatsTable = StatsTable.ALL) -> None:
     """The statistics page of a period as a workbook: the totals, then a sheet per state, type, grid and
-    technician."""
-    figures = stats.ticket_stats(session, actor=actor, period=period)
+    technician; or the one table behind a chart (`table`), the per-day and per-hour series included.
 
-    def row(values: dict[str, Any], columns: tuple[Column, ...]) -> list[Any]:
-        return [values.get(c.key) for c in columns]
-
-    tables = [Table("总览", METRICS, [row(figures, METRICS)]),
-              Table("按状态", (Column("state", "状态", Kind.TEXT), Column("tickets", "工单数", Kind.INT)),
-                    sorted(figures["by_state"].items()))]
-    tables += [Table(name, keys + METRICS, [row(item, keys + METRICS) for item in figures[field]])
-               for name, field, keys in BREAKDOWNS]
+    Raises:
+        NotFound: region_id is not one of the caller's regions.
+    """
+    if table in SERIES:
+        name, bucket, key = SERIES[table]
+        points = stats.ticket_series(session, actor=actor, period=period, bucket=bucket)
+        tables = [Table(name, (key, *METRICS), [_row(point, (key, *METRICS)) for point in points])]
+    else:
+        figures = stats.ticket_stats(session, actor=actor, period=period)
+        page = _page_tables(figures)
+        tables = ([Table("总览", METRICS, [_row(figures, METRICS)]), *page.values()] if table is StatsTable.ALL
+                  else [page[table]])
     write_tables(tables, fmt=ExportFormat.XLSX, path=path, title=_title("统计", period), created=_created(period))
 
 

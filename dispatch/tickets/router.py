@@ -91,6 +91,8 @@ from dispatch.tickets.schemas import (
     PoolTicketRead,
     ReasonBody,
     SentOfferRead,
+    SeriesPoint,
+    SeriesRead,
     StatsRead,
     SurgeBody,
     SurgeRead,
@@ -136,6 +138,17 @@ QUEUED_ERRORS = {**TRANSITION_ERRORS, **problem_docs(NotYourTicket, IdempotencyK
 
 # Who reads statistics and exports: the period's tickets in their regions.
 Analyst = Annotated[Actor, Depends(require_role(Role.ADMIN, Role.DISPATCHER, Role.PAYROLL))]
+
+
+def stats_period(start: Annotated[Day, Query(alias="from", description="first local date, included")],
+                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
+                 settings: SettingsDep, region_id: Id | None = None) -> stats.Period:
+    """The statistics' period from the query: local dates in the configured zone, at most the allowed span."""
+    return stats.Period(span=Span.of(start, end, max_days=settings.workload.max_range_days), tz=settings.timezone,
+                        region_id=region_id)
+
+
+StatsPeriod = Annotated[stats.Period, Depends(stats_period)]
 
 
 @router.post("/tickets", response_model=TicketRead, status_code=201,
@@ -614,30 +627,40 @@ def set_escalation_chain(region_id: Id, body: EscalationChainBody, actor: ActorD
 
 @router.get("/stats", response_model=StatsRead, response_model_by_alias=True, tags=["statistics"],
             responses=problem_docs(InvalidInput, NotFound, Forbidden))
-def ticket_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
-                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
-                 session: SessionDep, actor: Analyst, settings: SettingsDep,
-                 region_id: Id | None = None) -> dict[str, Any]:
+def ticket_stats(period: StatsPeriod, session: SessionDep, actor: Analyst) -> dict[str, Any]:
     """Tickets reported in the period (local dates) in the caller's regions: counts by state, type, grid and
     technician, time to accept and to complete (median, p90, minutes), SLA attainment, timeout, invalid and
     satisfaction."""
-    span = Span.of(start, end, max_days=settings.workload.max_range_days)
-    return stats.ticket_stats(session, actor=actor,
-                              period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
+    return stats.ticket_stats(session, actor=actor, period=period)
 
 
 @router.get("/stats/export", response_class=FileResponse, tags=["statistics"],
             responses=problem_docs(InvalidInput, NotFound, Forbidden))
-def export_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
-                 end: Annotated[Day, Query(alias="to", description="last local date, included")],
-                 session: SessionDep, actor: Analyst, settings: SettingsDep, region_id: Id | None = None,
+def export_stats(period: StatsPeriod, session: SessionDep, actor: Analyst,
+                 table: Annotated[export.StatsTable, Query(description=(
+                     "all: the whole page; or one chart's table: state, type, grid, technician, day (per local "
+                     "date), hour (per hour of the local day)"))] = export.StatsTable.ALL,
                  ) -> FileResponse:
     """The statistics of the period as an XLSX workbook: the totals, then a sheet per state, type, grid and
-    technician."""
-    period = stats.Period(span=Span.of(start, end, max_days=settings.workload.max_range_days), tz=settings.timezone,
-                          region_id=region_id)
-    return _file(lambda path: export.export_stats(session, actor=actor, period=period, path=path),
-                 name=f"stats_{start}_{end}{f'_region{region_id}' if region_id else ''}", fmt=ExportFormat.XLSX)
+    technician; with `table`, the one table behind a chart of the console."""
+    region = f"_region{period.region_id}" if period.region_id else ""
+    which = "" if table is export.StatsTable.ALL else f"_{table}"
+    return _file(lambda path: export.export_stats(session, actor=actor, period=period, path=path, table=table),
+                 name=f"stats_{period.span.start}_{period.span.end}{region}{which}", fmt=ExportFormat.XLSX)
+
+
+@router.get("/stats/series", response_model=SeriesRead, response_model_by_alias=True, tags=["statistics"],
+            responses=problem_docs(InvalidInput, NotFound, Forbidden))
+def stats_series(period: StatsPeriod, session: SessionDep, actor: Analyst,
+                 bucket: Annotated[stats.Bucket, Query(description=(
+                     "day: each local date of the period; hour: each hour 00-23 of the local day, summed over the "
+                     "period"))] = stats.Bucket.DAY) -> SeriesRead:
+    """The statistics of /stats per bucket, for the console's charts: per local date of the period (`day`) or per
+    hour of the local day over the period (`hour`); tickets, time to accept and to complete (median, p90,
+    minutes), SLA attainment and the rest, every bucket present."""
+    points = stats.ticket_series(session, actor=actor, period=period, bucket=bucket)
+    return SeriesRead(start=period.span.start, end=period.span.end, region_id=period.region_id,
+                      timezone=period.tz, bucket=bucket, points=[SeriesPoint.model_validate(p) for p in points])
 
 
 CellRes = Annotated[int, Query(ge=stats.CELL_RES[0], le=stats.CELL_RES[-1],

@@ -547,6 +547,20 @@ class StatsRead(StatsMetrics):
     by_technician: list[TechnicianStats]
 
 
+class SeriesPoint(StatsMetrics):
+    bucket: str = Field(description="the local date (2026-10-01), or the hour of the local day (00 to 23)")
+
+
+class SeriesRead(BaseModel):
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    region_id: int | None
+    timezone: str
+    bucket: str = Field(description="day: each local date of the period; hour: each hour of the local day, "
+                                    "over the whole period")
+    points: list[SeriesPoint] = Field(description="every bucket in order, also those with no ticket")
+
+
 class CellStatsRead(BaseModel):
     cell: str = Field(description="H3 cell id")
     centre: LocationRead

@@ -6,6 +6,9 @@ it); time to complete from the report to the technician's completion. A
 ticket counts towards an SLA once it was met or missed: taken or completed,
 or still open past its due time.
 
+Over time (`ticket_series`), for the console's charts: the same figures per local day of the period, or per
+hour of the local day (0-23) summed over the period, with every bucket present (none reported: 0 tickets).
+
 By H3 cell (`cell_stats`), for the console's heat map: the period's reports and their time to accept
 where they were reported, beside the open tickets and the on-duty technicians where they are now.
 """
@@ -13,7 +16,8 @@ where they were reported, beside the open tickets and the on-duty technicians wh
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
+from enum import StrEnum
 from typing import Any
 
 from redis import Redis
@@ -132,6 +136,45 @@ def ticket_stats(session: Session, *, actor: Actor, period: Period) -> dict[str,
         "by_type": [row._asdict() for row in by_type], "by_region": [row._asdict() for row in by_region],
         "by_technician": [row._asdict() for row in by_technician],
     }
+
+
+class Bucket(StrEnum):
+    DAY = "day"
+    HOUR = "hour"
+
+
+HOURS_PER_DAY = 24
+
+
+def _bucket_keys(bucket: Bucket, period: Period) -> list[str]:
+    if bucket is Bucket.HOUR:
+        return [f"{hour:02d}" for hour in range(HOURS_PER_DAY)]
+    days = (period.span.end - period.span.start).days + 1
+    return [(period.span.start + timedelta(days=n)).isoformat() for n in range(days)]
+
+
+def _bucket_of(bucket: Bucket, created_at: Any, tz: str) -> ColumnElement[Any]:
+    local = func.timezone(tz, created_at)  # timestamptz to the wall clock in tz: days and hours are local
+    if bucket is Bucket.HOUR:
+        return func.to_char(local, "HH24")
+    return func.to_char(local, "YYYY-MM-DD")
+
+
+def ticket_series(session: Session, *, actor: Actor, period: Period, bucket: Bucket) -> list[dict[str, Any]]:
+    """The statistics of each bucket of the period (local days, or hours of the local day), oldest first,
+    every bucket present: a day or hour with no report has 0 tickets and no times.
+
+    Raises:
+        NotFound: region_id is not one of the caller's regions.
+    """
+    if period.region_id is not None:
+        regions.region_in_scope(session, period.region_id, actor.scope)
+    t = _base(actor, period)
+    key = _bucket_of(bucket, t.c.created_at, period.tz).label("bucket")
+    found = {row.bucket: row._asdict() for row in session.execute(_grouped(t, key))}
+    # A bucket nobody reported in: counts 0, times and shares unknown (null), as /stats says of an empty period.
+    empty = {column.name: None for column in _metrics(t)} | {"tickets": 0, "satisfaction_count": 0, "urges": 0}
+    return [found.get(name) or {**empty, "bucket": name} for name in _bucket_keys(bucket, period)]
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ class Past:
 
     def ticket(self, created: str, *, state: TicketState = TicketState.PENDING, accepted: str | None = None,
                completed: str | None = None, timed_out: str | None = None, by: str | None = None,
-               satisfaction: int | None = None) -> int:
-        body = {"type_code": "broadband_fault", "description": "无信号", "location": {"lat": 43.935, "lng": 116.08},
+               satisfaction: int | None = None, type_code: str = "broadband_fault",
+               where: tuple[float, float] = (43.935, 116.08), reporter: str = "dispatcher.xl") -> int:
+        body = {"type_code": type_code, "description": "无信号", "location": {"lat": where[0], "lng": where[1]},
                 "contact": {"name": "王五", "phone": f"1360000{next(_phones):04d}"}}
-        reply = self.client.post("/api/v1/tickets", json=body, headers=self.as_user("dispatcher.xl"))
+        reply = self.client.post("/api/v1/tickets", json=body, headers=self.as_user(reporter))
         assert reply.status_code == 201, reply.text
         ticket_id: int = reply.json()["id"]
         created_at = at(created)

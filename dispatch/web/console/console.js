@@ -3,18 +3,16 @@
 // change, invalidate, follow-up, the staff notices sent about it), phone-in reports, statistics, the
 // workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
-<<<<<<< HEAD
-import { GridMap, loadGrids } from '/static/common/map.js';
-=======
 import { ADMIN_ROLES, adminPanel } from '/static/console/admin/index.js';
-import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
->>>>>>> admin
+import { GridMap, loadGrids } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
 import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
 import {
   $, ACTION_NAMES, PRIORITY_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast,
   when,
 } from '/static/common/ui.js';
+import { downloadFile, monthRange, thisMonth } from '/static/console/files.js';
+import { statsPanel } from '/static/console/stats.js';
 
 const client = new Client('console');
 const app = $('#app');
@@ -330,103 +328,14 @@ function intakePanel() {
   return [el('h2', { text: '电话报修 / 新装（远端派单）' }), form];
 }
 
-// --- statistics and the workload export --------------------------------------------------
-
-function monthRange(month) {
-  const [y, m] = month.split('-').map(Number);
-  const last = new Date(y, m, 0).getDate();
-  return { from: `${month}-01`, to: `${month}-${String(last).padStart(2, '0')}` };
-}
-
-function thisMonth() {
-  const now = new Date();
-  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
-}
-
-function bars(title, counts, names = {}) {
-  const entries = Object.entries(counts || {});
-  if (!entries.length) return null;
-  const max = Math.max(1, ...entries.map(([, v]) => Number(v) || 0));
-  return [el('h3', { text: title }), el('div.bars', {}, entries.flatMap(([k, v]) => [
-    el('span', { text: names[k] || k }), el('div.bar', { style: `width:${(100 * (Number(v) || 0)) / max}%` }), el('span', { text: String(v) })]))];
-}
-
-// GET /api/v1/stats: totals for the period, then by state, type, grid and technician.
-const STAT_TILES = [
-  ['tickets', '工单数', (v) => String(v)],
-  ['accept_median_min', '接单用时中位数', (v) => minutes(v)], ['accept_p90_min', '接单用时 P90', (v) => minutes(v)],
-  ['complete_median_min', '完工用时中位数', (v) => minutes(v)], ['complete_p90_min', '完工用时 P90', (v) => minutes(v)],
-  ['response_sla_attainment', '响应时限达成率', (v) => percent(v)], ['resolution_sla_attainment', '解决时限达成率', (v) => percent(v)],
-  ['timeout_rate', '超时率', (v) => percent(v)], ['invalid_rate', '无效率', (v) => percent(v)],
-  ['satisfaction_avg', '满意度（5 分制）', (v) => v.toFixed(2)],
-];
-
-function minutes(v) { return v < 60 ? `${Math.round(v)} 分钟` : `${(v / 60).toFixed(1)} 小时`; }
-function percent(v) { return `${(v * 100).toFixed(1)}%`; }
-
-function statTiles(stats) {
-  return el('div.tiles', {}, STAT_TILES.filter(([key]) => stats[key] !== undefined).map(([key, label, format]) =>
-    el('div', {}, el('span.muted', { text: label }), el('b', { text: stats[key] === null ? '—' : format(stats[key]) }))));
-}
-
-function statsPanel() {
-  const month = el('input', { type: 'month', name: 'month', value: thisMonth() });
-  const out = el('div.stats');
-  const error = el('p.error', { role: 'alert' });
-  const load = async () => {
-    error.textContent = '';
-    const range = monthRange(month.value);
-    const [stats, tips] = await Promise.allSettled([client.get(`/api/v1/stats?${query(range)}`),
-      client.get(`/api/v1/tips/outcomes?${query(range)}`)]);
-    out.replaceChildren();
-    if (stats.status === 'fulfilled') {
-      const s = stats.value;
-      const counted = (rows, key, names = {}) => Object.fromEntries((rows || []).map((r) => [names[r[key]] || r.name || r[key], r.tickets]));
-      out.append(statTiles(s), ...(bars('按状态', s.by_state, STATE_NAMES) || []),
-        ...(bars('按类型', counted(s.by_type, 'type_code', state.typeNames)) || []),
-        ...(bars('按网格', counted(s.by_region, 'region_id')) || []),
-        ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []));
-    } else {
-      error.textContent = stats.reason.missingEndpoint
-        ? '统计暂不可用：服务器还没有 /api/v1/stats 接口' : stats.reason.message;
-    }
-    if (tips.status === 'fulfilled') {
-      const saved = Object.fromEntries(tips.value.items.map((r) => [r.type_code, r.solved]));
-      out.append(...(bars(`知识库自助解决，省去上门 ${tips.value.solved} 次`, saved, state.typeNames)
-        || [el('p.muted', { text: '这个月没有自助解决的记录' })]));
-    }
-  };
-  month.addEventListener('change', load);
-  load();
-  const statsFile = el('button', { type: 'button', text: '导出统计 XLSX' });
-  statsFile.addEventListener('click', () => busy(statsFile, () => downloadFile(
-    `/api/v1/stats/export?${query(monthRange(month.value))}`, `stats-${month.value}.xlsx`), error));
-  const ticketsFile = el('button', { type: 'button', text: '导出工单 XLSX' });
-  ticketsFile.addEventListener('click', () => busy(ticketsFile, () => downloadFile(
-    `/api/v1/tickets/export?${query({ ...monthRange(month.value), format: 'xlsx' })}`, `tickets-${month.value}.xlsx`),
-  error));
-  return [el('h2', { text: '统计' }), el('div.actions', {}, el('label', {}, '月份', month), statsFile, ticketsFile),
-    error, out];
-}
-
-// A file the server names in Content-Disposition, saved through a link the browser clicks.
-async function downloadFile(path, fallbackName) {
-  const response = await client.raw(path);
-  const disposition = response.headers.get('Content-Disposition') || '';
-  const named = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
-  const link = el('a', { href: URL.createObjectURL(await response.blob()),
-    download: named ? decodeURIComponent(named[1]) : fallbackName });
-  document.body.append(link);
-  link.click();
-  link.remove();
-}
+// --- the workload export ------------------------------------------------------------------
 
 function exportPanel() {
   const month = el('input', { type: 'month', name: 'month', value: thisMonth() });
   const error = el('p.error', { role: 'alert' });
   const table = el('div');
   const download = el('button.primary', { type: 'button', text: '下载 XLSX' });
-  download.addEventListener('click', () => busy(download, () => downloadFile(
+  download.addEventListener('click', () => busy(download, () => downloadFile(client,
     `/api/v1/workload/export?${query({ ...monthRange(month.value), format: 'xlsx' })}`, `workload-${month.value}.xlsx`,
   ), error));
   const preview = async () => {
@@ -535,7 +444,7 @@ function branchSwitch(regions) {
 const PANELS = {
   pool: ['工单池', () => true, poolPanel],
   intake: ['录入', () => can(INTAKE), intakePanel],
-  stats: ['统计', () => true, statsPanel],
+  stats: ['统计', () => true, () => statsPanel({ client, role: state.me.role, typeNames: state.typeNames })],
   export: ['导出', () => can(['admin', 'payroll']), exportPanel],
   tips: ['知识库', () => can(['admin']), tipsPanel],
   notices: ['我的通知', () => true, noticesPanel],
