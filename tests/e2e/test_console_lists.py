@@ -59,7 +59,7 @@ def test_the_pool_pages_past_500_tickets_and_shows_its_total(
     more = pool.get_by_role("button", name="加载更多")
     expect(more).to_have_text("加载更多（已显示 50 / 共 521 张）")
     shot(console, "first-page")
-    for shown in range(100, 550, 50):
+    for shown in range(100, 600, 50):
         more.click()
         expect(pool.locator("tr.row")).to_have_count(min(shown, 521))
     expect(more).to_be_hidden()
@@ -93,7 +93,8 @@ def test_filters_and_search_narrow_the_lists_and_their_totals(
     expect(console.locator("h2").filter(has_text="待接单池").locator(".total")).to_have_text("1")
 
     console.get_by_label("类型", exact=True).select_option("")
-    console.get_by_label("状态", exact=True).select_option(label="已接单")  # one state: one list, its title the state's name
+    # One state: one list, under its own id.
+    console.get_by_label("状态", exact=True).select_option(label="已接单")
     expect(console.locator("#results")).to_contain_text("没有符合条件的工单")
     expect(console.locator("#pool")).to_have_count(0)
     shot(console, "filtered")
@@ -173,8 +174,9 @@ def test_x_opens_the_invalidation_reason(open_page: Callable[..., Page], api: ht
     console = open_page("/console")
     sign_in(console, "dispatcher.xl")
     console.locator(f'#pool tr[data-ticket="{ticket["id"]}"]').click()
-    console.keyboard.press("x")
     drawer = console.get_by_role("dialog", name="工单详情")
+    expect(drawer.get_by_role("button", name="作废")).to_be_visible()
+    console.keyboard.press("x")
     drawer.get_by_label("作废原因（虚假或重复报修）").fill("重复报修")
     drawer.get_by_role("button", name="确定").click()
     expect(drawer.locator("h2 .badge")).to_have_text("无效")

@@ -69,7 +69,7 @@ export class TicketLists {
         () => {});
     }
     this.reload();
-    return this.node;
+    return [this.node];
   }
 
   followBranch(branchId) {
@@ -140,53 +140,51 @@ export class TicketLists {
   // Reload every section as far as it was paged; an older answer never overwrites a newer one.
   reload = debounce(async () => {
     const generation = ++this.generation;
-    const built = await Promise.all(this.sections().map((section) => this.section(section)));
+    const sections = this.sections();
+    const pages = await Promise.all(sections.map((section) => this.fetch(section).catch((error) => error)));
     if (generation !== this.generation) return;
+    const built = sections.map((section, i) => this.section(section, pages[i]));
     this.body.replaceChildren(...this.outagesSection(), ...built.flat().filter(Boolean));
     this.select(this.selected);
   }, 50);
 
-  async section(section) {
-    const limit = Math.min(MAX_PAGE, Math.max(PAGE, this.shown[section.id] || 0));
-    let page;
-    try {
-      page = await this.ctx.client.get(`/api/v1/tickets?${query({ ...this.params(section), limit, with_total: true })}`);
-    } catch (error) {
-      return [el('h2', { text: section.title }), el('p.error', { role: 'alert', text: error.message })];
+  tickets(params) {
+    return this.ctx.client.get(`/api/v1/tickets?${query(params)}`);
+  }
+
+  // As many rows as the person had paged to, in as few requests as the API's cap allows.
+  async fetch(section) {
+    const want = Math.max(PAGE, this.shown[section.id] || 0);
+    const params = this.params(section);
+    const page = await this.tickets({ ...params, limit: Math.min(MAX_PAGE, want), with_total: true });
+    while (page.next_cursor && page.items.length < want) {
+      const next = await this.tickets({ ...params, limit: Math.min(MAX_PAGE, want - page.items.length), cursor: page.next_cursor });
+      page.items.push(...next.items);
+      page.next_cursor = next.next_cursor;
     }
+    return page;
+  }
+
+  section(section, page) {
+    if (page instanceof Error) return [el('h2', { text: section.title }), el('p.error', { role: 'alert', text: page.message })];
     if (section.hideEmpty && !page.total) return null;
-    const tbody = el('tbody', {}, page.items.map((t) => this.row(t)));
-    const count = el(`span.badge.state-${section.badge}.total`, { text: String(page.total) });
-    const more = this.moreButton(section, tbody, page, count);
+    this.shown[section.id] = page.items.length;
     return [
-      el('h2', {}, section.title, count),
-      el(`section#${section.id}`, {}, page.items.length ? el('table', {}, tbody) : el('p.muted', { text: section.empty }),
-        more),
+      el('h2', {}, section.title, el(`span.badge.state-${section.badge}.total`, { text: String(page.total) })),
+      el(`section#${section.id}`, {}, page.items.length
+        ? el('table', {}, el('tbody', {}, page.items.map((t) => this.row(t))))
+        : el('p.muted', { text: section.empty }), this.moreButton(section, page)),
     ];
   }
 
-  moreButton(section, tbody, first, count) {
-    let cursor = first.next_cursor;
-    let loaded = first.items.length;
-    this.shown[section.id] = loaded;
-    const label = () => `加载更多（已显示 ${loaded} / 共 ${first.total} 张）`;
-    const button = el('button.more', { type: 'button', text: label(), hidden: !cursor });
-    button.addEventListener('click', async () => {
+  // The next page comes with a reload of the sections, so that a live refresh in between cannot drop it.
+  moreButton(section, page) {
+    const label = `加载更多（已显示 ${page.items.length} / 共 ${page.total} 张）`;
+    const button = el('button.more', { type: 'button', text: label, hidden: !page.next_cursor });
+    button.addEventListener('click', () => {
       button.disabled = true;
-      try {
-        const page = await this.ctx.client.get(`/api/v1/tickets?${query({ ...this.params(section), limit: PAGE, cursor })}`);
-        tbody.append(...page.items.map((t) => this.row(t)));
-        loaded += page.items.length;
-        this.shown[section.id] = loaded;
-        cursor = page.next_cursor;
-        button.textContent = label();
-        button.hidden = !cursor;
-        count.title = label();
-      } catch (error) {
-        button.textContent = error.message;
-      } finally {
-        button.disabled = false;
-      }
+      this.shown[section.id] = page.items.length + PAGE;
+      this.reload();
     });
     return button;
   }

@@ -19,7 +19,7 @@ function press(drawer, labels) {
 function helpDialog() {
   return el('div#shortcut-help.shortcut-help', { role: 'dialog', 'aria-label': '键盘快捷键', hidden: true },
     el('h2', { text: '键盘快捷键' }),
-    el('dl', {}, KEYS.map(([key, what]) => [el('dt', {}, el('kbd', { text: key })), el('dd', { text: what })])));
+    el('dl', {}, KEYS.flatMap(([key, what]) => [el('dt', {}, el('kbd', { text: key })), el('dd', { text: what })])));
 }
 
 // lists: the TicketLists; open(id) shows a ticket in the drawer; close() closes it; drawer: its element.
