@@ -64,7 +64,7 @@ export class TicketLists {
   panel() {
     if (!this.bar) {
       this.bar = this.filterBar();
-      this.node.append(this.bar, this.body);
+      this.node.append(this.bar, el('p.muted.keys-hint', { text: '按 ? 查看键盘快捷键' }), this.body);
       this.ctx.client.get('/api/v1/regions').then((regions) => { this.regions = regions; this.fillGrids(); },
         () => {});
     }
