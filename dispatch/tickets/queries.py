@@ -86,7 +86,10 @@ def matching(viewer: Viewer, term: str) -> ColumnElement[bool]:
     found = [Ticket.number.ilike(pattern), Ticket.address.ilike(pattern)]
     if viewer.actor.role is not Role.TECHNICIAN:
         found.append(Ticket.contact_phone.like(pattern))
-    return or_(*found)
+    # Matched first, then scoped: left to itself the planner walks the branch's every ticket through the
+    # region index and tests each (0.7 s for 130 000), where the trigram indexes find a few at once (30-90 ms).
+    matches = select(Ticket.id).where(or_(*found)).cte("matches").prefix_with("MATERIALIZED")
+    return Ticket.id.in_(select(matches.c.id))
 
 
 @dataclass(frozen=True)
