@@ -202,11 +202,13 @@ export class TicketLists {
         : el(`td.time-left${late ? '.late' : ''}`, { text: timeLeft(t), title: `时限 ${when(dueOf(t))}` }));
   }
 
-  // Outages are few and come whole from GET /api/v1/incidents: listed above the sections, unpaged.
+  // Outages are few and come whole from GET /api/v1/incidents: listed above the sections, unpaged, and sorted
+  // here by time left like the rest.
   outagesSection() {
     const outages = this.ctx.outages();
     if (!outages.length || this.filters.state || this.filters.sla) return [];
-    const rows = outages.map((i) => this.row({ ...i.ticket, address: `${i.ticket_ids.length} 户报修 · ${i.ticket.address || ''}` }));
+    const soonest = [...outages].sort((a, b) => new Date(dueOf(a.ticket)) - new Date(dueOf(b.ticket)));
+    const rows = soonest.map((i) => this.row({ ...i.ticket, address: `${i.ticket_ids.length} 户报修 · ${i.ticket.address || ''}` }));
     return [el('h2', {}, '区域故障', el('span.badge.state-grouped', { text: String(outages.length) })),
       el('section#outages', {}, el('table', {}, el('tbody', {}, rows)))];
   }
