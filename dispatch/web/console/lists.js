@@ -193,7 +193,7 @@ export class TicketLists {
     const { typeName, techName, open } = this.ctx;
     const holder = HELD.includes(t.state) && t.technician_id ? `维护人员：${techName(t.technician_id)}` : '';
     const late = !CLOSED.includes(t.state) && new Date(dueOf(t)).getTime() < Date.now();
-    return el('tr.row', { dataset: { ticket: t.id }, onclick: () => { this.select(t.id); open(t.id); } },
+    return el('tr.row', { dataset: { ticket: t.id }, onclick: () => open(t.id) },
       el('td', {}, stateBadge(t.state), ' ', el(`span.badge.priority-${t.priority}`, { text: `${t.priority} ${PRIORITY_NAMES[t.priority]}` })),
       el('td', {}, el('div', { text: `${typeName(t.type_code)} · ${t.number}` }), el('div.muted', { text: t.address || '' }),
         holder ? el('div.holder', { text: holder }) : null),
