@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    technicians.router, stream.router, wechat.router, workload.router, audit.router, notices.router,
                    webhooks.router):
         app.include_router(router)
-    _mount_pages(app, tile_url=settings.map_tile_url)
+    _mount_pages(app, tile_url=settings.map_tile_url, tile_crs=settings.map_tile_crs)
     _mount_docs(app)
     return app
 
@@ -114,14 +114,14 @@ COMMON_ASSETS = Path(str(files("dispatch") / "web" / "common"))
 VENDOR_ASSETS = Path(str(files("dispatch") / "web" / "vendor"))
 
 
-def _mount_pages(app: FastAPI, *, tile_url: str | None) -> None:
+def _mount_pages(app: FastAPI, *, tile_url: str | None, tile_crs: str) -> None:
     app.mount("/static/common", StaticFiles(directory=COMMON_ASSETS), name="static-common")
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_ASSETS), name="static-vendor")
     for path, (name, folder) in PAGES.items():
         app.mount(f"/static/{name}", StaticFiles(directory=folder), name=f"static-{name}")
-        # Read once: the page is the same for everyone but for the optional tile URL setting.
+        # Read once: the page is the same for everyone but for the optional tile settings.
         page = (folder / "index.html").read_text(encoding="utf-8").replace(
-            "{{tile_url}}", html.escape(tile_url or "", quote=True))
+            "{{tile_url}}", html.escape(tile_url or "", quote=True)).replace("{{tile_crs}}", tile_crs)
         app.add_api_route(path, _page_route(page), methods=["GET"], response_class=HTMLResponse,
                           include_in_schema=False)
 

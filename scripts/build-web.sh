@@ -34,7 +34,6 @@ copy() {
 copy leaflet dist/leaflet.js dist/leaflet.css dist/images
 copy leaflet.markercluster dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css
 copy echarts dist/echarts.min.js
-copy h3-js dist/h3-js.umd.js
 copy idb build/umd.js
 rm -rf "$vendor"
 mv "$vendor.new" "$vendor"

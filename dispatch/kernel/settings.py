@@ -284,6 +284,9 @@ class Settings(BaseSettings):
     # Background map tiles for the pages, an XYZ template such as
     # http://tiles.intranet/{z}/{x}/{y}.png; unset, the grids alone are the map (works offline).
     map_tile_url: str | None = None
+    # The datum the tiles are drawn in: Chinese providers (AMap, Tencent) draw GCJ-02, so the pages
+    # shift WGS-84 points onto them, or every marker sits a few hundred metres off its street.
+    map_tile_crs: Literal["wgs84", "gcj02"] = "wgs84"
     # Connections per process, and as many worker threads for the sync endpoints: every thread
     # can hold its connection, so a burst queues for a thread instead of running the pool dry.
     db_pool_size: int = Field(default=16, ge=1, le=200)

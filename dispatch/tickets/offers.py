@@ -20,9 +20,12 @@ from sqlalchemy.orm import Session
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.lifecycle import GRABBABLE, announce
 from dispatch.tickets.models import Offer, OfferOutcome, Priority, Ticket, TicketType
+from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
+from technicians import live
 from technicians.at_limit import find_at_limit
+from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
 
 log = structlog.get_logger()
@@ -128,6 +131,36 @@ def offered_to(session: Session, ticket: Ticket) -> list[int]:
     """The technicians the ticket is offered to now."""
     return list(session.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket.id,
                                                                   Offer.outcome == OfferOutcome.OPEN)))
+
+
+@dataclass(frozen=True)
+class SentOffer:
+    """One technician a ticket was offered to, and where they were last seen (None: never located)."""
+
+    technician_id: int
+    name: str
+    ring: int
+    distance_m: float
+    offered_at: datetime
+    outcome: OfferOutcome
+    last_seen: LatLng | None
+
+
+def list_offers(session: Session, redis: Redis, ticket: Ticket) -> list[SentOffer]:
+    """Everyone the ticket was offered to, ring by ring and nearest first, where the live index has them now
+    (else where their last written-through ping put them)."""
+    rows = session.execute(select(Offer, Technician.name, Technician.last_location)
+                           .join(Technician, Technician.id == Offer.technician_id)
+                           .where(Offer.ticket_id == ticket.id).order_by(Offer.ring, Offer.distance_m)).all()
+    try:
+        now_at = [point for point, _ in live.positions(redis, live.LiveKeys.of(ticket.branch_id),
+                                                       [offer.technician_id for offer, _, _ in rows])]
+    except RedisError:
+        now_at = [None] * len(rows)  # the map still shows who, from the database's last positions
+    return [SentOffer(technician_id=offer.technician_id, name=name, ring=offer.ring, distance_m=offer.distance_m,
+                      offered_at=offer.offered_at, outcome=offer.outcome,
+                      last_seen=here or (from_wkb(stored) if stored is not None else None))
+            for (offer, name, stored), here in zip(rows, now_at, strict=True)]
 
 
 def close_offers(session: Session, ticket: Ticket, *, taken_by: int | None) -> None:

@@ -81,11 +81,13 @@ from dispatch.tickets.schemas import (
     OfferRead,
     PoolTicketRead,
     ReasonBody,
+    SentOfferRead,
     StatsRead,
     SurgeBody,
     SurgeRead,
     TicketCreate,
     TicketDetail,
+    TicketOffersRead,
     TicketPatch,
     TicketRead,
     TicketTypeCreate,
@@ -220,6 +222,16 @@ def get_ticket(ticket: TicketInScope, viewer: ViewerDep, session: SessionDep) ->
     in_full = viewer.sees_in_full(ticket)
     events = [event_read(e, in_full=in_full) for e in service.list_events(session, ticket)]
     return TicketDetail(**ticket_read(ticket, viewer).model_dump(), events=events)
+
+
+@router.get("/tickets/{ticket_id}/offers", response_model=TicketOffersRead,
+            responses=problem_docs(TicketNotFound, Forbidden))
+def list_ticket_offers(ticket: TicketInScope, session: SessionDep, redis: RedisDep,
+                       actor: Staff) -> TicketOffersRead:
+    """Whom the ticket was offered to, where they are, and how far its rings reached, for the console's map."""
+    sent = offers.list_offers(session, redis, ticket)
+    return TicketOffersRead(ring=ticket.ring, ring_radius_m=ticket.ring_radius_m,
+                            offers=[SentOfferRead.model_validate(offer, from_attributes=True) for offer in sent])
 
 
 @router.post("/tickets/{ticket_id}/grab", response_model=TicketRead,
@@ -613,17 +625,21 @@ def export_stats(start: Annotated[Day, Query(alias="from", description="first lo
 CellRes = Annotated[int, Query(ge=stats.CELL_RES[0], le=stats.CELL_RES[-1],
                                description="H3 resolution: 5 (~10 km edges) to 9 (~200 m)")]
 
+LocalHour = Annotated[int, Query(ge=0, le=23, description="local hour of the day, 0-23")]
+
 
 @router.get("/stats/cells", response_model=CellsRead, response_model_by_alias=True, tags=["statistics"],
             responses=problem_docs(InvalidInput, NotFound, Forbidden))
 def cell_stats(start: Annotated[Day, Query(alias="from", description="first local date, included")],
                end: Annotated[Day, Query(alias="to", description="last local date, included")],
                session: SessionDep, redis: RedisDep, actor: Analyst, settings: SettingsDep,
-               res: CellRes = 8, region_id: Id | None = None) -> CellsRead:
+               res: CellRes = 8, region_id: Id | None = None, hour: LocalHour | None = None) -> CellsRead:
     """Demand and supply by H3 cell in the caller's regions, for the heat map: the period's reports (local
-    dates) and their median time to accept, the tickets open now and the on-duty technicians now."""
+    dates; with `hour`, only those of that local hour of each day: the console's time slider) and their
+    median time to accept, the tickets open now and the on-duty technicians now."""
     span = Span.of(start, end, max_days=settings.workload.max_range_days)
-    cells = stats.cell_stats(session, redis, actor=actor, res=res,
+    cells = stats.cell_stats(session, redis, actor=actor, res=res, hour=hour,
                              period=stats.Period(span=span, tz=settings.timezone, region_id=region_id))
-    return CellsRead(res=res, start=span.start, end=span.end, region_id=region_id, timezone=settings.timezone,
+    return CellsRead(res=res, start=span.start, end=span.end, region_id=region_id, hour=hour,
+                     timezone=settings.timezone,
                      cells=[CellStatsRead.model_validate(cell, from_attributes=True) for cell in cells])

@@ -10,7 +10,16 @@ from dispatch.kernel.inputs import Flag, Integer, JsonId, Number, Phone, Prose, 
 from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.lifecycle import Action
-from dispatch.tickets.models import Priority, Source, SurgeSwitch, Ticket, TicketEvent, TicketKind, TicketState
+from dispatch.tickets.models import (
+    OfferOutcome,
+    Priority,
+    Source,
+    SurgeSwitch,
+    Ticket,
+    TicketEvent,
+    TicketKind,
+    TicketState,
+)
 from dispatch.tickets.permissions import Viewer
 from geo.crs import Crs
 from geo.models import RegionKind
@@ -338,6 +347,23 @@ class PoolTicketRead(TicketRead):
     distance_m: float
 
 
+class SentOfferRead(BaseModel):
+    technician_id: int
+    name: str
+    ring: int
+    distance_m: float
+    offered_at: datetime
+    outcome: OfferOutcome = Field(description="taken: this technician got the ticket; closed: someone else did, "
+                                            "or it was invalidated")
+    last_seen: LocationRead | None = Field(description="the technician's last known position, WGS-84")
+
+
+class TicketOffersRead(BaseModel):
+    ring: int = Field(description="rings offered so far")
+    ring_radius_m: int | None = Field(description="how far the latest ring reached from the ticket")
+    offers: list[SentOfferRead]
+
+
 class MyOfferRead(BaseModel):
     ticket: TicketRead
     distance_m: float
@@ -504,5 +530,6 @@ class CellsRead(BaseModel):
     start: date = Field(serialization_alias="from")
     end: date = Field(serialization_alias="to")
     region_id: int | None
+    hour: int | None = Field(default=None, description="the local hour the reports were counted in; null: all day")
     timezone: str
     cells: list[CellStatsRead]

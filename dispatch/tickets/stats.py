@@ -145,10 +145,12 @@ class CellStats:
     accept_median_min: float | None
 
 
-def cell_stats(session: Session, redis: Redis, *, actor: Actor, period: Period, res: int) -> list[CellStats]:
-    """Per H3 cell at `res` (the cell each point lies in), in the caller's regions: the period's reports and
-    their median time to accept, the tickets open now and the on-duty technicians where the live index has
-    them; only cells where one of these is not zero, by cell id.
+def cell_stats(session: Session, redis: Redis, *, actor: Actor, period: Period, res: int,
+               hour: int | None = None) -> list[CellStats]:
+    """Per H3 cell at `res` (the cell each point lies in), in the caller's regions: the period's reports (those
+    of one local hour of each day when `hour` is given) and their median time to accept, the tickets open now
+    and the on-duty technicians where the live index has them; only cells where one of these is not zero, by
+    cell id.
 
     Raises:
         NotFound: region_id is not one of the caller's regions.
@@ -160,7 +162,10 @@ def cell_stats(session: Session, redis: Redis, *, actor: Actor, period: Period, 
     t = _base(actor, period)
     reports: Counter[str] = Counter()
     accept: defaultdict[str, list[float]] = defaultdict(list)
-    for lat, lng, minutes in session.execute(select(t.c.lat, t.c.lng, _minutes(t.c.accepted_at, t.c.created_at))):
+    reported = select(t.c.lat, t.c.lng, _minutes(t.c.accepted_at, t.c.created_at))
+    if hour is not None:
+        reported = reported.where(func.extract("hour", func.timezone(period.tz, t.c.created_at)) == hour)
+    for lat, lng, minutes in session.execute(reported):
         cell = hexgrid.cell_of(LatLng(lat, lng), res)
         reports[cell] += 1
         if minutes is not None:

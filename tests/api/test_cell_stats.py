@@ -149,3 +149,30 @@ def test_a_region_outside_the_callers_is_not_found(client: TestClient) -> None:
                        headers=log_in(client, "dispatcher.xl"))
 
     assert reply.status_code == 404
+
+
+def test_an_hour_counts_only_the_reports_of_that_local_hour_and_keeps_the_now_columns(
+        client: TestClient, db: Session, town: None) -> None:
+    this_hour = datetime.now(TZ).hour
+    other_hour = (this_hour + 12) % 24
+    earlier = report(client, OLD_TOWN)
+    db.execute(update(Ticket).where(Ticket.id == earlier).values(  # the same local day, another hour
+        created_at=datetime.now(TZ).replace(hour=other_hour, minute=30)))
+    db.flush()
+
+    now = by_cell(cells(client, res=8, hour=this_hour))[cell_of(OLD_TOWN, 8)]
+    then = cells(client, res=8, hour=other_hour)
+
+    assert (now["reports"], now["open"], now["on_duty"]) == (4, 4, 2)
+    assert then["hour"] == other_hour
+    assert (by_cell(then)[cell_of(OLD_TOWN, 8)]["reports"], by_cell(then)[cell_of(OLD_TOWN, 8)]["on_duty"]) == (1, 2)
+
+
+@pytest.mark.parametrize("hour", ["-1", "24", "x"])
+def test_an_hour_out_of_range_is_a_problem_naming_hour(client: TestClient, hour: str) -> None:
+    reply = client.get("/api/v1/stats/cells", params={**today(), "hour": hour},
+                       headers=log_in(client, "dispatcher.xl"))
+
+    assert reply.status_code == 422
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    assert "hour" in reply.text

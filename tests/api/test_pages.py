@@ -23,10 +23,13 @@ def test_each_page_and_its_module_are_served_in_chinese(client: TestClient) -> N
 def test_pages_work_offline_unless_a_tile_url_is_set(settings: Settings) -> None:
     with TestClient(create_app(settings)) as offline:
         assert 'name="fieldpool-tile-url" content=""' in offline.get("/console").text
-    tiled = settings.model_copy(update={"map_tile_url": 'http://tiles.lan/{z}/{x}/{y}.png?"x'})
+        assert 'name="fieldpool-tile-crs" content="wgs84"' in offline.get("/console").text
+    tiled = settings.model_copy(update={"map_tile_url": 'http://tiles.lan/{z}/{x}/{y}.png?"x', "map_tile_crs": "gcj02"})
     with TestClient(create_app(tiled)) as online:
         # Escaped: a setting must not be able to break out of the attribute.
         assert 'content="http://tiles.lan/{z}/{x}/{y}.png?&quot;x"' in online.get("/m/tech").text
+        for page in ("/console", "/m/report"):  # the pages with a map shift points onto GCJ-02 tiles
+            assert 'name="fieldpool-tile-crs" content="gcj02"' in online.get(page).text
 
 
 def test_a_subscriber_sees_the_service_areas_grids_to_place_a_pin(client: TestClient, db: Session,

@@ -47,7 +47,7 @@ def test_a_report_reaches_the_console_and_the_phone_live_and_the_subscriber_rate
         open_page: Callable[..., Page], subscriber_token: str, api: httpx.Client, shot: Callable) -> None:
     console = open_page("/console")
     sign_in(console, "dispatcher.xl")
-    expect(console.locator("svg.gridmap .grid")).to_have_count(8)
+    expect(console.locator(".gridmap path.grid")).to_have_count(8)
     tech = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
     go_on_duty(tech, "tech01")
 
@@ -68,7 +68,7 @@ def test_a_report_reaches_the_console_and_the_phone_live_and_the_subscriber_rate
     shot(report, "submitted")
 
     # On the console within seconds and without a reload: map and pool.
-    expect(console.locator(f'svg.gridmap circle.pending[data-id="{ticket_id}"]')).to_have_count(1)
+    expect(console.locator(f'.gridmap .ticket.pending[data-id="{ticket_id}"]')).to_have_count(1)
     expect(console.locator(f'#pool tr[data-ticket="{ticket_id}"]')).to_contain_text("宽带故障")
     shot(console, "console")
 
@@ -77,7 +77,7 @@ def test_a_report_reaches_the_console_and_the_phone_live_and_the_subscriber_rate
     expect(card).to_contain_text("全家断网")
     card.get_by_role("button", name="抢单").click()
     expect(card).to_contain_text("抢到了")
-    expect(console.locator(f'svg.gridmap circle.accepted[data-id="{ticket_id}"]')).to_have_count(1)
+    expect(console.locator(f'.gridmap .ticket.accepted[data-id="{ticket_id}"]')).to_have_count(1)
     tech.get_by_role("tab", name="我的工单").click()
     mine = tech.locator(f'article[data-ticket="{ticket_id}"]')
     mine.get_by_role("button", name="到达").click()

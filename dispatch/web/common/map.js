@@ -1,26 +1,14 @@
-// The map with no tiles and no internet: grids (GeoJSON polygons from /api/v1/regions) and points drawn
-// as SVG in Web Mercator. An optional XYZ tile URL (setting MAP_TILE_URL) is drawn underneath.
-// Coordinates in and out are WGS-84 (what the API returns).
+// The pages' map: Leaflet (served from /static/vendor, loaded as a classic script: window.L), the grids
+// (GeoJSON polygons from /api/v1/regions) as a named layer, and optional XYZ street tiles (MAP_TILE_URL).
+// Coordinates in and out are WGS-84 (what the API speaks). Tiles drawn in GCJ-02 (MAP_TILE_CRS=gcj02:
+// AMap, Tencent) get every point shifted onto them for display, and every click shifted back.
+import { gcj02ToWgs84, wgs84ToGcj02 } from '/static/common/crs.js';
 
-const SVG = 'http://www.w3.org/2000/svg';
-const WORLD = 1e6; // world width in SVG units: keeps the numbers readable at city scale
-
-export function project(lat, lng) {
-  const s = Math.sin((lat * Math.PI) / 180);
-  return [((lng + 180) / 360) * WORLD, (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * WORLD];
-}
-
-export function unproject(x, y) {
-  const lng = (x / WORLD) * 360 - 180;
-  const n = Math.PI - (2 * Math.PI * y) / WORLD;
-  return { lat: (180 / Math.PI) * Math.atan(Math.sinh(n)), lng };
-}
-
-function node(tag, attrs = {}) {
-  const n = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-  return n;
-}
+const { L } = window;
+const MAX_ZOOM = 19;
+const FIT_PADDING_PX = 16;
+// Before the grids arrive: northern China, where the demo city is.
+const FIRST_VIEW = { centre: [42, 112], zoom: 5 };
 
 function rings(geometry) {
   if (!geometry) return [];
@@ -29,129 +17,141 @@ function rings(geometry) {
   return [];
 }
 
+// A DivIcon that also carries data-* attributes and CSSOM styles: the CSP refuses style attributes in
+// the HTML string a plain DivIcon takes.
+const DataIcon = L.DivIcon.extend({
+  createIcon(old) {
+    const div = L.DivIcon.prototype.createIcon.call(this, old);
+    Object.assign(div.dataset, this.options.data || {});
+    for (const [name, value] of Object.entries(this.options.css || {})) div.style.setProperty(name, value);
+    if (this.options.title) div.title = this.options.title;
+    if (this.options.text !== undefined) div.textContent = this.options.text;
+    return div;
+  },
+});
+
+// { cls, size (px), data: {id: ...}, css: {'--x': ...}, title, text }
+export function dotIcon({ cls = '', size = 14, ...rest }) {
+  return new DataIcon({ className: `dot ${cls}`, iconSize: [size, size], html: '', ...rest });
+}
+
 export class GridMap {
-  constructor(container, { tileUrl = '' } = {}) {
-    this.svg = node('svg', { class: 'gridmap', role: 'img', 'aria-label': '地图' });
-    this.tiles = node('g', { class: 'tiles' });
-    this.grids = node('g', { class: 'grids' });
-    this.layers = node('g', { class: 'points' });
-    this.svg.append(this.tiles, this.grids, this.layers);
-    container.append(this.svg);
-    this.tileUrl = tileUrl;
-    this.box = null;
-    this.layerGroups = {};
+  constructor(container, { tileUrl: tiles = tileUrl(), tileCrs: datum = tileCrs() } = {}) {
+    this.box = L.DomUtil.create('div', 'gridmap', container);
+    this.box.setAttribute('role', 'application');
+    this.box.setAttribute('aria-label', '地图');
+    this.gcj02 = Boolean(tiles) && datum === 'gcj02';
+    this.map = L.map(this.box, { zoomControl: false, attributionControl: false, maxZoom: MAX_ZOOM,
+      zoomSnap: 0.25 }).setView(FIRST_VIEW.centre, FIRST_VIEW.zoom);
+    L.control.zoom({ zoomInTitle: '放大', zoomOutTitle: '缩小' }).addTo(this.map);
+    L.control.scale({ imperial: false, position: 'bottomright' }).addTo(this.map);
+    if (tiles) this.tiles = L.tileLayer(tiles, { maxZoom: MAX_ZOOM, className: 'street-tiles' }).addTo(this.map);
+    this.grids = L.featureGroup().addTo(this.map);
+    this.layers = {};
+    this.areas = new Map(); // branch id -> WGS-84 L.LatLngBounds
+    this.wanted = null; // the last view asked for, fitted again once the box has a size
+    // The box may be laid out (or put in the page) after the map is made: fit again when it gets a size.
+    new ResizeObserver(() => this.resized()).observe(this.box);
+  }
+
+  // WGS-84 {lat, lng} -> what Leaflet draws at (the tiles' datum).
+  toMap({ lat, lng }) {
+    const p = this.gcj02 ? wgs84ToGcj02({ lat, lng }) : { lat, lng };
+    return L.latLng(p.lat, p.lng);
+  }
+
+  // A Leaflet position (the tiles' datum) -> WGS-84 {lat, lng}.
+  fromMap(latlng) {
+    const p = { lat: latlng.lat, lng: latlng.lng };
+    return this.gcj02 ? gcj02ToWgs84(p) : p;
+  }
+
+  resized() {
+    const sized = this.box.clientWidth > 0 && this.box.clientHeight > 0;
+    this.map.invalidateSize({ pan: false });
+    if (sized && !this.wasSized && this.wanted) this.showBounds(this.wanted);
+    this.wasSized = sized;
   }
 
   // Grids of the caller's regions, grouped by their branch (branches can be hundreds of kilometres
   // apart, so the view fits one branch at a time); the view fits the first unless told not to.
   setGrids(regions, { fit = true } = {}) {
-    this.grids.replaceChildren();
-    this.areas = new Map(); // branch id -> [x0, y0, x1, y1]
+    this.grids.clearLayers();
+    this.areas = new Map();
     for (const region of regions) {
       if (region.kind !== 'grid' || !region.boundary) continue;
-      const g = node('g', { class: 'grid', 'data-grid': region.id });
-      let box = this.areas.get(region.parent_id) || [Infinity, Infinity, -Infinity, -Infinity];
-      let [sx, sy, n] = [0, 0, 0];
-      for (const ring of rings(region.boundary)) {
-        const points = ring.map(([lng, lat]) => project(lat, lng));
-        for (const [x, y] of points) {
-          box = [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x), Math.max(box[3], y)];
-          sx += x; sy += y; n += 1;
-        }
-        g.append(node('polygon', { points: points.map((p) => p.join(',')).join(' ') }));
-      }
-      this.areas.set(region.parent_id, box);
-      const label = node('text', { x: sx / n, y: sy / n, class: 'grid-label' });
-      label.textContent = region.name;
-      g.append(label);
-      this.grids.append(g);
+      const outline = rings(region.boundary).map((ring) => ring.map(([lng, lat]) => ({ lat, lng })));
+      const polygon = L.polygon(outline.map((ring) => ring.map((p) => this.toMap(p))), { className: 'grid', interactive: false });
+      polygon.bindTooltip(region.name, { permanent: true, direction: 'center', className: 'grid-label' });
+      polygon.on('add', () => { polygon.getElement().dataset.grid = region.id; });
+      this.grids.addLayer(polygon);
+      const box = L.latLngBounds(outline.flat());
+      this.areas.set(region.parent_id, box.extend(this.areas.get(region.parent_id) || box));
     }
-    if (fit && this.areas.size) this.fit(this.areas.values().next().value);
+    if (fit && this.areas.size) this.showBounds(this.areas.values().next().value);
   }
 
   showArea(id) {
-    if (this.areas?.has(id)) this.fit(this.areas.get(id));
+    if (this.areas.has(id)) this.showBounds(this.areas.get(id));
   }
 
   // A view of about `metres` around a point: for callers who see no grids (a subscriber).
-  around({ lat, lng }, metres) {
-    const [x, y] = project(lat, lng);
-    const half = (metres / (40075016 * Math.cos((lat * Math.PI) / 180))) * WORLD;
-    this.fit([x - half, y - half, x + half, y + half]);
+  around(point, metres) {
+    this.showBounds(L.latLng(point.lat, point.lng).toBounds(metres));
   }
 
-  fit([x0, y0, x1, y1]) {
-    const pad = Math.max(x1 - x0, y1 - y0) * 0.04;
-    this.box = [x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad];
-    this.svg.setAttribute('viewBox', this.box.join(' '));
-    this.unit = Math.max(this.box[2], this.box[3]) / 100; // 1 % of the view: point sizes
-    this.svg.style.setProperty('--unit', this.unit);
-    this.grids.style.cssText = `font-size:${this.unit * 2.2}px;stroke-width:${this.unit * 0.15}px`; // CSSOM: CSP allows it
-    this.drawTiles();
+  // bounds: WGS-84 L.LatLngBounds.
+  showBounds(bounds) {
+    this.wanted = bounds;
+    const shown = L.latLngBounds(this.toMap(bounds.getSouthWest()), this.toMap(bounds.getNorthEast()));
+    this.map.fitBounds(shown, { padding: [FIT_PADDING_PX, FIT_PADDING_PX], animate: false });
   }
 
-  drawTiles() {
-    this.tiles.replaceChildren();
-    if (!this.tileUrl || !this.box) return;
-    const [bx, by, bw] = this.box;
-    const z = Math.max(0, Math.min(18, Math.round(Math.log2((WORLD / bw) * 4))));
-    const size = WORLD / 2 ** z;
-    for (let tx = Math.floor(bx / size); tx * size < bx + bw; tx += 1) {
-      for (let ty = Math.floor(by / size); ty * size < by + this.box[3]; ty += 1) {
-        const href = this.tileUrl.replace('{z}', z).replace('{x}', tx).replace('{y}', ty);
-        this.tiles.append(node('image', { href, x: tx * size, y: ty * size, width: size, height: size }));
-      }
-    }
+  // A named overlay: a plain group unless `make` builds another kind (a cluster group).
+  layer(name, make = () => L.layerGroup()) {
+    if (!this.layers[name]) this.layers[name] = make().addTo(this.map);
+    return this.layers[name];
   }
 
-  // points: [{id, lat, lng, cls, title, onclick}] replace the layer's points.
-  setPoints(layer, points) {
-    let group = this.layerGroups[layer];
-    if (!group) {
-      group = node('g', { class: `layer-${layer}` });
-      this.layerGroups[layer] = group;
-      this.layers.append(group);
-    }
-    group.replaceChildren();
+  // A marker at a WGS-84 point; the icon from dotIcon.
+  marker(point, icon, { onclick, ...options } = {}) {
+    const marker = L.marker(this.toMap(point), { icon, keyboard: Boolean(onclick), ...options });
+    if (onclick) marker.on('click', () => onclick(point));
+    return marker;
+  }
+
+  // points: [{id, lat, lng, cls, title, size, onclick}] replace the layer's points.
+  setPoints(name, points) {
+    const group = this.layer(name);
+    group.clearLayers();
     for (const p of points) {
-      const [x, y] = project(p.lat, p.lng);
-      const dot = node('circle', { cx: x, cy: y, r: (this.unit || 1) * (p.size || 1), class: p.cls || '',
-        'data-id': p.id, tabindex: p.onclick ? 0 : -1 });
-      if (p.title) {
-        const title = node('title');
-        title.textContent = p.title;
-        dot.append(title);
-      }
-      if (p.onclick) {
-        dot.addEventListener('click', () => p.onclick(p));
-        dot.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') p.onclick(p); });
-      }
-      group.append(dot);
+      group.addLayer(this.marker(p, dotIcon({ cls: p.cls, size: 10 * (p.size || 1), title: p.title, data: { id: p.id } }),
+        { onclick: p.onclick && (() => p.onclick(p)) }));
     }
     return group;
   }
 
-  // WGS-84 point under a pointer event.
-  pointAt(event) {
-    const pt = this.svg.createSVGPoint();
-    pt.x = event.clientX;
-    pt.y = event.clientY;
-    const p = pt.matrixTransform(this.svg.getScreenCTM().inverse());
-    return unproject(p.x, p.y);
+  // Calls back with the WGS-84 point of every click on the map itself (not on a marker).
+  onClick(handler) {
+    this.map.on('click', (e) => handler(this.fromMap(e.latlng)));
   }
 
   // A pin the person drags or taps to place; onMove gets its WGS-84 position.
   pin(onMove, size = 1.6) {
     let at = null;
+    let marker = null;
     const move = (point) => {
       at = point;
-      this.setPoints('pin', [{ id: 'pin', ...point, cls: 'pin', size }]);
+      if (!marker) {
+        marker = this.marker(point, dotIcon({ cls: 'pin', size: 7 * size }), { draggable: true, autoPan: true })
+          .addTo(this.map);
+        marker.on('dragend', () => { at = this.fromMap(marker.getLatLng()); onMove(at); });
+      } else {
+        marker.setLatLng(this.toMap(point));
+      }
       onMove(point);
     };
-    let dragging = false;
-    this.svg.addEventListener('pointerdown', (e) => { dragging = true; this.svg.setPointerCapture(e.pointerId); move(this.pointAt(e)); });
-    this.svg.addEventListener('pointermove', (e) => { if (dragging) move(this.pointAt(e)); });
-    this.svg.addEventListener('pointerup', () => { dragging = false; });
+    this.onClick(move);
     return { set: move, get: () => at };
   }
 }
@@ -164,4 +164,9 @@ export async function loadGrids(client, map) {
 
 export function tileUrl() {
   return document.querySelector('meta[name="fieldpool-tile-url"]')?.content || '';
+}
+
+// wgs84 or gcj02: the datum MAP_TILE_CRS says the tiles are drawn in.
+export function tileCrs() {
+  return document.querySelector('meta[name="fieldpool-tile-crs"]')?.content || 'wgs84';
 }

@@ -3,9 +3,10 @@
 // change, invalidate, follow-up, the staff notices sent about it), phone-in reports, statistics, the
 // workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
-import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
+import { GridMap, loadGrids } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
 import { TicketLists, allPages } from '/static/console/lists.js';
+import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
 import { photoStrip } from '/static/console/photos.js';
 import { installShortcuts } from '/static/console/shortcuts.js';
 import {
@@ -40,11 +41,12 @@ async function loadTickets() {
 
 function drawTickets() {
   const points = Object.values(state.tickets).map((t) => ({
-    id: t.id, lat: t.location.lat, lng: t.location.lng,
+    id: t.id, lat: t.location.lat, lng: t.location.lng, colour: t.sla?.breached ? 'timed_out' : t.state,
     cls: `${t.state}${t.sla?.breached ? ' breached' : ''}${state.drawer === t.id ? ' selected' : ''}`,
-    size: 1.1, title: `${t.number} ${STATE_NAMES[t.state]} ${typeName(t.type_code)}`, onclick: () => openDrawer(t.id),
+    title: `${t.number} ${STATE_NAMES[t.state]} ${typeName(t.type_code)}`, onclick: () => openDrawer(t.id),
   }));
-  state.map.setPoints('tickets', points);
+  showTickets(state.map, points);
+  showOffers(state.map, client, state.tickets[state.drawer] || null);
 }
 
 // Positions change with every ping and pings are not on the feed: read them on a clock.
@@ -53,8 +55,7 @@ const TECHNICIANS_EVERY_MS = 20000;
 async function drawTechnicians() {
   try {
     const found = await client.get('/api/v1/technicians/on-duty');
-    state.map.setPoints('technicians', found.map((t) => ({ id: `t${t.technician_id}`, lat: t.lat, lng: t.lng,
-      cls: 'technician', size: 0.9, title: `${t.name}（在班，在手 ${t.active_count} 单）` })));
+    showTechnicians(state.map, found);
   } catch (error) {
     if (error.status !== 403) toast(error.message, 'error');
   }
@@ -542,10 +543,10 @@ function shell() {
     el('div#drawer.drawer', { role: 'dialog', 'aria-label': '工单详情' }),
   );
   installShortcuts({ lists, open: (id) => openDrawer(id), close: closeDrawer, drawer: () => $('#drawer') });
-  state.map = new GridMap(mapbox, { tileUrl: tileUrl() });
-  state.map.setPoints('technicians', []); // first layer: tickets are drawn over technicians
+  state.map = new GridMap(mapbox);
+  mapControls(state.map, client);
   setInterval(() => { if (!document.hidden) drawTechnicians(); }, TECHNICIANS_EVERY_MS);
-  state.map.svg.addEventListener('click', (e) => { if (state.pickOnMap && e.target.tagName !== 'circle') state.pickOnMap(state.map.pointAt(e)); });
+  state.map.onClick((point) => state.pickOnMap?.(point));
   follow(client, {
     onEvent: () => refresh(),
     onStatus: (status, message) => { live.className = `live ${status === 'live' ? 'on' : 'off'}`; live.title = message || ''; },
