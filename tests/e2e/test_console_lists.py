@@ -234,6 +234,7 @@ def test_a_reassign_asks_for_a_reason_and_the_history_keeps_it(
     candidate.get_by_role("button", name="派给他").click()
     expect(drawer.locator("ol.events")).to_contain_text("张海涛车坏了")
     expect(drawer.locator("ol.events")).to_contain_text("王建军")
+    expect(console.locator(f'#working tr[data-ticket="{ticket["id"]}"]')).to_contain_text("维护人员：王建军")
     shot(console, "reassigned")
 
 
