@@ -24,7 +24,7 @@ def page_policy(tile_url: str | None) -> str:
     no eval and nothing from another origin runs; no other site may frame a page (clickjacking).
     Styles set through the CSSOM (element.style) are not inline styles to CSP.
     """
-    images = ["'self'", "data:"]
+    images = ["'self'", "data:", "blob:"]  # blob: photos fetched with the bearer token, shown as object URLs
     if tile_url:
         parts = urlsplit(tile_url)
         images.append(f"{parts.scheme}://{parts.netloc}")

@@ -119,6 +119,12 @@ class Ticket(Base):
               postgresql_where="next_escalation_at IS NOT NULL"),
         # A day's highest number (`number LIKE 'XL-20261205-%'`) when its Redis counter is seeded.
         Index("ix_ticket_number_prefix", "number", postgresql_ops={"number": "text_pattern_ops"}),
+        # The console's search (`q=`): a part of a number, an address or a phone, anywhere in the text.
+        Index("ix_ticket_number_trgm", "number", postgresql_using="gin", postgresql_ops={"number": "gin_trgm_ops"}),
+        Index("ix_ticket_address_trgm", "address", postgresql_using="gin",
+              postgresql_ops={"address": "gin_trgm_ops"}),
+        Index("ix_ticket_contact_phone_trgm", "contact_phone", postgresql_using="gin",
+              postgresql_ops={"contact_phone": "gin_trgm_ops"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

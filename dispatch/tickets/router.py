@@ -21,7 +21,7 @@ from dispatch.kernel.auth import (
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
-from dispatch.kernel.pagination import Page, PageDep, page_of
+from dispatch.kernel.pagination import CountedPage, PageDep, PageParams, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
@@ -168,25 +168,51 @@ def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redi
                                for c in intake.offers])
 
 
-@router.get("/tickets", response_model=Page[TicketRead], responses=problem_docs(InvalidInput))
+# A bounded search term: long enough for an address, short enough that a trigram scan stays cheap.
+SearchTerm = Annotated[Text, Query(min_length=2, max_length=64, description="Part of the number, the address, or "
+                                                                          "the subscriber's phone")]
+
+
+@router.get("/tickets", response_model=CountedPage[TicketRead], responses=problem_docs(InvalidInput))
 def list_tickets(viewer: ViewerDep, session: SessionDep, page: PageDep, state: TicketState | None = None,
                  type_code: Text | None = None, region_id: Id | None = None, technician_id: Id | None = None,
                  created_from: Moment | None = None, created_to: Moment | None = None,
                  sla_status: Annotated[SlaStatus | None, Query(alias="sla")] = None, priority: Priority | None = None,
-                 order: TicketOrder = TicketOrder.NEWEST) -> dict[str, Any]:
-    """Tickets the caller may see, newest first (`order=priority`: P1 first, newest first within a level);
-    `sla=breached` (red) or `sla=warned` (due soon) filter by SLA, `priority=P1` by priority.
+                 q: SearchTerm | None = None, order: TicketOrder = TicketOrder.NEWEST,
+                 with_total: bool = False) -> dict[str, Any]:
+    """Tickets the caller may see, newest first (`order=priority`: P1 first, newest first within a level;
+    `order=due`: P1 first, the least time left to the response deadline, or the resolution deadline once held,
+    within a level); `sla=breached` (red) or `sla=warned` (due soon) filter by SLA, `priority=P1` by priority,
+    `q` searches number, address and phone. `with_total=true` adds `total`, the count over all pages.
 
     A technician sees the pool of their grab scope (without the subscriber's contact) and their own tickets."""
-    ranked = order is TicketOrder.PRIORITY
-    if page.after_id is not None and ranked != (page.after_rank in (1, 2, 3, 4)):
+    _check_cursor(page, order)
+    found = queries.TicketFilter(state=state, type_code=type_code, region_id=region_id, technician_id=technician_id,
+                                 created_from=created_from, created_to=created_to, sla=sla_status, priority=priority,
+                                 q=q)
+    rows = service.list_tickets(session, viewer=viewer, found=found, page=page, order=order)
+    rank = (lambda t: queries.priority_rank(t.priority)) if order is not TicketOrder.NEWEST else None
+    listed = page_of([ticket_read(t, viewer) for t in rows], page, rank=rank,
+                     at=_due if order is TicketOrder.DUE else None)
+    total = service.count_tickets(session, viewer=viewer, found=found) if with_total else None
+    return {**listed, "total": total}
+
+
+def _due(ticket: TicketRead) -> datetime:
+    return queries.due_of(ticket.state, response_due_at=ticket.response_due_at,
+                          resolution_due_at=ticket.resolution_due_at)
+
+
+def _check_cursor(page: PageParams, order: TicketOrder) -> None:
+    """A cursor carries its order's keys: one from another order would page from a wrong place."""
+    if page.after_id is None:
+        return
+    ranked = page.after_rank in (1, 2, 3, 4)
+    fits = {TicketOrder.NEWEST: page.after_rank is None,
+            TicketOrder.PRIORITY: ranked and page.after_at is None,
+            TicketOrder.DUE: ranked and page.after_at is not None}[order]
+    if not fits:
         raise InvalidInput("cursor", "a cursor of another order: start again without it")
-    rows = service.list_tickets(session, viewer=viewer, limit=page.limit + 1, after_id=page.after_id, state=state,
-                                type_code=type_code, region_id=region_id, technician_id=technician_id,
-                                created_from=created_from, created_to=created_to, sla=sla_status, priority=priority,
-                                order=order, after_rank=page.after_rank)
-    return page_of([ticket_read(t, viewer) for t in rows], page,
-                   rank=(lambda t: queries.priority_rank(t.priority)) if ranked else None)
 
 
 @router.get("/tickets/export", response_class=FileResponse, tags=["statistics"],

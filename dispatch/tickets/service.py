@@ -3,7 +3,6 @@
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic_core import to_jsonable_python
@@ -20,6 +19,7 @@ from dispatch.audit.models import AuditAction
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput, NotFound, OutOfScope
+from dispatch.kernel.pagination import PageParams
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import (
     attachments,
@@ -563,9 +563,15 @@ def get_ticket(session: Session, ticket_id: int, *, viewer: Viewer) -> Ticket:
     return ticket
 
 
-def list_tickets(session: Session, *, viewer: Viewer, limit: int, after_id: int | None,
-                 **filters: Any) -> list[Ticket]:
-    return list(session.scalars(queries.ticket_list(viewer, limit=limit, after_id=after_id, **filters)))
+def list_tickets(session: Session, *, viewer: Viewer, found: queries.TicketFilter, page: PageParams,
+                 order: queries.TicketOrder) -> list[Ticket]:
+    """One page of the tickets the viewer may see, with one row more when another page follows."""
+    return list(session.scalars(queries.ticket_list(viewer, found, page=page, order=order)))
+
+
+def count_tickets(session: Session, *, viewer: Viewer, found: queries.TicketFilter) -> int:
+    """How many tickets the viewer may see match the filter."""
+    return session.scalar(queries.ticket_count(viewer, found)) or 0
 
 
 def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:

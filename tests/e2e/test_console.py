@@ -176,14 +176,16 @@ def test_hq_switches_the_map_between_branches_far_apart(open_page: Callable[...,
 
 def test_a_dispatcher_raises_a_report_to_p1_and_it_goes_first_in_the_pool(
         open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
-    older = phone_in(api, "电视雪花点")
+    older = api.post("/api/v1/tickets", headers=bearer(api, "clerk.xl"), json={
+        "type_code": "stb_fault", "description": "机顶盒死机", "source": "phone", "location": SPOT,
+        "contact": {"name": "王五", "phone": "13900000002"}}).json()  # 60 minutes to respond
     newer = api.post("/api/v1/tickets", headers=bearer(api, "clerk.xl"), json={
         "type_code": "broadband_fault", "description": "宽带断了", "source": "phone", "location": SPOT,
         "contact": {"name": "赵六", "phone": "13900000003"}}).json()
     console = open_page("/console")
     sign_in(console, "dispatcher.xl")
     rows = console.locator("#pool tr[data-ticket]")
-    expect(rows.first).to_have_attribute("data-ticket", str(newer["id"]))  # equal priority: the newest first
+    expect(rows.first).to_have_attribute("data-ticket", str(newer["id"]))  # equal priority: the least time left
 
     console.locator(f'#pool tr[data-ticket="{older["id"]}"]').click()
     drawer = console.get_by_role("dialog", name="工单详情")

@@ -6,7 +6,10 @@ import { Client, query } from '/static/common/api.js';
 import { ADMIN_ROLES, adminPanel } from '/static/console/admin/index.js';
 import { GridMap, loadGrids } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
+import { TicketLists, allPages } from '/static/console/lists.js';
 import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
+import { photoStrip } from '/static/console/photos.js';
+import { installShortcuts } from '/static/console/shortcuts.js';
 import {
   $, ACTION_NAMES, PRIORITY_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast,
   when,
@@ -27,19 +30,17 @@ const state = { me: null, types: [], typeNames: {}, technicians: {}, tickets: {}
 const can = (roles) => roles.includes(state.me.role);
 const typeName = (code) => state.typeNames[code] || code;
 const techName = (id) => (id ? state.technicians[id]?.name || `#${id}` : '');
+const lists = new TicketLists({ client, typeName, techName, technicians: () => state.technicians, types: () => state.types,
+  open: (id) => openDrawer(id), outages: () => state.incidents });
 
 // --- tickets on the map and in the lists ---------------------------------------------------
 
 async function loadTickets() {
-  const pages = await Promise.all(OPEN_STATES.map((s) => client.get(`/api/v1/tickets?${query({ state: s, limit: 500, order: 'priority' })}`)));
+  const pages = await Promise.all(OPEN_STATES.map((s) => allPages(client, '/api/v1/tickets', { state: s })));
   state.tickets = {};
-  for (const page of pages) for (const t of page.items) state.tickets[t.id] = t;
+  for (const page of pages) for (const t of page) state.tickets[t.id] = t;
   state.incidents = await client.get('/api/v1/incidents').catch(() => []);
 }
-
-// The most urgent first, then the newest: the server's `order=priority`.
-const byPriority = (a, b) => a.priority.localeCompare(b.priority) || b.id - a.id;
-const priorityBadge = (t) => el(`span.badge.priority-${t.priority}`, { text: `${t.priority} ${PRIORITY_NAMES[t.priority]}` });
 
 function drawTickets() {
   const points = Object.values(state.tickets).map((t) => ({
@@ -63,37 +64,9 @@ async function drawTechnicians() {
   }
 }
 
-function ticketTable(tickets, empty) {
-  if (!tickets.length) return el('p.muted', { text: empty });
-  return el('table', {}, el('tbody', {}, tickets.map((t) => el('tr.row', { dataset: { ticket: t.id }, onclick: () => openDrawer(t.id) },
-    el('td', {}, stateBadge(t.state), ' ', priorityBadge(t)),
-    el('td', {}, el('div', { text: `${typeName(t.type_code)} · ${t.number}` }), el('div.muted', { text: t.address || '' })),
-    el('td.muted', { text: when(t.created_at) })))));
-}
-
 // Red: timed out while pending, or accepted past the resolution time limit (the SLA sweep decides).
 const breached = (t) => t.state === 'timed_out' || Boolean(t.sla?.breached);
 const warned = (t) => !breached(t) && Boolean(t.sla?.response_warned_at || t.sla?.resolution_warned_at);
-
-function poolPanel() {
-  const all = Object.values(state.tickets).sort(byPriority);
-  const pick = (s) => all.filter((t) => t.state === s);
-  const outages = state.incidents.map((i) => ({ ...i.ticket, address: `${i.ticket_ids.length} 户报修 · ${i.ticket.address || ''}` }));
-  const late = all.filter(breached);
-  const soon = all.filter(warned);
-  return [
-    el('h2', {}, '超时', el('span.badge.state-timed_out', { text: String(late.length) })),
-    el('section#timed-out', {}, ticketTable(late, '没有超时的工单')),
-    soon.length ? el('h2', {}, '即将超时', el('span.badge.state-awaiting_followup', { text: String(soon.length) })) : null,
-    soon.length ? el('section#due-soon', {}, ticketTable(soon, '')) : null,
-    outages.length ? el('h2', {}, '区域故障', el('span.badge.state-grouped', { text: String(outages.length) })) : null,
-    outages.length ? el('section#outages', {}, ticketTable(outages, '')) : null,
-    el('h2', {}, '待接单池', el('span.badge.state-pending', { text: String(pick('pending').length) })),
-    el('section#pool', {}, ticketTable(pick('pending'), '池子里没有工单')),
-    el('h2', {}, '进行中'),
-    el('section#working', {}, ticketTable([...pick('accepted'), ...pick('awaiting_followup')], '没有进行中的工单')),
-  ];
-}
 
 const refresh = debounce(async () => {
   try {
@@ -101,7 +74,7 @@ const refresh = debounce(async () => {
   } catch (error) { toast(error.message, 'error'); return; }
   drawTickets();
   drawTechnicians(); // loads change with assignments
-  if (state.tab === 'pool') renderPanel();
+  if (state.tab === 'pool') lists.reload();
   if (state.drawer) openDrawer(state.drawer, { keepForms: true });
 }, 250);
 
@@ -113,6 +86,7 @@ async function openDrawer(id, { keepForms = false } = {}) {
   const drawer = $('#drawer');
   if (keepForms && drawer.querySelector('form')) return; // do not wipe what the person is typing
   state.drawer = id;
+  lists.select(id);
   let ticket;
   let notices;
   try {
@@ -130,9 +104,12 @@ async function openDrawer(id, { keepForms = false } = {}) {
     el('dl', {}, field('类型', typeName(ticket.type_code)), field('优先级', `${ticket.priority} ${PRIORITY_NAMES[ticket.priority]}`),
       field('地址', ticket.address), field('描述', ticket.description),
       field('联系人', `${ticket.contact.name} ${ticket.contact.phone}`), field('维护人员', techName(ticket.technician_id)),
+      field('来源', SOURCE_NAMES[ticket.source] || ticket.source),
       field('报修时间', when(ticket.created_at)), field('响应时限', when(ticket.response_due_at)),
+      field('解决时限', when(ticket.resolution_due_at)),
       field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
       field('时限', slaText(ticket)), field('催办', ticket.urge_count ? `${ticket.urge_count} 次，最近 ${when(ticket.urged_at)}` : '')),
+    el('h3', { text: '照片' }), photoStrip(client, ticket.id),
     el('div.actions', {}, actionsFor(ticket, extra, error)),
     error, extra,
     el('h3', { text: '处理经过' }),
@@ -148,6 +125,8 @@ async function openDrawer(id, { keepForms = false } = {}) {
   drawer.classList.add('open');
   drawTickets();
 }
+
+const SOURCE_NAMES = { wechat: '微信报修', phone: '电话报修', counter: '营业厅', api: '其他系统' };
 
 function slaText(ticket) {
   if (!ticket.sla) return '';
@@ -202,11 +181,16 @@ async function showCandidates(ticket, extra, error) {
       k: 8, type_code: ticket.type_code })}`);
   } catch (e) { extra.replaceChildren(); error.textContent = e.message; return; }
   if (!found.length) { extra.replaceChildren(el('p.muted', { text: '附近没有在班、有空的维护人员' })); return; }
-  extra.replaceChildren(el('h3', { text: '附近的维护人员' }), el('table.candidates', {}, el('tbody', {}, found.map((c) => {
+  // Taking a ticket from the technician who holds it needs a why, for them and for the audit.
+  const reason = ticket.state === 'accepted' ? el('input', { name: 'note', required: true, maxlength: 500 }) : null;
+  const reasonBox = reason ? el('form.reason', { onsubmit: (e) => e.preventDefault() }, el('label', {}, '改派原因', reason)) : null;
+  extra.replaceChildren(...[reasonBox].filter(Boolean), el('h3', { text: '附近的维护人员' }), el('table.candidates', {}, el('tbody', {}, found.map((c) => {
     const assign = el('button.primary', { type: 'button', text: '派给他' });
     assign.addEventListener('click', () => busy(assign, async () => {
+      const note = reason?.value.trim() || null;
+      if (reason && !note) { reason.focus(); throw new Error('请先填写改派原因'); }
       // If-Match: the ticket as shown; a grab that came first is not silently taken over.
-      await client.post(`/api/v1/tickets/${ticket.id}/assign`, { technician_id: c.technician_id },
+      await client.post(`/api/v1/tickets/${ticket.id}/assign`, { technician_id: c.technician_id, note },
         { 'If-Match': String(ticket.version) });
       toast(`已派给 ${c.name}`, 'ok');
       extra.replaceChildren();
@@ -435,14 +419,17 @@ function branchSwitch(regions) {
   const select = el('select.branch-switch', { 'aria-label': '地图显示的分公司' },
     branches.map((b) => el('option', { value: b.id, text: b.name })));
   select.value = String(state.map.areas.keys().next().value);
-  select.addEventListener('change', () => { state.map.showArea(Number(select.value)); drawTickets(); drawTechnicians(); });
+  select.addEventListener('change', () => {
+    state.map.showArea(Number(select.value)); drawTickets(); drawTechnicians(); lists.followBranch(Number(select.value));
+  });
   $('.mapbox').append(select);
+  lists.followBranch(Number(select.value));
 }
 
 // --- shell ---------------------------------------------------------------------------------
 
 const PANELS = {
-  pool: ['工单池', () => true, poolPanel],
+  pool: ['工单池', () => true, () => lists.panel()],
   intake: ['录入', () => can(INTAKE), intakePanel],
   stats: ['统计', () => true, () => statsPanel({ client, role: state.me.role, typeNames: state.typeNames })],
   export: ['导出', () => can(['admin', 'payroll']), exportPanel],
@@ -471,6 +458,7 @@ function shell() {
     el('div.layout', {}, mapbox, el('aside.side', {}, el('nav.tabs', { role: 'tablist' }, tabs), el('div#panel.panel'))),
     el('div#drawer.drawer', { role: 'dialog', 'aria-label': '工单详情' }),
   );
+  installShortcuts({ lists, open: (id) => openDrawer(id), close: closeDrawer, drawer: () => $('#drawer') });
   state.map = new GridMap(mapbox);
   mapControls(state.map, client);
   setInterval(() => { if (!document.hidden) drawTechnicians(); }, TECHNICIANS_EVERY_MS);
@@ -492,10 +480,10 @@ async function start() {
   }
   try {
     const [types, technicians] = await Promise.all([client.get('/api/v1/ticket-types'),
-      client.get('/api/v1/technicians?limit=500').catch(() => ({ items: [] }))]);
+      allPages(client, '/api/v1/technicians').catch(() => [])]);
     state.types = types.filter((t) => !t.retired); // staff are listed retired types too; no new ticket may use one
     for (const t of types) state.typeNames[t.code] = t.name;
-    for (const t of technicians.items) state.technicians[t.id] = t;
+    for (const t of technicians) state.technicians[t.id] = t;
   } catch (error) { toast(error.message, 'error'); }
   shell();
   renderPanel();
@@ -506,7 +494,7 @@ async function start() {
   } catch (error) { toast(error.message, 'error'); }
   drawTickets();
   drawTechnicians();
-  if (state.tab === 'pool') renderPanel(); // the lists, now that the tickets are in
+  if (state.tab === 'pool') lists.reload(); // the outages, now that they are in
 }
 
 start();
