@@ -1,7 +1,7 @@
 """The console's ticket search: trigram indexes on number, address and the subscriber's phone
 
 Revision ID: 3e8a6c1f9b72
-Revises: b41e7c9a2d55
+Revises: 7c3e9a41b2d8
 Create Date: 2026-12-05 12:40:00.000000
 """
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '3e8a6c1f9b72'
-down_revision: str | None = 'b41e7c9a2d55'
+down_revision: str | None = '7c3e9a41b2d8'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
