@@ -16,7 +16,7 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import load, mirror, offers, sla
+from dispatch.tickets import load, mirror, modes, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
@@ -43,6 +43,12 @@ def sweep_rings() -> int:
     """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
     with _job() as (settings, redis, session):
         return offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
+
+
+def sweep_hybrid() -> int:
+    """Assign, by the system, every ticket of a hybrid branch left unanswered for the branch's wait."""
+    with _job() as (settings, redis, session):
+        return modes.sweep_hybrid(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
 
 
 def sweep_sla(reach: sla.Reach | None = None) -> int:
@@ -93,12 +99,13 @@ def rebuild_pool() -> dict[int, int]:
 
 
 def periodic(settings: Settings, *, sla_sweep: Callable[[], int] = sweep_sla) -> list[Periodic]:
-    """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
+    """What the worker runs on a clock (each also once at start): ring, hybrid dispatch and SLA sweeps, write-through,
     restoring the live index and expiring stale positions from it, and keeping the grab pool true to
     PostgreSQL; every interval times `settings.periodic_scale`."""
     scale = settings.periodic_scale
     # The rebuilds do not report: what they return is everything they rebuilt, not what changed.
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s * scale),
+            Periodic(sweep_hybrid, "sweep-hybrid", settings.offer.sweep_interval_s * scale),
             Periodic(sla_sweep, "sweep-sla", settings.sla.sweep_interval_s * scale),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S * scale),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S * scale, reports=False),
