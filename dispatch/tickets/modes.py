@@ -101,9 +101,8 @@ def set_mode(session: Session, *, region_id: int, actor: Actor, mode: DispatchMo
     row.mode, row.hybrid_after_s = mode, hybrid_after_s
     row.changed_by, row.changed_at = actor.label, datetime.now(UTC)
     session.add(row)
-    change: dict[str, object] = {"from": before.mode.value, "to": mode.value, "hybrid_after_s": hybrid_after_s}
     audit.record(session, action=AuditAction.DISPATCH_MODE_CHANGED, actor=actor, target=("region", region.id),
-                 **change)
+                 hybrid_after_s=hybrid_after_s, **{"from": before.mode.value, "to": mode.value})
     session.flush()
     _modes.forget(region.id)
     return mode_of(session, region.id, settings=settings)
