@@ -80,8 +80,8 @@ def test_assign_mode_with_nobody_eligible_leaves_the_ticket_in_the_pool(client, 
     assert ticket["state"] == "pending" and ticket["technician_id"] is None and not ticket["system_assigned"]
 
 
-def test_hybrid_mode_assigns_only_after_the_wait_unanswered(client, as_user, on_duty, db: Session, redis: Redis,
-                                                            settings: Settings) -> None:  # noqa: F811
+def test_hybrid_mode_assigns_only_after_the_wait_unanswered(
+        client, as_user, on_duty, db: Session, redis: Redis, settings: Settings) -> None:  # noqa: F811
     assert choose(client, "hybrid", hybrid_after_s=60).json()["hybrid_after_s"] == 60
     ticket = report(client, as_user("dispatcher.xl"))
     assert ticket["state"] == "pending" and len(ticket["offers"]) == 5, "offered first, as in grab mode"
