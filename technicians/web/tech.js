@@ -73,6 +73,10 @@ function mineCard(ticket) {
     el('div.muted', { text: `联系人：${ticket.contact.name} ${ticket.contact.phone}` }));
   const actions = el('div.actions', {}, navLink(ticket), el('a.nav', { href: `tel:${ticket.contact.phone}`, text: '电话' }));
   if (ticket.state === 'accepted') {
+    if (ticket.system_assigned && !ticket.arrived_at) {
+      card.prepend(el('span.badge.system-assigned', { text: '系统派单' }));
+      actions.append(declineButton(ticket, card, error));
+    }
     if (!ticket.arrived_at) {
       const arrive = el('button.primary', { type: 'button', text: '到达' });
       arrive.addEventListener('click', () => busy(arrive, async () => {
@@ -111,6 +115,33 @@ function mineCard(ticket) {
   }
   card.append(actions, error);
   return card;
+}
+
+// 拒单: a ticket the system assigned may be declined with a reason before arrival; the server gives it to the
+// next best technician, never back to this one.
+const DECLINE_REASONS = { too_far: '距离太远', busy: '手上工单太多', no_skill: '不会处理此类故障', off_shift: '不在班', other: '其他' };
+
+function declineButton(ticket, card, error) {
+  const button = el('button', { type: 'button', text: '拒单' });
+  button.addEventListener('click', () => {
+    if (card.querySelector('form.decline-form')) return;
+    const reason = el('select', { name: 'reason_code', required: true },
+      Object.entries(DECLINE_REASONS).map(([value, text]) => el('option', { value, text })));
+    const note = el('input', { name: 'note', maxlength: 2000, placeholder: '补充说明（可不填）' });
+    const send = el('button', { type: 'submit', text: '确认拒单' });
+    const form = el('form.decline-form', {}, el('label', {}, '拒单原因', reason), note, send);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(send, async () => {
+        await client.post(`/api/v1/tickets/${ticket.id}/decline`, { reason_code: reason.value, note: note.value.trim() || null });
+        toast('已拒单，系统将改派他人');
+        form.remove();
+        await refreshMine();
+      }, error);
+    });
+    card.append(form);
+  });
+  return button;
 }
 
 // materials as lines of "编码 数量"

@@ -3,6 +3,7 @@
 // change, invalidate, follow-up, the staff notices sent about it), phone-in reports, statistics, the
 // workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
+import { dispatchModes } from '/static/console/dispatch-mode.js';
 import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
 import {
@@ -548,7 +549,7 @@ function shell() {
   const mapbox = el('div.mapbox', {}, el('div.legend', {}, Object.entries(STATE_NAMES).map(([s, n]) => el('span', { style: `--c:var(--${s})`, text: n })),
     el('span.technician', { text: '在班维护人员' })));
   app.replaceChildren(
-    el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), live,
+    el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), dispatchModes(client, { canChange: can(MANAGERS) }), live,
       el('span', { text: `${state.me.label}（${ROLE_NAMES[state.me.role] || state.me.role}）` }),
       el('button', { type: 'button', text: '退出', onclick: () => { client.signOut(); location.reload(); } })),
     el('div.layout', {}, mapbox, el('aside.side', {}, el('nav.tabs', { role: 'tablist' }, tabs), el('div#panel.panel'))),
