@@ -6,8 +6,9 @@ from collections.abc import Callable
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.conftest import on_duty
 from tests.e2e.conftest import sign_in, token_of
-from tests.e2e.test_tech_page import HOME_TECH01, go_on_duty, report_near
+from tests.e2e.test_tech_page import HOME_TECH01, report_near
 
 
 def bearer(api: httpx.Client, username: str) -> dict[str, str]:
@@ -41,12 +42,13 @@ def test_a_technician_declines_a_system_assignment_with_a_reason(
     chosen = api.put(f"/api/v1/regions/{xl_branch(api)}/dispatch-mode", json={"mode": "assign"},
                      headers=bearer(api, "dispatcher.xl"))
     assert chosen.status_code == 200, chosen.text
-    phone = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
-    go_on_duty(phone, "tech01")
+    on_duty(api, bearer(api, "tech01"), at={"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]})
     ticket = report_near(api, token_of(api, "dispatcher.xl"), description="机顶盒无法开机")
     assert ticket["state"] == "accepted" and ticket["system_assigned"], ticket
 
-    phone.get_by_role("tab", name="我的工单").click()
+    # The phone opened after the assignment (as from the WeChat push's link): the ticket is in 我的工单.
+    phone = open_page(f"/m/tech?ticket={ticket['id']}", phone=True, geolocation=HOME_TECH01)
+    sign_in(phone, "tech01")
     mine = phone.locator(f'article[data-ticket="{ticket["id"]}"]')
     expect(mine).to_contain_text("系统派单")
     mine.get_by_role("button", name="拒单").click()
