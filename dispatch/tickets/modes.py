@@ -113,6 +113,13 @@ def hybrid_deadline(mode: BranchMode, now: datetime) -> datetime | None:
     return now + timedelta(seconds=mode.hybrid_after_s) if mode.mode is DispatchMode.HYBRID else None
 
 
+def rearm(session: Session, ticket: Ticket, *, settings: Settings, now: datetime) -> None:
+    """A ticket back in a hybrid branch's pool (handed back, or declined with nobody to take it) waits the
+    branch's N seconds again before the system assigns it."""
+    ticket.system_assign_at = hybrid_deadline(mode_of(session, ticket.branch_id, settings=settings), now)
+    session.flush()
+
+
 # --- the system's assignment ---------------------------------------------------------------------
 
 def decliners(session: Session, ticket_id: int) -> set[int]:
@@ -214,8 +221,9 @@ def decline(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, rea
                               reason_code=reason, note=note, at=now))
     session.flush()
     handover.after_handover(session, redis, ticket, settings=settings, taken_by=None, also=technician.id)
-    if mode_of(session, ticket.branch_id, settings=settings).mode is not DispatchMode.GRAB:
-        system_assign(session, redis, ticket, settings=settings, now=now)
+    if mode_of(session, ticket.branch_id, settings=settings).mode is not DispatchMode.GRAB and \
+            system_assign(session, redis, ticket, settings=settings, now=now) is None:
+        rearm(session, ticket, settings=settings, now=now)
     return step
 
 

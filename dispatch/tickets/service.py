@@ -678,6 +678,7 @@ def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, rea
     step = transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason, technician_id=holder,
                       changes={"technician_id": None, "accepted_at": None, "arrived_at": None})
     handover.after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    modes.rearm(session, ticket, settings=settings, now=step.at)
     return step
 
 

@@ -198,3 +198,19 @@ def test_a_grid_has_no_dispatch_mode_of_its_own(client, as_user) -> None:
     refused = client.put(f"/api/v1/regions/{grid_id}/dispatch-mode", json={"mode": "assign"},
                          headers=as_user("admin"))
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "region_id"
+
+
+def test_hybrid_mode_assigns_a_ticket_handed_back_after_the_wait_again(
+        client, as_user, on_duty, db, redis, settings) -> None:  # noqa: F811
+    choose(client, "hybrid", hybrid_after_s=60)
+    ticket = report(client, as_user("dispatcher.xl"))
+    client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech03"))
+    handed_back = datetime.now(UTC)
+    released = client.post(f"/api/v1/tickets/{ticket['id']}/release", json={"reason": "缺少材料"},
+                           headers=as_user("tech03"))
+    assert released.status_code == 200 and released.json()["state"] == "pending", released.text
+    assert modes.sweep_hybrid(db, redis, settings=settings, now=handed_back + timedelta(seconds=50), limit=50) == 0
+    assert modes.sweep_hybrid(db, redis, settings=settings, now=handed_back + timedelta(seconds=70), limit=50) == 1
+    after = seen(client, ticket["id"])
+    assert after["state"] == "accepted" and after["system_assigned"]
+    assert [e["action"] for e in after["events"]][-1] == "system_assign"
