@@ -3,6 +3,7 @@
 import { Client } from '/static/common/api.js';
 import { follow } from '/static/common/stream.js';
 import { $, busy, debounce, distance, el, photoPicker, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
+import { DECLINE_REASONS } from '/static/common/ui.js';
 
 const client = new Client('tech');
 const app = $('#app');
@@ -119,7 +120,6 @@ function mineCard(ticket) {
 
 // 拒单: a ticket the system assigned may be declined with a reason before arrival; the server gives it to the
 // next best technician, never back to this one.
-const DECLINE_REASONS = { too_far: '距离太远', busy: '手上工单太多', no_skill: '不会处理此类故障', off_shift: '不在班', other: '其他' };
 
 function declineButton(ticket, card, error) {
   const button = el('button', { type: 'button', text: '拒单' });

@@ -60,3 +60,22 @@ def test_a_technician_declines_a_system_assignment_with_a_reason(
     detail = api.get(f"/api/v1/tickets/{ticket['id']}", headers=bearer(api, "dispatcher.xl")).json()
     [declined] = [e for e in detail["events"] if e["action"] == "decline"]
     assert declined["actor"] == "tech01" and detail["technician_id"] != declined["technician_id"]
+
+
+def test_the_console_statistics_count_declines_by_reason(open_page: Callable[..., Page], api: httpx.Client,
+                                                         shot: Callable) -> None:
+    api.put(f"/api/v1/regions/{xl_branch(api)}/dispatch-mode", json={"mode": "assign"},
+            headers=bearer(api, "dispatcher.xl"))
+    on_duty(api, bearer(api, "tech01"), at={"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]})
+    ticket = report_near(api, token_of(api, "dispatcher.xl"), description="电视没信号")
+    declined = api.post(f"/api/v1/tickets/{ticket['id']}/decline", json={"reason_code": "no_skill"},
+                        headers=bearer(api, "tech01"))
+    assert declined.status_code == 200, declined.text
+
+    console = open_page("/console")
+    sign_in(console, "dispatcher.xl")
+    console.get_by_role("tab", name="统计").click()
+    stats = console.locator(".stats")
+    expect(stats).to_contain_text("拒单 1 次（按原因）")
+    expect(stats).to_contain_text("不会处理此类故障")
+    shot(console, "declines")

@@ -14,6 +14,9 @@ export const ACTION_NAMES = {
   prioritize: '改优先级', group: '并入区域故障', detach: '移出区域故障', resolve: '随区域故障修复', urge: '催办',
 };
 
+// 拒单 reasons (POST /api/v1/tickets/{id}/decline): the phone offers them, the console's statistics count them.
+export const DECLINE_REASONS = { too_far: '距离太远', busy: '手上工单太多', no_skill: '不会处理此类故障', off_shift: '不在班', other: '其他' };
+
 // el('div#id.card', {onclick}, child, 'text', ...)
 export function el(spec, attrs = {}, ...children) {
   const [head, ...classes] = spec.split('.');

@@ -4,6 +4,7 @@
 // workload export, the self-help tips and 我的通知 (one's own notice channels and quiet hours). Region-scoped by the server: every list is what the caller may see.
 import { Client, query } from '/static/common/api.js';
 import { dispatchModes } from '/static/console/dispatch-mode.js';
+import { DECLINE_REASONS } from '/static/common/ui.js';
 import { GridMap, loadGrids, tileUrl } from '/static/common/map.js';
 import { follow } from '/static/common/stream.js';
 import {
@@ -380,7 +381,9 @@ function statsPanel() {
       out.append(statTiles(s), ...(bars('按状态', s.by_state, STATE_NAMES) || []),
         ...(bars('按类型', counted(s.by_type, 'type_code', state.typeNames)) || []),
         ...(bars('按网格', counted(s.by_region, 'region_id')) || []),
-        ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []));
+        ...(bars('按维护人员', counted(s.by_technician, 'technician_id')) || []),
+        ...(bars(`拒单 ${s.declines.total} 次（按原因）`, s.declines.by_reason, DECLINE_REASONS) || []),
+        ...(bars('拒单（按维护人员）', Object.fromEntries(s.declines.by_technician.map((t) => [t.name, t.total]))) || []));
     } else {
       error.textContent = stats.reason.missingEndpoint
         ? '统计暂不可用：服务器还没有 /api/v1/stats 接口' : stats.reason.message;
