@@ -40,15 +40,18 @@ def _job() -> Iterator[tuple[Settings, Redis, Session]]:
 
 
 def sweep_rings() -> int:
-    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
-    with _job() as (settings, redis, session):
-        return offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
+    """Offer the next ring of every grabbable ticket whose ring is due, then let the system assign the tickets of
+    hybrid branches left unanswered for their branch's wait; returns how many were swept and assigned.
 
-
-def sweep_hybrid() -> int:
-    """Assign, by the system, every ticket of a hybrid branch left unanswered for the branch's wait."""
+    One job for both, each in its own unit of work (a grab waits on the assigned rows only as long as their own
+    transaction): rq forks a process per job, and a job of its own would cost a fork every sweep interval, a
+    delay to the outbox drain behind it on a busy worker.
+    """
+    now = datetime.now(UTC)
     with _job() as (settings, redis, session):
-        return modes.sweep_hybrid(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
+        rings = offers.sweep(session, redis, settings=settings, now=now, limit=SWEEP_BATCH)
+    with _job() as (settings, redis, session):
+        return rings + modes.sweep_hybrid(session, redis, settings=settings, now=now, limit=SWEEP_BATCH)
 
 
 def sweep_sla(reach: sla.Reach | None = None) -> int:
@@ -105,7 +108,6 @@ def periodic(settings: Settings, *, sla_sweep: Callable[[], int] = sweep_sla) ->
     scale = settings.periodic_scale
     # The rebuilds do not report: what they return is everything they rebuilt, not what changed.
     return [Periodic(sweep_rings, "sweep-rings", settings.offer.sweep_interval_s * scale),
-            Periodic(sweep_hybrid, "sweep-hybrid", settings.offer.sweep_interval_s * scale),
             Periodic(sla_sweep, "sweep-sla", settings.sla.sweep_interval_s * scale),
             Periodic(flush_track, "flush-track", FLUSH_EVERY_S * scale),
             Periodic(rebuild_live_index, "rebuild-live-index", REBUILD_EVERY_S * scale, reports=False),
