@@ -52,7 +52,8 @@ DEMO_PASSWORD = "demo-test-pw"
 # Tables written by tests that commit for real; the demo city is left in place.
 TRANSIENT_TABLES = ("work_adjustment, work_record, pay_period, ticket_event, attachment, idempotency_key, "
                     "ticket_offer, outbox, track_point, ticket, subscriber, api_key, tip_outcome, audit_event, "
-                    "incident, notice_attempt, notice, notice_route, notice_preference, webhook_delivery, webhook")
+                    "incident, notice_attempt, notice, notice_route, notice_preference, webhook_delivery, webhook, "
+                    "ticket_decline, branch_dispatch")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ log = structlog.get_logger()
 TOPIC = "wechat"
 FANOUT = "wechat.fanout"
 CHANNELS = (TOPIC, FANOUT, MEDIA_TOPIC)
-TECHNICIAN_EVENTS = {"ticket.offered", "ticket.urged"}
+TECHNICIAN_EVENTS = {"ticket.offered", "ticket.urged", "ticket.assigned"}
 SUBSCRIBER_EVENTS = {"ticket.accepted": "accepted", "ticket.reassigned": "accepted",
                      "ticket.arrived": "arrived", "ticket.completed": "completed"}
 Push = dict[str, Any]
@@ -83,6 +83,9 @@ def pushes_for(session: Session, cfg: WechatSettings, event: dict[str, Any]) -> 
         return _offers(session, cfg, ticket, type_name, event)
     if event["type"] == "ticket.urged":
         return _urged(session, cfg, ticket, type_name, event)
+    if event["type"] == "ticket.assigned":
+        return [*_system_assigned(session, cfg, ticket, type_name, event),
+                *_to_subscriber(session, cfg, ticket, type_name, "accepted")]
     return _to_subscriber(session, cfg, ticket, type_name, SUBSCRIBER_EVENTS[event["type"]])
 
 
@@ -108,6 +111,18 @@ def _bound(session: Session, technician_ids: list[int]) -> list[tuple[int, str]]
         select(Technician.id, Technician.wechat_openid).where(
             Technician.id.in_(technician_ids), Technician.wechat_openid.is_not(None), Technician.active))
         if openid is not None]
+
+
+def _system_assigned(session: Session, cfg: WechatSettings, ticket: Ticket, type_name: str,
+                     event: dict[str, Any]) -> list[Push]:
+    """The system gave the ticket to its technician (a branch's assign or hybrid mode): told with the offer's
+    template, since it names the same things."""
+    return [{"openid": openid, "kind": "offer", "ticket_id": ticket.id,
+             "url": page_link(cfg, f"/m/tech?ticket={ticket.id}"),
+             "data": _data(first="系统已为您派单", keyword1=type_name, keyword2="",
+                           keyword3=ticket.address or "", keyword4=ticket.number,
+                           remark="请尽快前往；不便前往请在页面拒单并说明原因")}
+            for _, openid in _bound(session, event.get("technician_ids") or [])]
 
 
 def _urged(session: Session, cfg: WechatSettings, ticket: Ticket, type_name: str,

@@ -34,6 +34,7 @@ class AuditAction(StrEnum):
     WEBHOOK_ENABLED = "webhook.enabled"
     WEBHOOK_DISABLED = "webhook.disabled"  # by the sender after repeated failures: no actor, detail.reason
     WEBHOOK_REDELIVERED = "webhook.redelivered"
+    DISPATCH_MODE_CHANGED = "dispatch_mode.changed"  # detail: from, to, hybrid_after_s
 
 
 class AuditEvent(Base):

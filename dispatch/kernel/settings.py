@@ -35,6 +35,11 @@ class OfferSettings(BaseModel):
     # A P1 ticket's first ring: more technicians, further out.
     urgent_k: int = Field(default=10, gt=0)
     urgent_first_radius_m: int = Field(default=6000, gt=0)
+    # System dispatch: a hybrid branch's wait before the system assigns, unless the branch sets its own
+    # (a ring's step: the nearest have had their chance), and how long after a system assignment its
+    # technician may still decline it (never once arrived).
+    hybrid_after_s: int = Field(default=180, gt=0)
+    decline_window_s: int = Field(default=900, gt=0)
 
 
 class PoolSettings(BaseModel):

@@ -21,7 +21,7 @@ from dispatch.migrations.metadata import target_metadata
 
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
 # The history a ticket and its pay are judged by: rows are added, never changed or removed.
-APPEND_ONLY = {"ticket_event", "work_adjustment"}
+APPEND_ONLY = {"ticket_event", "work_adjustment", "ticket_decline"}
 # A work record is repriced in place by the follow-up's rating while its month is open
 # (`workload.service.rate_visit`); every other column is a snapshot and stays as written.
 REPRICED = {"work_record": ("satisfaction", "satisfaction_factor", "points", "pay")}

@@ -71,3 +71,8 @@ class UnsupportedMedia(InvalidInput):
 class AttachmentBudgetSpent(Conflict):
     code = "attachment_budget_exceeded"
     title = "The ticket holds as many attachments as it may"
+
+
+class NotDeclinable(Conflict):
+    code = "not_declinable"
+    title = "Only a system assignment may be declined, and only before arrival within the decline window"

@@ -16,7 +16,7 @@ from dispatch.kernel.db import session_scope
 from dispatch.kernel.queues import Periodic
 from dispatch.kernel.redis import connect
 from dispatch.kernel.settings import Settings, get_settings
-from dispatch.tickets import load, mirror, offers, sla
+from dispatch.tickets import load, mirror, modes, offers, sla
 from technicians import presence
 
 SWEEP_BATCH = 200
@@ -40,9 +40,18 @@ def _job() -> Iterator[tuple[Settings, Redis, Session]]:
 
 
 def sweep_rings() -> int:
-    """Offer the next ring of every grabbable ticket whose ring is due; returns how many were swept."""
+    """Offer the next ring of every grabbable ticket whose ring is due, then let the system assign the tickets of
+    hybrid branches left unanswered for their branch's wait; returns how many were swept and assigned.
+
+    One job for both, each in its own unit of work (a grab waits on the assigned rows only as long as their own
+    transaction): rq forks a process per job, and a job of its own would cost a fork every sweep interval, a
+    delay to the outbox drain behind it on a busy worker.
+    """
+    now = datetime.now(UTC)
     with _job() as (settings, redis, session):
-        return offers.sweep(session, redis, settings=settings, now=datetime.now(UTC), limit=SWEEP_BATCH)
+        rings = offers.sweep(session, redis, settings=settings, now=now, limit=SWEEP_BATCH)
+    with _job() as (settings, redis, session):
+        return rings + modes.sweep_hybrid(session, redis, settings=settings, now=now, limit=SWEEP_BATCH)
 
 
 def sweep_sla(reach: sla.Reach | None = None) -> int:
@@ -93,7 +102,7 @@ def rebuild_pool() -> dict[int, int]:
 
 
 def periodic(settings: Settings, *, sla_sweep: Callable[[], int] = sweep_sla) -> list[Periodic]:
-    """What the worker runs on a clock (each also once at start): ring and SLA sweeps, write-through,
+    """What the worker runs on a clock (each also once at start): ring, hybrid dispatch and SLA sweeps, write-through,
     restoring the live index and expiring stale positions from it, and keeping the grab pool true to
     PostgreSQL; every interval times `settings.periodic_scale`."""
     scale = settings.periodic_scale

@@ -16,7 +16,7 @@ from technicians.models import Technician, TrackPoint
 from workload import service as workload
 from workload.models import WorkRecord
 
-TAKING = (Action.GRAB, Action.ASSIGN, Action.REASSIGN)
+TAKING = (Action.GRAB, Action.ASSIGN, Action.SYSTEM_ASSIGN, Action.REASSIGN)
 
 
 def position_at_accept(session: Session, ticket: Ticket, technician: Technician, *, accepted_at: datetime,

@@ -27,6 +27,8 @@ class Action(StrEnum):
     MERGE = "merge"
     GRAB = "grab"
     ASSIGN = "assign"
+    SYSTEM_ASSIGN = "system_assign"  # by the branch's dispatch mode, no dispatcher involved
+    DECLINE = "decline"  # 拒单: the technician turned a system assignment down
     REASSIGN = "reassign"
     RELEASE = "release"
     ARRIVE = "arrive"
@@ -55,6 +57,9 @@ NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
     (S.TIMED_OUT, Action.GRAB): S.ACCEPTED,
     (S.PENDING, Action.ASSIGN): S.ACCEPTED,
     (S.TIMED_OUT, Action.ASSIGN): S.ACCEPTED,
+    (S.PENDING, Action.SYSTEM_ASSIGN): S.ACCEPTED,
+    (S.TIMED_OUT, Action.SYSTEM_ASSIGN): S.ACCEPTED,
+    (S.ACCEPTED, Action.DECLINE): S.PENDING,
     (S.ACCEPTED, Action.REASSIGN): S.ACCEPTED,
     (S.ACCEPTED, Action.RELEASE): S.PENDING,
     (S.ACCEPTED, Action.ARRIVE): S.ACCEPTED,
@@ -77,7 +82,8 @@ NEXT_STATE: dict[tuple[TicketState, Action], TicketState] = {
 # What each action is called on the live feed.
 FEED_EVENT = {
     Action.CREATE: "ticket.created", Action.MERGE: "ticket.merged", Action.GRAB: "ticket.accepted",
-    Action.ASSIGN: "ticket.accepted", Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
+    Action.ASSIGN: "ticket.accepted", Action.SYSTEM_ASSIGN: "ticket.assigned", Action.DECLINE: "ticket.declined",
+    Action.REASSIGN: "ticket.reassigned", Action.RELEASE: "ticket.released",
     Action.ARRIVE: "ticket.arrived", Action.COMPLETE: "ticket.completed", Action.FOLLOWUP: "ticket.closed",
     Action.INVALIDATE: "ticket.invalidated", Action.RETYPE: "ticket.retyped",
     Action.PRIORITIZE: "ticket.prioritized", Action.GROUP: "ticket.grouped", Action.DETACH: "ticket.detached",
@@ -138,8 +144,12 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
     now = datetime.now(UTC)
     values = {**(changes or {}), "state": to_state, "version": ticket.version + 1, "updated_at": now}
     if to_state not in GRABBABLE:
-        # Out of the pool: no further ring, cleared in this UPDATE rather than by another.
+        # Out of the pool: no further ring nor system assignment, cleared in this UPDATE rather than by another.
         values.setdefault("next_ring_at", None)
+        values.setdefault("system_assign_at", None)
+    if "technician_id" in values:
+        # Only the system's own assignment may be declined: any other change of hands ends that.
+        values.setdefault("system_assigned", False)
     # Compare-and-set on version rather than SELECT ... FOR UPDATE: no lock is
     # held while deciding, and the loser of a race matches no row. A Core statement on the
     # session's connection, the new values then set on the object as committed: the ORM's bulk
@@ -166,7 +176,7 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
 def _raise_lost_race(session: Session, ticket: Ticket, action: Action) -> None:
     # READ COMMITTED: this fresh statement sees the winner's committed row.
     current = session.execute(select(Ticket.state).where(Ticket.id == ticket.id)).scalar_one()
-    if action in {Action.GRAB, Action.ASSIGN} and current not in GRABBABLE:
+    if action in {Action.GRAB, Action.ASSIGN, Action.SYSTEM_ASSIGN} and current not in GRABBABLE:
         raise AlreadyTaken(f"ticket {ticket.number} was taken meanwhile", state=current)
     if NEXT_STATE.get((TicketState(current), action)) is None:
         raise InvalidTransition(f"cannot {action} a {current} ticket ({ticket.number})", state=current)

@@ -117,6 +117,7 @@ class Ticket(Base):
               postgresql_where="state = 'accepted' AND sla_breached_at IS NULL"),
         Index("ix_ticket_next_escalation_due", "next_escalation_at",
               postgresql_where="next_escalation_at IS NOT NULL"),
+        Index("ix_ticket_system_assign_due", "system_assign_at", postgresql_where="system_assign_at IS NOT NULL"),
         # A day's highest number (`number LIKE 'XL-20261205-%'`) when its Redis counter is seeded.
         Index("ix_ticket_number_prefix", "number", postgresql_ops={"number": "text_pattern_ops"}),
         # The console's search (`q=`): a part of a number, an address or a phone, anywhere in the text.
@@ -186,6 +187,10 @@ class Ticket(Base):
     urged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The outage incident this ticket leads (its own ticket) or is grouped under.
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id", use_alter=True), index=True)
+    # System dispatch (a branch's `assign` or `hybrid` mode): its holder got it from the system, so may decline it;
+    # and, in hybrid mode, when the system assigns it if nobody grabbed it by then.
+    system_assigned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    system_assign_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     events: Mapped[list["TicketEvent"]] = relationship(lazy="raise", order_by="TicketEvent.id")
 
@@ -377,3 +382,47 @@ class SurgeSwitch(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Open tickets whose due times this switch changed.
     retimed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DispatchMode(StrEnum):
+    """How a branch's new tickets find their technician."""
+
+    GRAB = "grab"  # offered to the nearest, first tap wins (抢单)
+    ASSIGN = "assign"  # the system assigns the best eligible technician at intake (系统派单)
+    HYBRID = "hybrid"  # offered first; the system assigns after the branch's N seconds unanswered
+
+
+class BranchDispatch(Base):
+    """A branch's dispatch mode; a branch without a row grabs."""
+
+    __tablename__ = "branch_dispatch"
+
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"), primary_key=True)
+    mode: Mapped[DispatchMode] = mapped_column(str_enum(DispatchMode, 10))
+    # Hybrid mode's wait before the system assigns; NULL: OFFER__HYBRID_AFTER_S.
+    hybrid_after_s: Mapped[int | None] = mapped_column(Integer)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeclineReason(StrEnum):
+    TOO_FAR = "too_far"
+    BUSY = "busy"
+    NO_SKILL = "no_skill"
+    OFF_SHIFT = "off_shift"
+    OTHER = "other"
+
+
+class TicketDecline(Base):
+    """A technician declined a system assignment (拒单): the ticket is never assigned to them again."""
+
+    __tablename__ = "ticket_decline"
+    __table_args__ = (Index("ix_ticket_decline_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    technician_id: Mapped[int] = mapped_column(ForeignKey("technician.id"), index=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("region.id"))
+    reason_code: Mapped[DeclineReason] = mapped_column(str_enum(DeclineReason, 16))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

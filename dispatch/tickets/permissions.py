@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 from dispatch.kernel.auth import Actor, Role
 from dispatch.kernel.errors import Forbidden
 from dispatch.tickets.errors import NotYourTicket
+from dispatch.tickets.lifecycle import Action, target_state
 from dispatch.tickets.models import Ticket
+from technicians.models import Technician
 from technicians.presence import TechnicianRef
-from technicians.service import technician_ref
+from technicians.service import technician_of, technician_ref
 
 # Staff who act on tickets; payroll and managers only read them (PRODUCT.md's "who uses it").
 ATTACHING_STAFF = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK})
@@ -72,3 +74,17 @@ def require_attach(viewer: Viewer, ticket: Ticket) -> None:
     elif role not in ATTACHING_STAFF:
         raise Forbidden(f"a {role} may not attach files to tickets",
                         required=sorted([*ATTACHING_STAFF, Role.SUBSCRIBER, Role.TECHNICIAN]))
+
+
+def require_holder(session: Session, ticket: Ticket, actor: Actor, action: Action) -> Technician:
+    """The calling technician, when they hold the ticket and the action is allowed from its state.
+
+    Raises: InvalidTransition, NotATechnician, NotYourTicket.
+    """
+    # The state is checked first: "cannot complete a pending ticket" says more
+    # than "not yours" when nobody holds it.
+    target_state(ticket, action)
+    technician = technician_of(session, actor)
+    if ticket.technician_id != technician.id:
+        raise NotYourTicket(f"ticket {ticket.number} is not assigned to you")
+    return technician

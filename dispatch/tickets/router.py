@@ -21,7 +21,7 @@ from dispatch.kernel.auth import (
 from dispatch.kernel.db import SessionDep, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
-from dispatch.kernel.pagination import CountedPage, PageDep, PageParams, page_of
+from dispatch.kernel.pagination import CountedPage, Page, PageDep, PageParams, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
 from dispatch.kernel.settings import SettingsDep
@@ -31,6 +31,7 @@ from dispatch.tickets import (
     grabs,
     idempotency,
     incidents,
+    modes,
     offers,
     priority,
     queries,
@@ -49,6 +50,7 @@ from dispatch.tickets.errors import (
     InvalidTransition,
     LimitReached,
     LocationUnknown,
+    NotDeclinable,
     NotOnDuty,
     NotYourTicket,
     TicketNotFound,
@@ -76,6 +78,9 @@ from dispatch.tickets.schemas import (
     CellsRead,
     CellStatsRead,
     CompleteBody,
+    DeclineBody,
+    DispatchModeBody,
+    DispatchModeRead,
     EscalationChainBody,
     EscalationChainRead,
     FollowupBody,
@@ -120,6 +125,7 @@ from dispatch.tickets.schemas import (
 )
 from geo import crs
 from geo.latlng import LatLng
+from geo.models import Region
 from geo.points import from_wkb
 from grab_pool import pool
 from technicians.deps import CallingTechnician, CurrentTechnician
@@ -319,6 +325,17 @@ def release_ticket(body: ReasonBody, ticket: TicketInScope, viewer: ViewerDep, s
     """Hand an accepted ticket back to the pool (its technician, dispatcher)."""
     service.release(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason, settings=settings,
                     once=idempotency.Request.of(idempotency_key, "release", str(ticket.id), body.model_dump_json()))
+    return ticket_read(ticket, viewer)
+
+
+@router.post("/tickets/{ticket_id}/decline", response_model=TicketRead,
+             responses={**TRANSITION_ERRORS, **problem_docs(NotYourTicket, NotDeclinable, InvalidInput)})
+def decline_ticket(body: DeclineBody, ticket: TicketInScope, viewer: ViewerDep, session: SessionDep,
+                   redis: RedisDep, settings: SettingsDep) -> TicketRead:
+    """Decline a system assignment with a reason (拒单; its technician, before arrival, within the decline
+    window): it goes to the next best technician, never back to you, or into the pool."""
+    modes.decline(session, redis, ticket=ticket, actor=viewer.actor, reason=body.reason_code, note=body.note,
+                  settings=settings)
     return ticket_read(ticket, viewer)
 
 
@@ -628,6 +645,37 @@ def list_surge_switches(region_id: Id, actor: ActorDep, session: SessionDep, pag
                                     resolution_factor=s.resolution_factor, reason=s.reason, switched_by=s.actor,
                                     switched_at=s.at, retimed=s.retimed)
                     for s in sla.list_switches(session, region.id, page=page)], page)
+
+
+def _mode_read(region: Region, mode: modes.BranchMode) -> DispatchModeRead:
+    return DispatchModeRead(region_id=region.id, name=region.name, mode=mode.mode,
+                            hybrid_after_s=mode.hybrid_after_s, changed_by=mode.changed_by,
+                            changed_at=mode.changed_at)
+
+
+@router.get("/dispatch-modes", response_model=list[DispatchModeRead], tags=["dispatch modes"])
+def list_dispatch_modes(actor: ActorDep, session: SessionDep, settings: SettingsDep) -> list[DispatchModeRead]:
+    """The dispatch mode of every branch in the caller's regions."""
+    return [_mode_read(region, mode) for region, mode in modes.branch_modes(session, actor=actor, settings=settings)]
+
+
+@router.get("/regions/{region_id}/dispatch-mode", response_model=DispatchModeRead, tags=["dispatch modes"],
+            responses=problem_docs(sla.RegionNotFound))
+def get_dispatch_mode(region_id: Id, actor: ActorDep, session: SessionDep, settings: SettingsDep) -> DispatchModeRead:
+    """How the branch's new tickets find their technician: grab (default), assign or hybrid."""
+    region = sla.get_region(session, region_id, actor=actor)
+    return _mode_read(region, modes.mode_of(session, region.id, settings=settings))
+
+
+@router.put("/regions/{region_id}/dispatch-mode", response_model=DispatchModeRead, tags=["dispatch modes"],
+            responses=problem_docs(sla.RegionNotFound, Forbidden, InvalidInput))
+def set_dispatch_mode(region_id: Id, body: DispatchModeBody, actor: ActorDep, session: SessionDep,
+                      settings: SettingsDep) -> DispatchModeRead:
+    """Choose the branch's dispatch mode, audited (admin, the branch's dispatcher); tickets taken in from now on
+    follow it."""
+    mode = modes.set_mode(session, region_id=region_id, actor=actor, mode=body.mode,
+                          hybrid_after_s=body.hybrid_after_s, settings=settings)
+    return _mode_read(sla.get_region(session, region_id, actor=actor), mode)
 
 
 @router.get("/regions/{region_id}/escalation", response_model=EscalationChainRead, tags=["sla"],

@@ -11,6 +11,8 @@ from dispatch.kernel.settings import SlaSettings
 from dispatch.tickets import sla
 from dispatch.tickets.lifecycle import Action
 from dispatch.tickets.models import (
+    DeclineReason,
+    DispatchMode,
     OfferOutcome,
     Priority,
     Source,
@@ -125,6 +127,8 @@ class TicketRead(BaseModel):
                                                               "under (GET /api/v1/incidents).")
     urge_count: int = Field(default=0, description="催办: how often someone urged it")
     urged_at: datetime | None = None
+    system_assigned: bool = Field(default=False, description="Its technician got it from the system (the branch's "
+                                                             "assign or hybrid mode) and may decline it (拒单).")
     attachments: list[str]
     completion_note: str | None
     materials: list[dict[str, Any]]
@@ -164,6 +168,29 @@ class AssignBody(BaseModel):
 
 class ReasonBody(BaseModel):
     reason: Reason
+
+
+class DeclineBody(BaseModel):
+    reason_code: DeclineReason = Field(description="too_far 太远, busy 忙不过来, no_skill 不会修, off_shift 不在班, "
+                                                   "other 其他")
+    note: Note | None = None
+
+
+class DispatchModeBody(BaseModel):
+    mode: DispatchMode = Field(description="grab 抢单 (offered, first tap wins); assign 系统派单 (the best eligible "
+                                           "technician at intake); hybrid (offered first, assigned by the system "
+                                           "after hybrid_after_s unanswered)")
+    hybrid_after_s: int | None = Field(default=None, ge=10, le=86_400, description=(
+        "Hybrid mode's wait before the system assigns; null: the service's default (OFFER__HYBRID_AFTER_S)."))
+
+
+class DispatchModeRead(BaseModel):
+    region_id: int
+    name: str
+    mode: DispatchMode
+    hybrid_after_s: int = Field(description="the wait in force (the branch's own or the default)")
+    changed_by: str | None
+    changed_at: datetime | None
 
 
 class AcknowledgeBody(BaseModel):
@@ -536,6 +563,28 @@ class TechnicianStats(StatsMetrics):
     name: str
 
 
+class DeclineCounts(BaseModel):
+    total: int
+    by_reason: dict[str, int]
+
+
+class BranchDeclines(DeclineCounts):
+    branch_id: int
+    name: str
+
+
+class TechnicianDeclines(DeclineCounts):
+    technician_id: int
+    name: str
+
+
+class DeclineStats(DeclineCounts):
+    """System assignments declined (拒单) in the period, by reason code."""
+
+    by_branch: list[BranchDeclines]
+    by_technician: list[TechnicianDeclines]
+
+
 class StatsRead(StatsMetrics):
     start: date = Field(serialization_alias="from")
     end: date = Field(serialization_alias="to")
@@ -545,6 +594,7 @@ class StatsRead(StatsMetrics):
     by_type: list[TypeStats]
     by_region: list[RegionStats]
     by_technician: list[TechnicianStats]
+    declines: DeclineStats
 
 
 class SeriesPoint(StatsMetrics):

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic_core import to_jsonable_python
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,11 +22,13 @@ from dispatch.kernel.pagination import PageParams
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import (
     attachments,
+    handover,
     idempotency,
     incidents,
     labor,
     load,
     mirror,
+    modes,
     numbering,
     offers,
     priority,
@@ -39,7 +40,6 @@ from dispatch.tickets.errors import (
     ConcurrentChange,
     InvalidTransition,
     LimitReached,
-    NotYourTicket,
     TicketNotFound,
     UrgedRecently,
 )
@@ -50,10 +50,10 @@ from dispatch.tickets.lifecycle import (
     Step,
     announce,
     record,
-    target_state,
     transition,
 )
 from dispatch.tickets.models import (
+    DispatchMode,
     Incident,
     Priority,
     Source,
@@ -62,17 +62,16 @@ from dispatch.tickets.models import (
     TicketState,
     TicketType,
 )
-from dispatch.tickets.permissions import MANAGERS, Viewer, require
+from dispatch.tickets.permissions import MANAGERS, Viewer, require, require_holder
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
 from geo.distance import haversine_m
 from geo.latlng import LatLng
 from geo.points import from_wkb, to_wkb
-from technicians import live
 from technicians.errors import NotATechnician
 from technicians.models import Technician
 from technicians.nearest import Candidate, find_nearest
-from technicians.service import Card, cards, get_technician, require_wechat_bound, technician_of
+from technicians.service import Card, cards, get_technician, require_wechat_bound
 
 INTAKE_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER, Role.API})
 FOLLOWUP_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.CLERK, Role.SUBSCRIBER})
@@ -310,6 +309,8 @@ def _new_ticket(session: Session, redis: Redis, *, actor: Actor, draft: Draft, s
     surge = sla.current_surge(session, placement.grid_path)
     profile = priority.sla_profile(draft.type, draft.priority, settings.sla)
     grouped = grouped_under is not None or not offered
+    mode = modes.mode_of(session, placement.branch_id, settings=settings)
+    system_assigns = not grouped and mode.mode is DispatchMode.ASSIGN
     ticket = Ticket(
         type_code=draft.type.code, state=TicketState.GROUPED if grouped else TicketState.PENDING,
         priority=draft.priority, version=1, ring=0, source=draft.source, description=draft.description,
@@ -320,16 +321,22 @@ def _new_ticket(session: Session, redis: Redis, *, actor: Actor, draft: Draft, s
         contact_name=draft.contact_name, contact_phone=draft.contact_phone, subscriber_id=draft.subscriber_id,
         attachment_refs=draft.attachments, materials=[], created_by=actor.label, created_at=now, updated_at=now,
         incident_id=grouped_under.id if grouped_under is not None else None,
+        system_assign_at=None if grouped else modes.hybrid_deadline(mode, now),
         **sla.timing(profile, created_at=now, surge=surge, warning_fraction=settings.sla.warning_fraction),
     )
-    ring = None if grouped else offers.next_ring(
-        session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path, skills=draft.type.skills,
-        over_limit=draft.type.urgent_over_limit)
+    def first_ring() -> offers.Ring | None:
+        return offers.next_ring(session, redis, ticket, settings=settings, now=now, grid_path=placement.grid_path,
+                                skills=draft.type.skills, over_limit=draft.type.urgent_over_limit)
+
+    ring = None if grouped or system_assigns else first_ring()
     _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
     notes = ["outside every grid: placed in the nearest"] if placement.outside_area else []
     if grouped_under is not None:
         notes.append(f"part of outage incident {grouped_under.id}")
     record(session, ticket, action=Action.CREATE, actor=actor, note="; ".join(notes) or None)
+    if system_assigns and modes.system_assign(session, redis, ticket, settings=settings, now=now,
+                                              skills=draft.type.skills, grid_path=placement.grid_path) is None:
+        ring = first_ring()  # nobody to assign it to: offered and pooled as in grab mode
     if ring is not None:
         offers.send_offers(session, ticket, ring, now=now)
     return ticket, ring
@@ -581,11 +588,6 @@ def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:
 
 # --- lifecycle verbs -------------------------------------------------------------
 
-def _active_count(session: Session, technician_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Ticket).where(
-        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
-
-
 class StaleMirror(Exception):
     """The pool claimed a ticket at a version PostgreSQL has moved past: claim again on a fresh mirror."""
 
@@ -625,22 +627,14 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
     if fence is not None and ticket.version != fence:
         raise StaleMirror(ticket)
-    if _active_count(session, technician.id) >= technician.max_active:
+    if handover.active_count(session, technician.id) >= technician.max_active:
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
-               location=_whereabouts(redis, ticket, technician.id),
+               location=handover.whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
-    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
+    handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
     return ticket
-
-
-def _whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | None:
-    """Where the technician taking the ticket is now, kept on the event: travel is paid from there."""
-    try:
-        return live.position(redis, live.LiveKeys.of(ticket.branch_id), technician_id)
-    except RedisError:
-        return None
 
 
 # Straight-line metres times a road factor, at a van's city pace (30 km/h): a hint for the subscriber
@@ -663,23 +657,11 @@ def visit_of(session: Session, redis: Redis, ticket: Ticket) -> Visit | None:
         return None
     card = cards(session, [ticket.technician_id])[ticket.technician_id]
     on_the_way = ticket.state is TicketState.ACCEPTED and ticket.arrived_at is None
-    here = _whereabouts(redis, ticket, ticket.technician_id) if on_the_way else None
+    here = handover.whereabouts(redis, ticket, ticket.technician_id) if on_the_way else None
     if here is None:
         return Visit(technician=card, arrival_estimate_at=None)
     minutes = haversine_m(here, from_wkb(ticket.location)) * ROAD_FACTOR / PACE_M_PER_MIN
     return Visit(technician=card, arrival_estimate_at=_now() + timedelta(minutes=math.ceil(minutes)))
-
-
-def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
-                    taken_by: int | None, also: int | None = None) -> None:
-    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
-    mirror.mirror(session, redis, ticket)
-    if ticket.state in GRABBABLE:
-        ticket.next_ring_at = _now()  # back in the pool: the sweep offers the next ring at once
-        session.flush()
-    else:
-        offers.close_offers(session, ticket, taken_by=taken_by)
-    load.refresh(session, redis, [taken_by, also], now=_now(), tz=settings.timezone)
 
 
 def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int, actor: Actor, note: str | None,
@@ -702,23 +684,14 @@ def assign(session: Session, redis: Redis, *, ticket: Ticket, technician_id: int
         raise InvalidTransition(f"ticket {ticket.number} is already with {technician.name}", state=ticket.state)
     previous = ticket.technician_id
     step = transition(session, ticket, action=Action.REASSIGN if reassign else Action.ASSIGN, actor=actor,
-                      note=note, technician_id=technician.id, location=_whereabouts(redis, ticket, technician.id),
+                      note=note, technician_id=technician.id,
+                      location=handover.whereabouts(redis, ticket, technician.id),
                       changes={"technician_id": technician.id, "accepted_at": _now(), "arrived_at": None},
                       data={"previous_technician_id": previous} if reassign else None)
     audit.record(session, action=AuditAction.TICKET_ASSIGNED, actor=actor, target=("ticket", ticket.id),
                  number=ticket.number, technician_id=technician.id, previous_technician_id=previous)
-    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
+    handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id, also=previous)
     return step
-
-
-def _require_holder(session: Session, ticket: Ticket, actor: Actor, action: Action) -> Technician:
-    # The state is checked first: "cannot complete a pending ticket" says more
-    # than "not yours" when nobody holds it.
-    target_state(ticket, action)
-    technician = technician_of(session, actor)
-    if ticket.technician_id != technician.id:
-        raise NotYourTicket(f"ticket {ticket.number} is not assigned to you")
-    return technician
 
 
 def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, reason: str,
@@ -730,13 +703,14 @@ def release(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, rea
     if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
         return None
     if actor.role is Role.TECHNICIAN:
-        _require_holder(session, ticket, actor, Action.RELEASE)
+        require_holder(session, ticket, actor, Action.RELEASE)
     else:
         require(actor, MANAGERS, "release tickets")
     holder = ticket.technician_id
     step = transition(session, ticket, action=Action.RELEASE, actor=actor, note=reason, technician_id=holder,
                       changes={"technician_id": None, "accepted_at": None, "arrived_at": None})
-    _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    handover.after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    modes.rearm(session, ticket, settings=settings, now=step.at)
     return step
 
 
@@ -749,7 +723,7 @@ def arrive(session: Session, *, ticket: Ticket, actor: Actor, location: LatLng,
     """
     if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
         return None
-    technician = _require_holder(session, ticket, actor, Action.ARRIVE)
+    technician = require_holder(session, ticket, actor, Action.ARRIVE)
     if ticket.arrived_at is not None and ticket.state is TicketState.ACCEPTED:
         raise InvalidTransition(f"already arrived at {ticket.arrived_at.isoformat()}", state=ticket.state)
     return transition(session, ticket, action=Action.ARRIVE, actor=actor, technician_id=technician.id,
@@ -764,7 +738,7 @@ def complete(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, bo
     """
     if idempotency.is_replay(session, actor, once, ticket_id=ticket.id):
         return None
-    technician = _require_holder(session, ticket, actor, Action.COMPLETE)
+    technician = require_holder(session, ticket, actor, Action.COMPLETE)
     materials = [{"sku": m.sku, "qty": str(m.qty)} for m in body.materials]
     step = transition(session, ticket, action=Action.COMPLETE, actor=actor, technician_id=technician.id,
                       note=body.note, data={"materials": materials, "photos": body.photos},
@@ -806,7 +780,7 @@ def invalidate(session: Session, redis: Redis, *, ticket: Ticket, actor: Actor, 
     audit.record(session, action=AuditAction.TICKET_INVALIDATED, actor=actor, target=("ticket", ticket.id),
                  number=ticket.number, reason=reason)
     _release_grouped(session, redis, lead=ticket, actor=actor)
-    _after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
+    handover.after_handover(session, redis, ticket, settings=settings, taken_by=None, also=holder)
     return step
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from dispatch.kernel.auth import Actor
 from dispatch.tickets import queries
 from dispatch.tickets.lifecycle import OPEN_STATES, Action
-from dispatch.tickets.models import Ticket, TicketEvent, TicketState
+from dispatch.tickets.models import Ticket, TicketDecline, TicketEvent, TicketState
 from dispatch.tickets.permissions import Viewer
 from geo import hexgrid, regions
 from geo.latlng import LatLng
@@ -37,7 +37,7 @@ from technicians import presence
 from technicians.models import Technician
 from workload.queries import Span
 
-TAKING = (Action.GRAB, Action.ASSIGN)
+TAKING = (Action.GRAB, Action.ASSIGN, Action.SYSTEM_ASSIGN)
 # From about 10 km edges (a county) to about 200 m (a few streets, the resolution tickets are stored at).
 CELL_RES = range(5, 10)
 SECONDS_PER_MINUTE = 60.0
@@ -135,6 +135,7 @@ def ticket_stats(session: Session, *, actor: Actor, period: Period) -> dict[str,
         **totals, "by_state": by_state,
         "by_type": [row._asdict() for row in by_type], "by_region": [row._asdict() for row in by_region],
         "by_technician": [row._asdict() for row in by_technician],
+        "declines": _declines(session, actor=actor, period=period),
     }
 
 
@@ -175,6 +176,37 @@ def ticket_series(session: Session, *, actor: Actor, period: Period, bucket: Buc
     # A bucket nobody reported in: counts 0, times and shares unknown (null), as /stats says of an empty period.
     empty = {column.name: None for column in _metrics(t)} | {"tickets": 0, "satisfaction_count": 0, "urges": 0}
     return [found.get(name) or {**empty, "bucket": name} for name in _bucket_keys(bucket, period)]
+def _declines(session: Session, *, actor: Actor, period: Period) -> dict[str, Any]:
+    """System assignments declined in the period (by when they were declined) on tickets in the caller's scope:
+    counts by reason code, overall, per branch and per technician."""
+    query = (select(TicketDecline.reason_code, TicketDecline.branch_id, Region.name, TicketDecline.technician_id,
+                    Technician.name, func.count())
+             .join(Ticket, Ticket.id == TicketDecline.ticket_id)
+             .join(Region, Region.id == TicketDecline.branch_id)
+             .join(Technician, Technician.id == TicketDecline.technician_id)
+             .where(queries.visible_to(Viewer(actor=actor)),
+                    TicketDecline.at >= local_midnight(period.span.start, period.tz),
+                    TicketDecline.at < local_midnight(period.span.end_exclusive, period.tz))
+             .group_by(TicketDecline.reason_code, TicketDecline.branch_id, Region.name, TicketDecline.technician_id,
+                       Technician.name))
+    if period.region_id is not None:
+        query = query.where(regions.within(Ticket.region_id, (period.region_id,)))
+    total: Counter[str] = Counter()
+    branches: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
+    technicians: dict[tuple[int, str], Counter[str]] = defaultdict(Counter)
+    for reason, branch_id, branch, technician_id, technician, count in session.execute(query):
+        total[reason] += count
+        branches[(branch_id, branch)][reason] += count
+        technicians[(technician_id, technician)][reason] += count
+    return {**_decline_counts(total),
+            "by_branch": [{"branch_id": i, "name": name, **_decline_counts(counts)}
+                          for (i, name), counts in sorted(branches.items())],
+            "by_technician": [{"technician_id": i, "name": name, **_decline_counts(counts)}
+                              for (i, name), counts in sorted(technicians.items())]}
+
+
+def _decline_counts(counts: Counter[str]) -> dict[str, Any]:
+    return {"total": sum(counts.values()), "by_reason": {str(reason): n for reason, n in sorted(counts.items())}}
 
 
 @dataclass(frozen=True)

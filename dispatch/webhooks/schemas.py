@@ -30,6 +30,8 @@ class EventType(StrEnum):
     TICKET_ESCALATED = "ticket.escalated"
     TICKET_ACKNOWLEDGED = "ticket.acknowledged"
     TICKET_URGED = "ticket.urged"
+    TICKET_ASSIGNED = "ticket.assigned"  # by the system (a branch's assign or hybrid mode)
+    TICKET_DECLINED = "ticket.declined"
     INCIDENT_OPENED = "incident.opened"
     INCIDENT_GREW = "incident.grew"
     INCIDENT_RESOLVED = "incident.resolved"

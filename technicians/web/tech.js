@@ -8,6 +8,7 @@ import * as position from '/static/common/position.js';
 import { follow } from '/static/common/stream.js';
 import { $, busy, debounce, distance, el, photoPicker, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
 import { KIND_NAMES, Outbox } from '/static/tech/outbox.js';
+import { DECLINE_REASONS } from '/static/common/ui.js';
 
 const client = new Client('tech');
 const app = $('#app');
@@ -175,9 +176,37 @@ function mineCard(ticket) {
     return card;
   }
   const arrived = ticket.arrived_at || done.has('arrive');
+  const declinable = ticket.system_assigned && !arrived;
+  if (declinable) card.prepend(el('span.badge.system-assigned', { text: '系统派单' }));
   card.append(el('div.next-step', {}, arrived ? completeButton(ticket, card) : arriveButton(ticket, error)), ways,
-    el('div.apart', {}, releaseButton(ticket, card, error)), error);
+    el('div.apart', {}, ...(declinable ? [declineButton(ticket, card, error)] : []), releaseButton(ticket, card, error)), error);
   return card;
+}
+
+// 拒单: a ticket the system assigned may be declined with a reason before arrival; the server gives it to the
+// next best technician, never back to this one.
+
+function declineButton(ticket, card, error) {
+  const button = el('button', { type: 'button', text: '拒单' });
+  button.addEventListener('click', () => {
+    if (card.querySelector('form.decline-form')) return;
+    const reason = el('select', { name: 'reason_code', required: true },
+      Object.entries(DECLINE_REASONS).map(([value, text]) => el('option', { value, text })));
+    const note = el('input', { name: 'note', maxlength: 2000, placeholder: '补充说明（可不填）' });
+    const send = el('button', { type: 'submit', text: '确认拒单' });
+    const form = el('form.decline-form', {}, el('label', {}, '拒单原因', reason), note, send);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(send, async () => {
+        await client.post(`/api/v1/tickets/${ticket.id}/decline`, { reason_code: reason.value, note: note.value.trim() || null });
+        toast('已拒单，系统将改派他人');
+        form.remove();
+        await refreshMine();
+      }, error);
+    });
+    card.append(form);
+  });
+  return button;
 }
 
 // materials as lines of "编码 数量"

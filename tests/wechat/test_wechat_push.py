@@ -183,3 +183,19 @@ def test_an_urged_report_reaches_the_bound_technicians_it_is_offered_to(
     pushes = {t["touser"]: t for t in sent(peer, "TPL-URGED")}
     assert set(pushes) == set(BOUND.values())
     assert pushes[BOUND["tech01"]]["data"]["remark"]["value"] == "老人在家等着"
+
+
+def test_a_system_assignment_reaches_its_technician_alone_and_the_subscriber_hears_who(
+        wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
+    dispatcher = log_in(wx, "dispatcher.xl")
+    [xl] = wx.get("/api/v1/dispatch-modes", headers=dispatcher).json()
+    chosen = wx.put(f"/api/v1/regions/{xl['region_id']}/dispatch-mode", json={"mode": "assign"}, headers=dispatcher)
+    assert chosen.status_code == 200, chosen.text
+    ticket = report_by_wechat(wx, db)
+    drain()
+    [assigned] = sent(peer, "TPL-OFFER")
+    assert assigned["touser"] == BOUND["tech01"]
+    assert assigned["data"]["first"]["value"] == "系统已为您派单"
+    assert assigned["data"]["keyword4"]["value"] == ticket.number
+    [accepted] = sent(peer, "TPL-ACCEPTED")
+    assert accepted["touser"] == OPENID and accepted["data"]["keyword2"]["value"] == "王建军"

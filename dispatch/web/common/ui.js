@@ -8,11 +8,14 @@ export const STATE_NAMES = {
 export const PRIORITY_NAMES = { P1: '紧急', P2: '高', P3: '中', P4: '低' };
 
 export const ACTION_NAMES = {
-  create: '报修', merge: '合并报修', grab: '抢单', assign: '派单', reassign: '改派', release: '退回',
+  create: '报修', merge: '合并报修', grab: '抢单', assign: '派单', system_assign: '系统派单', decline: '拒单', reassign: '改派', release: '退回',
   arrive: '到达', complete: '完工', followup: '回访', invalidate: '作废', retype: '改类型',
   time_out: '超时', sla_warning: '时限预警', sla_breach: '超出解决时限', escalate: '逐级上报', acknowledge: '确认处理',
   prioritize: '改优先级', group: '并入区域故障', detach: '移出区域故障', resolve: '随区域故障修复', urge: '催办',
 };
+
+// 拒单 reasons (POST /api/v1/tickets/{id}/decline): the phone offers them, the console's statistics count them.
+export const DECLINE_REASONS = { too_far: '距离太远', busy: '手上工单太多', no_skill: '不会处理此类故障', off_shift: '不在班', other: '其他' };
 
 // el('div#id.card', {onclick}, child, 'text', ...)
 export function el(spec, attrs = {}, ...children) {

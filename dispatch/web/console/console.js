@@ -5,6 +5,7 @@
 import { Client, query } from '/static/common/api.js';
 import { ADMIN_ROLES, adminPanel } from '/static/console/admin/index.js';
 import { GridMap, loadGrids } from '/static/common/map.js';
+import { dispatchModes } from '/static/console/dispatch-mode.js';
 import { follow } from '/static/common/stream.js';
 import { TicketLists, allPages } from '/static/console/lists.js';
 import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
@@ -452,7 +453,7 @@ function shell() {
   const mapbox = el('div.mapbox', {}, el('div.legend', {}, Object.entries(STATE_NAMES).map(([s, n]) => el('span', { style: `--c:var(--${s})`, text: n })),
     el('span.technician', { text: '在班维护人员' })));
   app.replaceChildren(
-    el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), live,
+    el('header.top', {}, el('h1', { text: 'Fieldpool 调度台' }), dispatchModes(client, { canChange: can(MANAGERS) }), live,
       el('span', { text: `${state.me.label}（${ROLE_NAMES[state.me.role] || state.me.role}）` }),
       el('button', { type: 'button', text: '退出', onclick: () => { client.signOut(); location.reload(); } })),
     el('div.layout', {}, mapbox, el('aside.side', {}, el('nav.tabs', { role: 'tablist' }, tabs), el('div#panel.panel'))),

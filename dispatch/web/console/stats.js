@@ -3,7 +3,7 @@
 // per grid and per type, per technician, pay and hours for payroll. Each chart saves as PNG and its table as
 // the statistics export (GET /api/v1/stats/export?table=), the payroll chart's as the workload export.
 import { query } from '/static/common/api.js';
-import { STATE_NAMES, busy, el } from '/static/common/ui.js';
+import { DECLINE_REASONS, STATE_NAMES, busy, el } from '/static/common/ui.js';
 import { downloadFile, monthRange, saveFile, thisMonth } from '/static/console/files.js';
 
 const PAYROLL = ['admin', 'payroll'];
@@ -81,6 +81,14 @@ function chartsOf({ stats, days, hours, workload }, typeName) {
     { key: 'technicians', title: '各维护人员工单数', table: 'technician',
       option: bars(stats.by_technician.map((r) => r.name), [['工单', stats.by_technician.map((r) => r.tickets)]], { horizontal: true }) },
   ];
+  const { declines } = stats;
+  if (declines.total) {
+    const reasons = Object.keys(declines.by_reason);
+    charts.push({ key: 'declines', title: `拒单 ${declines.total} 次（按原因）`, table: null,
+      option: bars(reasons.map((r) => DECLINE_REASONS[r] || r), [['拒单', reasons.map((r) => declines.by_reason[r])]], { horizontal: true }) },
+    { key: 'declines-technicians', title: '拒单（按维护人员）', table: null,
+      option: bars(declines.by_technician.map((t) => t.name), [['拒单', declines.by_technician.map((t) => t.total)]], { horizontal: true }) });
+  }
   if (workload) {
     const people = workload.items;
     charts.push({ key: 'payroll', title: '维护人员计件工资与工时', table: 'workload', option: {
