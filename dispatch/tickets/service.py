@@ -828,7 +828,7 @@ def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: 
     found = find_nearest(redis, branch_id=placement.branch_id, point=point, k=k, radius_m=settings.offer.max_radius_m,
                          skills=skills, ticket_path=placement.grid_path, now=_now(), tz=settings.timezone,
                          presence=settings.presence, offer=settings.offer)
-    named = cards(session, [c.technician_id for c in found])
+    named = cards(session, [c.technician_id for c in found], branch_id=placement.branch_id)
     return [(c, named[c.technician_id]) for c in found if c.technician_id in named]
 
 
