@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -57,6 +57,7 @@ from dispatch.tickets.permissions import MANAGERS, Viewer, require
 from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreate, TicketTypeUpdate
 from geo import crs, gazetteer, hexgrid, regions
 from geo.latlng import LatLng
+from geo.models import Region
 from geo.points import from_wkb, to_wkb
 from technicians import live
 from technicians.errors import NotATechnician
@@ -568,11 +569,6 @@ def list_events(session: Session, ticket: Ticket) -> list[TicketEvent]:
 
 # --- lifecycle verbs -------------------------------------------------------------
 
-def _active_count(session: Session, technician_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Ticket).where(
-        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
-
-
 class StaleMirror(Exception):
     """The pool claimed a ticket at a version PostgreSQL has moved past: claim again on a fresh mirror."""
 
@@ -599,9 +595,14 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
     technician = session.get(Technician, technician_id, with_for_update=True)
     if technician is None or not technician.active:
         raise NotATechnician("this action is for technicians")
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
+    # The ticket and the technician's load in one statement, read once the lock is held: the load a
+    # grab reaches is the one it checks against max_active and the one the live index is told.
+    active, hours = load.load_columns(literal(technician.id), now=_now(), tz=settings.timezone)
+    path = select(Region.path).where(Region.id == technician.region_id).scalar_subquery()
+    found = session.execute(select(Ticket, active, hours, path).where(Ticket.id == ticket_id)).first()
+    if found is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
+    ticket, held, worked, region_path = found
     if ticket.technician_id == technician_id and ticket.state is TicketState.ACCEPTED:
         return ticket  # a resent grab of the winner: never tell the winner it lost
     if fence is None and not regions.covers_any(ticket.region_id, (technician.region_id,), session):
@@ -612,13 +613,14 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
     if fence is not None and ticket.version != fence:
         raise StaleMirror(ticket)
-    if _active_count(session, technician.id) >= technician.max_active:
+    if held >= technician.max_active:
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                location=_whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
-    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
+    _after_handover(session, redis, ticket, settings=settings, taken_by=technician.id,
+                    taken_load=(technician, load.Load(active=held + 1, hours=float(worked), region_path=region_path)))
     return ticket
 
 
@@ -631,14 +633,21 @@ def _whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | N
 
 
 def _after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
-                    taken_by: int | None, also: int | None = None) -> None:
-    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
+                    taken_by: int | None, also: int | None = None,
+                    taken_load: tuple[Technician, load.Load] | None = None) -> None:
+    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow.
+
+    `taken_load`: the new holder's load as the caller already read it (a grab), so not read again.
+    """
     mirror.mirror(session, redis, ticket)
     if ticket.state in GRABBABLE:
         ticket.next_ring_at = _now()  # back in the pool: the sweep offers the next ring at once
         session.flush()
     else:
         offers.close_offers(session, ticket, taken_by=taken_by)
+    if taken_load is not None:
+        load.push(redis, *taken_load)
+        taken_by = None
     load.refresh(session, redis, [taken_by, also], now=_now(), tz=settings.timezone)
 
 
