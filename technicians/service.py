@@ -154,12 +154,20 @@ def technician_ref(session: Session, actor: Actor) -> TechnicianRef:
     return _refs.get_or_load(actor.id, lambda: ref_of(session, technician_of(session, actor)))
 
 
-def cards(session: Session, technician_ids: Collection[int]) -> dict[int, Card]:
-    """Names and phones by technician id, remembered: a nearest search names the same people all day."""
+def cards(session: Session, technician_ids: Collection[int], *, branch_id: int) -> dict[int, Card]:
+    """Names and phones by technician id, remembered: a nearest search names the same people all day.
+
+    A miss loads the whole branch's cards in one statement: a search names a few of the branch's
+    technicians at a time, and learning them one search at a time cost a statement per search for the
+    first minutes (and again each time the memory expired).
+    """
     found = {tid: card for tid in technician_ids if (card := _cards.get(tid)) is not None}
     missing = [tid for tid in technician_ids if tid not in found]
     if missing:
         for tid, name, phone in session.execute(
-                select(Technician.id, Technician.name, Technician.phone).where(Technician.id.in_(missing))):
-            found[tid] = _cards.put(tid, Card(name=name, phone=phone))
+                select(Technician.id, Technician.name, Technician.phone).where(
+                    Technician.id.in_(missing) | regions.within(Technician.region_id, (branch_id,)))):
+            card = _cards.put(tid, Card(name=name, phone=phone))
+            if tid in missing:
+                found[tid] = card
     return found

@@ -14,6 +14,7 @@ from dispatch.tickets.lifecycle import GRABBABLE
 from dispatch.tickets.models import Ticket, TicketState
 from geo.latlng import LatLng
 from technicians import live
+from technicians.models import Technician
 
 
 def active_count(session: Session, technician_id: int) -> int:
@@ -30,8 +31,12 @@ def whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | No
 
 
 def after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings,
-                   taken_by: int | None, also: int | None = None) -> None:
-    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow."""
+                   taken_by: int | None, also: int | None = None,
+                   taken_load: tuple[Technician, load.Load] | None = None) -> None:
+    """The ticket changed hands: offers end (or rings resume), the pool and both technicians' loads follow.
+
+    `taken_load`: the new holder's load as the caller already read it (a grab), so not read again.
+    """
     mirror.mirror(session, redis, ticket)
     now = datetime.now(UTC)
     if ticket.state in GRABBABLE:
@@ -39,4 +44,7 @@ def after_handover(session: Session, redis: Redis, ticket: Ticket, *, settings: 
         session.flush()
     else:
         offers.close_offers(session, ticket, taken_by=taken_by)
+    if taken_load is not None:
+        load.push(redis, *taken_load)
+        taken_by = None
     load.refresh(session, redis, [taken_by, also], now=now, tz=settings.timezone)

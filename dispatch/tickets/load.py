@@ -5,14 +5,16 @@ reads tickets; this module recomputes them whenever a ticket changes hands.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dispatch.tickets.models import Ticket, TicketState
 from geo.models import Region
@@ -30,24 +32,49 @@ def period_start(now: datetime, tz: str) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+@dataclass(frozen=True)
+class Load:
+    """A technician's active tickets and hours this period, with their region's path (which branch's live
+    index holds them)."""
+
+    active: int
+    hours: float
+    region_path: str
+
+
+def load_columns(technician_id: ColumnElement[int] | InstrumentedAttribute[int], *, now: datetime,
+                 tz: str) -> tuple[ScalarSelect[int], ScalarSelect[Decimal]]:
+    """A technician's active count and the period's labor hours, as subqueries: a caller reads them in the
+    statement it sends anyway.
+
+    The period's labor hours are what its work records credit: a reassigned ticket counts for whoever
+    completed it, at the standard hours of the rate it was paid at.
+    """
+    active = (select(func.count()).where(Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)
+              .scalar_subquery())
+    return active, hours_since(technician_id, period_start(now, tz).date())
+
+
 def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None], *, now: datetime,
             tz: str) -> None:
     """Push the current load of these technicians into the live index (best effort: it is a cache)."""
     ids = {t for t in technician_ids if t is not None}
     if not ids:
         return
-    active = (select(func.count()).where(Ticket.technician_id == Technician.id, Ticket.state == TicketState.ACCEPTED)
-              .scalar_subquery())
-    # The period's labor hours are what its work records credit: a reassigned ticket counts for
-    # whoever completed it, at the standard hours of the rate it was paid at. One statement for all
-    # of it: every ticket that changes hands runs this.
+    # One statement for all of it: every ticket that changes hands runs this.
     rows = session.execute(
-        select(Technician, Region.path, active, hours_since(Technician.id, period_start(now, tz).date()))
+        select(Technician, Region.path, *load_columns(Technician.id, now=now, tz=tz))
         .join(Region, Region.id == Technician.region_id).where(Technician.id.in_(ids))).all()
+    for technician, path, count, hours in rows:
+        push(redis, technician, Load(active=count, hours=float(hours), region_path=path))
+
+
+def push(redis: Redis, technician: Technician, load: Load) -> None:
+    """Put a load already read into the live index (best effort: it is a cache)."""
+    ref = ref_at(technician, load.region_path)
+    if ref.branch_id is None:
+        return
     try:
-        for technician, path, count, hours in rows:
-            ref = ref_at(technician, path)
-            if ref.branch_id is not None:
-                live.set_load(redis, ref.keys, technician.id, active=count, hours=float(hours))
+        live.set_load(redis, ref.keys, technician.id, active=load.active, hours=load.hours)
     except RedisError as exc:
-        log.warning("load_refresh_skipped", technician_ids=sorted(ids), error=str(exc))
+        log.warning("load_refresh_skipped", technician_ids=[technician.id], error=str(exc))

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic_core import to_jsonable_python
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,7 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.distance import haversine_m
 from geo.latlng import LatLng
+from geo.models import Region
 from geo.points import from_wkb, to_wkb
 from technicians.errors import NotATechnician
 from technicians.models import Technician
@@ -614,9 +615,14 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
     technician = session.get(Technician, technician_id, with_for_update=True)
     if technician is None or not technician.active:
         raise NotATechnician("this action is for technicians")
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
+    # The ticket and the technician's load in one statement, read once the lock is held: the load a
+    # grab reaches is the one it checks against max_active and the one the live index is told.
+    active, hours = load.load_columns(literal(technician.id), now=_now(), tz=settings.timezone)
+    path = select(Region.path).where(Region.id == technician.region_id).scalar_subquery()
+    found = session.execute(select(Ticket, active, hours, path).where(Ticket.id == ticket_id)).first()
+    if found is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
+    ticket, held, worked, region_path = found
     if ticket.technician_id == technician_id and ticket.state is TicketState.ACCEPTED:
         return ticket  # a resent grab of the winner: never tell the winner it lost
     if fence is None and not regions.covers_any(ticket.region_id, (technician.region_id,), session):
@@ -627,13 +633,15 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise InvalidTransition(f"cannot grab a {ticket.state} ticket", state=ticket.state)
     if fence is not None and ticket.version != fence:
         raise StaleMirror(ticket)
-    if handover.active_count(session, technician.id) >= technician.max_active:
+    if held >= technician.max_active:
         raise LimitReached(f"you hold {technician.max_active} active tickets already",
                            max_active=technician.max_active)
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                location=handover.whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
-    handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
+    taken = load.Load(active=held + 1, hours=float(worked), region_path=region_path)
+    handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id,
+                            taken_load=(technician, taken))
     return ticket
 
 
@@ -655,7 +663,7 @@ def visit_of(session: Session, redis: Redis, ticket: Ticket) -> Visit | None:
     """Who holds the ticket and, on the way there with a known position, when they may arrive."""
     if ticket.technician_id is None:
         return None
-    card = cards(session, [ticket.technician_id])[ticket.technician_id]
+    card = cards(session, [ticket.technician_id], branch_id=ticket.branch_id)[ticket.technician_id]
     on_the_way = ticket.state is TicketState.ACCEPTED and ticket.arrived_at is None
     here = handover.whereabouts(redis, ticket, ticket.technician_id) if on_the_way else None
     if here is None:
@@ -851,7 +859,7 @@ def nearest_technicians(session: Session, redis: Redis, *, actor: Actor, point: 
     found = find_nearest(redis, branch_id=placement.branch_id, point=point, k=k, radius_m=settings.offer.max_radius_m,
                          skills=skills, ticket_path=placement.grid_path, now=_now(), tz=settings.timezone,
                          presence=settings.presence, offer=settings.offer)
-    named = cards(session, [c.technician_id for c in found])
+    named = cards(session, [c.technician_id for c in found], branch_id=placement.branch_id)
     return [(c, named[c.technician_id]) for c in found if c.technician_id in named]
 
 

@@ -1,11 +1,13 @@
 """The ring policy on real PostGIS and Redis: first ring at intake, widening, stopping, idempotence."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from dispatch.accounts.models import User
@@ -135,3 +137,27 @@ def test_nearest_endpoint_lists_distance_and_load(client, as_user, on_duty) -> N
     assert rows[0]["distance_m"] == pytest.approx(100, abs=5)
     assert client.get("/api/v1/technicians/nearest", headers=as_user("dispatcher.eh"),
                       params={"lat": CENTRE.lat, "lng": CENTRE.lng}).status_code == 403
+
+
+def test_a_search_names_technicians_of_the_branch_it_never_named_before_without_a_statement(
+        client, as_user, on_duty, db) -> None:
+    def search(k: int) -> list[dict]:
+        reply = client.get("/api/v1/technicians/nearest", headers=as_user("dispatcher.xl"),
+                           params={"lat": CENTRE.lat, "lng": CENTRE.lng, "k": k, "type_code": "broadband_fault"})
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    assert [r["technician_id"] for r in search(1)] == [on_duty["tech01"]]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        rows = search(5)
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    named = [f"tech0{n}" for n in range(1, 6)]
+    assert {r["technician_id"]: r["name"] for r in rows} == {on_duty[u]: technician(db, u).name for u in named}
+    assert statements == []
