@@ -33,13 +33,13 @@ from dispatch.notices import delivery as notice_delivery
 from dispatch.notices import jobs as notice_jobs
 from dispatch.seed import seed_demo
 from dispatch.tickets import feed, mirror, outbox
+from dispatch.webhooks import channel as webhook_channel
+from dispatch.webhooks import jobs as webhook_jobs
 from simulation import charts, demand, scorecard
 from simulation import database as sim_database
 from simulation import run as sim_run
 from simulation.config import get_simulation_settings
 from simulation.policies import POLICIES, PolicyName
-from dispatch.webhooks import channel as webhook_channel
-from dispatch.webhooks import jobs as webhook_jobs
 from technicians import presence, replica
 from wechat import channel as wechat_channel
 from wechat import menu
@@ -321,9 +321,11 @@ def export_workload(
 @app.command()
 def simulate(
     city: Annotated[Path, typer.Option(help="the city's fixtures folder (as `seed demo` loads)")] = Path("fixtures"),
-    day: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="the local day simulated")] = datetime(2026, 11, 16),
+    day: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="the local day simulated")
+                   ] = datetime(2026, 11, 16),
     seed: Annotated[int, typer.Option(help="the same seed gives the same reports, choices and table")] = 7,
-    policy: Annotated[list[PolicyName] | None, typer.Option(help="repeat to choose; every policy when left out")] = None,
+    policy: Annotated[list[PolicyName] | None, typer.Option(
+        help="repeat to choose; every policy when left out")] = None,
     reports: Annotated[Path | None, typer.Option(help="replay this CSV of reports instead of generating them")] = None,
     out: Annotated[Path | None, typer.Option(help="write the PNG charts and the day's reports.csv here")] = None,
     database_url: Annotated[str, typer.Option(envvar="SIMULATION_DATABASE_URL", help=(

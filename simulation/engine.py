@@ -36,14 +36,14 @@ from dispatch.tickets.schemas import CompleteBody, Contact, Location, TicketCrea
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import from_wkb
-from technicians import presence, replica
-from technicians.models import Technician
-from technicians.nearest import find_nearest
-from technicians.presence import TechnicianRef
 from simulation import travel
 from simulation.city import City
 from simulation.config import SimulationSettings
 from simulation.demand import Report
+from technicians import presence, replica
+from technicians.models import Technician
+from technicians.nearest import find_nearest
+from technicians.presence import TechnicianRef
 
 SIMULATION = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="simulation")
 S = TicketState
@@ -213,10 +213,10 @@ class World:
     def _set_up(self) -> None:
         homes = {w.username: w for w in self.city.workers}
         with self.db.session_scope() as session:
-            rows = list(session.execute(select(Technician, User.username, Region.path)
+            rows = [(t, u, p) for t, u, p in session.execute(select(Technician, User.username, Region.path)
                                    .join(User, User.id == Technician.user_id)
                                    .join(Region, Region.id == Technician.region_id)
-                                   .order_by(Technician.id)).tuples())
+                                   .order_by(Technician.id))]
             late = late_shift_of({t.id: (path, frozenset(t.skills)) for t, _, path in rows},
                                  [k.skills for k in self.city.kinds.values()])
             for technician, username, path in rows:

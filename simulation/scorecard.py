@@ -105,11 +105,12 @@ def measure(session: Session, *, policy: str, outcome: Outcome, cfg: SimulationS
     accept = [m for t in tickets if (m := _minutes(t.accepted_at, t.created_at)) is not None]
     arrive = [m for t in tickets if (m := _minutes(t.arrived_at, t.created_at)) is not None]
     in_time = sum(1 for t in tickets if t.accepted_at is not None and t.accepted_at <= t.response_due_at)
-    distances = session.scalars(select(WorkRecord.distance_m).where(WorkRecord.ticket_id.in_([t.id for t in tickets]),
-                                                                    WorkRecord.distance_m.is_not(None))).all()
+    recorded = session.scalars(select(WorkRecord.distance_m).where(WorkRecord.ticket_id.in_([t.id for t in tickets])))
+    distances = [d for d in recorded if d is not None]
     completed = sum(1 for t in tickets if t.completed_at is not None)
     return Score(
-        policy=policy, tickets=len(tickets), accept_p50_min=percentile(accept, 50), accept_p90_min=percentile(accept, 90),
+        policy=policy, tickets=len(tickets), accept_p50_min=percentile(accept, 50),
+        accept_p90_min=percentile(accept, 90),
         arrive_p50_min=percentile(arrive, 50), arrive_p90_min=percentile(arrive, 90),
         # The work record keeps the straight line from where the technician was at accept; roads add the detour.
         km_per_ticket=sum(distances) / 1000 * cfg.detour_factor / len(distances) if distances else float("nan"),

@@ -1,8 +1,9 @@
 """`make bench`: HTTP load at the door against a live server and worker, with its floor, and the presence
-write-through; then nearest, workload, grabs, webhooks, the dispatch simulation's headline; last the soak (`BENCH_SOAK_S`, 600 s).
+write-through; then nearest, workload, grabs, webhooks, the dispatch simulation's headline; last the soak
+(`BENCH_SOAK_S`, 600 s).
 
-`python -m tests.bench door nearest workload grabs webhooks simulate soak` runs only the tables named. Each starts from a
-freshly seeded bench database and a flushed bench Redis.
+`python -m tests.bench door nearest workload grabs webhooks simulate soak` runs only the tables named. Each starts
+from a freshly seeded bench database and a flushed bench Redis.
 """
 
 import os
