@@ -52,9 +52,12 @@ class SimulationSettings(BaseSettings):
     type_shares: dict[str, float] = {
         "broadband_fault": 0.30, "tv_no_signal": 0.15, "stb_fault": 0.15, "slow_network": 0.15,
         "new_broadband": 0.08, "new_tv": 0.07, "relocation": 0.05, "removal": 0.05}
-    # Rosters: the odd technicians work the early shift, the even ones the late shift (local times).
+    # Rosters: half the technicians of each branch work the early shift, half the late one (local times). A
+    # technician with tickets of their skills still waiting at the shift's end works on, up to `overtime_h`
+    # (their roster window includes it, or the offers and the system's search would pass them over).
     early_shift: Shift = Shift(starts=time(7, 0), ends=time(16, 0))
-    late_shift: Shift = Shift(starts=time(12, 0), ends=time(23, 59))
+    late_shift: Shift = Shift(starts=time(12, 0), ends=time(22, 0))
+    overtime_h: int = Field(default=4, ge=0, le=8)
 
 
 @lru_cache

@@ -223,8 +223,9 @@ class World:
                 shift = self.cfg.late_shift if technician.id in late else self.cfg.early_shift
                 starts = datetime.combine(self.day, shift.starts, tzinfo=self.tz)
                 ends = datetime.combine(self.day, shift.ends, tzinfo=self.tz)
+                overtime_end = (ends + timedelta(hours=self.cfg.overtime_h)).time()
                 presence.set_roster(session, self.redis, technician=technician, shifts=[
-                    presence.Shift(self.day.weekday(), shift.starts, shift.ends)])
+                    presence.Shift(self.day.weekday(), shift.starts, overtime_end)])
                 home = homes[username].home
                 person = Person(id=technician.id, user_id=technician.user_id, username=username,
                                 ref=presence.ref_at(technician, path), skills=frozenset(technician.skills),
@@ -249,7 +250,15 @@ class World:
 
     def _end_shift(self, person: Person) -> None:
         if person.status is Status.IDLE:
-            self._go_off_duty(person)  # one at work goes off when the job is done
+            self._leave_unless_needed(person, self.waiting_jobs())  # one at work decides when the job is done
+
+    def _leave_unless_needed(self, person: Person, waiting: list[Job]) -> bool:
+        """Off duty past the shift's end, unless tickets they can do still wait (and overtime is not over)."""
+        overtime_over = self.now >= person.shift_end + timedelta(hours=self.cfg.overtime_h)
+        if overtime_over or not any(self.can_do(person, job) for job in waiting):
+            self._go_off_duty(person)
+            return True
+        return False
 
     def _go_off_duty(self, person: Person) -> None:
         with self.db.session_scope() as session:
@@ -337,8 +346,7 @@ class World:
             service.complete(session, self.redis, ticket=session.get_one(Ticket, job.id), actor=person.actor,
                              body=CompleteBody(note="模拟：已修复"), settings=self.settings)
         person.status, person.ticket_id = Status.IDLE, None
-        if self.now >= person.shift_end:
-            self._go_off_duty(person)
+        if self.now >= person.shift_end and self._leave_unless_needed(person, self.waiting_jobs()):
             return
         self.policy.on_free(self, person)
 
@@ -397,6 +405,9 @@ class World:
                 self._ping(person)
         waiting = self.waiting_jobs()
         for person in self.people.values():
+            if person.status is Status.IDLE and self.now >= person.shift_end and \
+                    self._leave_unless_needed(person, waiting):
+                continue
             if person.status is Status.IDLE and any(self.can_do(person, job) for job in waiting):
                 self.policy.on_glance(self, person)
         if self.going_on():

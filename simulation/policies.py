@@ -49,7 +49,17 @@ def _grab_first(world: World, person: Person, ticket_ids: list[int]) -> None:
             return
 
 
-class PurePool(_Quiet):
+class _Browsing(_Quiet):
+    """Technicians who pick up their phone whenever they are free, and at a glance while idle."""
+
+    def on_free(self, world: World, person: Person) -> None:
+        world.look(person)
+
+    def on_glance(self, world: World, person: Person) -> None:
+        world.look(person)
+
+
+class PurePool(_Browsing):
     """Everyone sees every ticket of their branch; the first tap wins, however far the tapper is."""
 
     name: str = PolicyName.PURE_POOL
@@ -60,17 +70,11 @@ class PurePool(_Quiet):
                 if world.can_do(person, job):
                     world.notify(person)
 
-    def on_free(self, world: World, person: Person) -> None:
-        world.look(person)
-
-    def on_glance(self, world: World, person: Person) -> None:
-        world.look(person)
-
     def decide(self, world: World, person: Person) -> None:
         _grab_first(world, person, world.pool_near(person))
 
 
-class NearestPush(_Quiet):
+class NearestPush(_Browsing):
     """Today's: each ring offers the ticket to the K nearest eligible technicians; an offered one grabs it, and
     a free technician grabs from the pool near them when nothing is offered."""
 
@@ -79,12 +83,6 @@ class NearestPush(_Quiet):
     def on_offers(self, world: World, people: list[Person]) -> None:
         for person in people:
             world.notify(person)
-
-    def on_free(self, world: World, person: Person) -> None:
-        world.look(person)
-
-    def on_glance(self, world: World, person: Person) -> None:
-        world.look(person)
 
     def decide(self, world: World, person: Person) -> None:
         _grab_first(world, person, world.open_offers(person) or world.pool_near(person))
