@@ -97,7 +97,6 @@ class Person:
     shift_end: datetime
     at: LatLng
     status: Status = Status.OFF
-    ticket_id: int | None = None
     deciding: bool = False
     leg: tuple[LatLng, LatLng, datetime, datetime] | None = None
     on_duty_since: datetime | None = None
@@ -143,11 +142,10 @@ class Policy(Protocol):
 
 @dataclass
 class Outcome:
-    """What the run leaves beside the database: duty hours, the burst's tickets, whether the day settled."""
+    """What the run leaves beside the database: duty hours and the burst's tickets."""
 
     duty_hours: float
     burst_ticket_ids: list[int]
-    reports: int
 
 
 @dataclass(order=True)
@@ -171,7 +169,6 @@ class World:
         self._queue: list[_Event] = []
         self._seq = 0
         self.now = datetime.combine(day, cfg.early_shift.starts, tzinfo=self.tz).astimezone(ZoneInfo("UTC"))
-        self._traveller: Any = None
         self.people: dict[int, Person] = {}
         self.burst: list[int] = []
         self._reports_left = len(reports)
@@ -196,7 +193,6 @@ class World:
         replica.forget()  # the copies of the open sets belong to the Redis flushed before this day
         start = self.now
         with time_machine.travel(start, tick=False) as traveller:
-            self._traveller = traveller
             self._set_up()
             while self._queue and self.now - start < LONGEST_DAY:
                 event = heapq.heappop(self._queue)
@@ -206,17 +202,17 @@ class World:
             for person in self.people.values():
                 self._close_duty(person)
         return Outcome(duty_hours=sum(p.duty_s for p in self.people.values()) / 3600,
-                       burst_ticket_ids=sorted(self.burst), reports=len(self.reports))
+                       burst_ticket_ids=sorted(self.burst))
 
     # --- set-up ----------------------------------------------------------------------------------------------
 
     def _set_up(self) -> None:
         homes = {w.username: w for w in self.city.workers}
         with self.db.session_scope() as session:
-            rows = [(t, u, p) for t, u, p in session.execute(select(Technician, User.username, Region.path)
-                                   .join(User, User.id == Technician.user_id)
-                                   .join(Region, Region.id == Technician.region_id)
-                                   .order_by(Technician.id))]
+            found = session.execute(select(Technician, User.username, Region.path)
+                                    .join(User, User.id == Technician.user_id)
+                                    .join(Region, Region.id == Technician.region_id).order_by(Technician.id))
+            rows = [(technician, username, path) for technician, username, path in found]
             late = late_shift_of({t.id: (path, frozenset(t.skills)) for t, _, path in rows},
                                  [k.skills for k in self.city.kinds.values()])
             for technician, username, path in rows:
@@ -331,7 +327,7 @@ class World:
         start = person.where(self.now)
         seconds = travel.drive_s(start, job.site, at=self.now, tz=self.settings.timezone, cfg=self.cfg)
         due = self.now + timedelta(seconds=round(seconds, 3))
-        person.status, person.ticket_id, person.leg = Status.DRIVING, ticket_id, (start, job.site, self.now, due)
+        person.status, person.leg = Status.DRIVING, (start, job.site, self.now, due)
         self.at(due, self._arrive, person, job)
 
     def _arrive(self, person: Person, job: Job) -> None:
@@ -345,7 +341,7 @@ class World:
         with self.db.session_scope() as session:
             service.complete(session, self.redis, ticket=session.get_one(Ticket, job.id), actor=person.actor,
                              body=CompleteBody(note="模拟：已修复"), settings=self.settings)
-        person.status, person.ticket_id = Status.IDLE, None
+        person.status = Status.IDLE
         if self.now >= person.shift_end and self._leave_unless_needed(person, self.waiting_jobs()):
             return
         self.policy.on_free(self, person)
