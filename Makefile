@@ -16,7 +16,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 export FIELDPOOL_DEMO_PASSWORD ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install services browser migrate seed run worker test fuzz bench bench-grabs lint
+.PHONY: help install services browser migrate seed run worker test fuzz bench bench-grabs lint simulate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -80,7 +80,14 @@ bench: install services ## load at the door (64 clients vs GET /me), nearest, wo
 bench-grabs: install services ## only the grab benchmark (issue 4): pool vs SELECT ... FOR UPDATE, with floors
 	$(BIN)/python -m tests.bench grabs
 
+# Its own database (dropped and seeded again from a template) and Redis (flushed): never the deployment's.
+export SIMULATION_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_simulation
+export SIMULATION_REDIS_URL ?= redis://127.0.0.1:6379/13
+
+simulate: install services ## a city-day under every dispatch policy: the scorecard, PNG charts in var/simulation/
+	$(BIN)/fieldpool simulate --city fixtures/ --day 2026-11-16 --seed 7 --out var/simulation
+
 lint: install ## ruff, mypy and the layer contract
 	$(BIN)/ruff check .
-	$(BIN)/mypy dispatch geo grab_pool wechat technicians workload
+	$(BIN)/mypy dispatch geo grab_pool wechat technicians workload simulation
 	$(BIN)/lint-imports

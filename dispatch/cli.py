@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
 from rq.job import Job
+from sqlalchemy.engine import make_url
 
 from dispatch import serving
 from dispatch.accounts.service import create_user
@@ -34,6 +35,11 @@ from dispatch.seed import seed_demo
 from dispatch.tickets import feed, mirror, outbox
 from dispatch.webhooks import channel as webhook_channel
 from dispatch.webhooks import jobs as webhook_jobs
+from simulation import charts, demand, scorecard
+from simulation import database as sim_database
+from simulation import run as sim_run
+from simulation.config import get_simulation_settings
+from simulation.policies import POLICIES, PolicyName
 from technicians import presence, replica
 from wechat import channel as wechat_channel
 from wechat import menu
@@ -58,6 +64,9 @@ app.add_typer(export, name="export")
 OPERATOR = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="cli")
 
 log = structlog.get_logger()
+# `fieldpool simulate` drops and seeds its own database and flushes its own Redis, never the deployment's.
+SIMULATION_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_simulation"
+SIMULATION_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def _cores() -> int:
@@ -307,6 +316,38 @@ def export_workload(
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def simulate(
+    city: Annotated[Path, typer.Option(help="the city's fixtures folder (as `seed demo` loads)")] = Path("fixtures"),
+    day: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="the local day simulated")
+                   ] = datetime(2026, 11, 16),
+    seed: Annotated[int, typer.Option(help="the same seed gives the same reports, choices and table")] = 7,
+    policy: Annotated[list[PolicyName] | None, typer.Option(
+        help="repeat to choose; every policy when left out")] = None,
+    reports: Annotated[Path | None, typer.Option(help="replay this CSV of reports instead of generating them")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the PNG charts and the day's reports.csv here")] = None,
+    database_url: Annotated[str, typer.Option(envvar="SIMULATION_DATABASE_URL", help=(
+        "a database the simulation may drop and create again, as its owner"))] = SIMULATION_DATABASE_URL,
+    redis_url: Annotated[str, typer.Option(envvar="SIMULATION_REDIS_URL", help="a Redis it may flush")
+                         ] = SIMULATION_REDIS_URL,
+) -> None:
+    """Play a city-day under each dispatch policy through the real services and print the scorecard."""
+    settings = get_settings()
+    if make_url(database_url).database in {make_url(u).database for u in (settings.database_url,
+                                                                          settings.owner_database_url)}:
+        typer.echo("error: --database-url names the deployment's database; the simulation drops it", err=True)
+        raise typer.Exit(2)
+    place = sim_database.Place(owner_url=database_url, redis_url=redis_url)
+    chosen = [str(p) for p in policy] if policy else list(POLICIES)
+    scores, day_reports = sim_run.simulate(place, fixtures=city, day=day.date(), seed=seed, policies=chosen,
+                                           replay=reports, settings=settings, cfg=get_simulation_settings())
+    typer.echo(scorecard.table(scores))
+    if out is not None:
+        demand.write_csv(day_reports, out / "reports.csv")
+        for written in charts.draw(scores, out):
+            typer.echo(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`make bench`: HTTP load at the door against a live server and worker, with its floor, and the presence
-write-through; then nearest, workload, grabs, webhooks, lists; last the soak (`BENCH_SOAK_S`, 600 s).
+write-through; then nearest, workload, grabs, webhooks, lists, the dispatch simulation's headline; last the
+soak (`BENCH_SOAK_S`, 600 s).
 
-`python -m tests.bench door nearest workload grabs webhooks lists soak` runs only the tables named. Each starts from a
-freshly seeded bench database and a flushed bench Redis.
+`python -m tests.bench door nearest workload grabs webhooks lists simulate soak` runs only the tables named. Each
+starts from a freshly seeded bench database and a flushed bench Redis.
 """
 
 import os
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.migrations import runner
 from dispatch.seed import seed_demo
-from tests.bench import door, grabs, lists, nearest, presence, webhooks, workload
+from tests.bench import door, grabs, lists, nearest, presence, simulate, webhooks, workload
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/fieldpool_bench")
@@ -54,6 +55,7 @@ def _door() -> str:
 TABLES = {"door": _door, "nearest": lambda: nearest.main(_libpq(BENCH_URL)),
           "workload": lambda: workload.main(BENCH_URL), "grabs": lambda: grabs.main(BENCH_URL, REDIS_URL),
           "webhooks": lambda: webhooks.main(BENCH_URL, REDIS_URL), "lists": lambda: lists.main(BENCH_URL),
+          "simulate": lambda: simulate.main(BENCH_URL, REDIS_URL),
           "soak": lambda: door.soak(BENCH_URL, REDIS_URL)}
 
 
