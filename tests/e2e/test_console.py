@@ -81,7 +81,8 @@ def test_an_api_error_is_shown_in_words(open_page: Callable[..., Page], api: htt
     console.get_by_role("tab", name="录入").click()
     console.get_by_label("故障或需求描述").fill("没信号")
     console.get_by_label("联系人").fill("赵六")
-    console.get_by_role("textbox", name="电话").fill("12")  # too short: the API answers 422 naming contact.phone, which the page names 手机号
+    # Too short: the API answers 422 naming contact.phone, which the page calls 手机号.
+    console.get_by_role("textbox", name="电话").fill("12")
     console.locator(".gridmap").click()  # a point on the map
     console.get_by_role("button", name="提交到工单池").click()
     expect(console.get_by_role("alert").filter(has_text="填写的内容有误")).to_contain_text("手机号")
