@@ -618,6 +618,8 @@ class CellStatsRead(BaseModel):
     reports: int = Field(description="tickets reported in the period, where they were reported")
     open: int = Field(description="tickets open now (pending, timed out, accepted, awaiting follow-up)")
     on_duty: int = Field(description="on-duty technicians now, where the live index has them")
+    present: int = Field(description="technicians whose sampled track lay in the cell during the period (that "
+                                     "local hour of each day with `hour`): the supply of that time")
     accept_median_min: float | None = Field(description="median minutes from report to first grab or assignment "
                                                         "of the period's reports here that were taken")
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import Float, Select, and_, cast, exists, func, literal, or_, select
+from sqlalchemy import Float, Numeric, Select, and_, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,7 +34,7 @@ from geo import hexgrid, regions
 from geo.latlng import LatLng
 from geo.models import Region
 from technicians import presence
-from technicians.models import Technician
+from technicians.models import Technician, TrackPoint
 from workload.queries import Span
 
 TAKING = (Action.GRAB, Action.ASSIGN, Action.SYSTEM_ASSIGN)
@@ -217,6 +217,7 @@ class CellStats:
     reports: int
     open: int
     on_duty: int
+    present: int
     accept_median_min: float | None
 
 
@@ -249,7 +250,32 @@ def cell_stats(session: Session, redis: Redis, *, actor: Actor, period: Period, 
         select(func.ST_Y(Ticket.location), func.ST_X(Ticket.location))
         .where(regions.within(Ticket.region_id, scope), Ticket.state.in_(OPEN_STATES))))
     on_duty = Counter(hexgrid.cell_of(t.point, res) for t in presence.on_duty(session, redis, scope=scope))
+    present = _present(session, scope=scope, period=period, hour=hour, res=res)
     return [CellStats(cell=cell, centre=hexgrid.cell_center(cell), boundary=hexgrid.cell_boundary(cell),
-                      reports=reports[cell], open=open_now[cell], on_duty=on_duty[cell],
+                      reports=reports[cell], open=open_now[cell], on_duty=on_duty[cell], present=len(present[cell]),
                       accept_median_min=statistics.median(accept[cell]) if accept[cell] else None)
-            for cell in sorted(reports.keys() | open_now.keys() | on_duty.keys())]
+            for cell in sorted(reports.keys() | open_now.keys() | on_duty.keys() | present.keys())]
+
+
+# Track samples rounded to this many decimal degrees (about 100 m) before they are placed in cells: a technician
+# waiting on site leaves hundreds of samples, one place.
+TRACK_ROUNDING = 3
+
+
+def _present(session: Session, *, scope: tuple[int, ...] | None, period: Period, hour: int | None,
+             res: int) -> defaultdict[str, set[int]]:
+    """The technicians in scope whose sampled track lay in each cell during the period (that local hour of each
+    day when `hour` is given): the supply of the time the heat map's slider shows, where "on duty" is now."""
+    lat = func.round(cast(func.ST_Y(TrackPoint.location), Numeric), TRACK_ROUNDING)
+    lng = func.round(cast(func.ST_X(TrackPoint.location), Numeric), TRACK_ROUNDING)
+    samples = (select(TrackPoint.technician_id, lat, lng).distinct()
+               .join(Technician, Technician.id == TrackPoint.technician_id)
+               .where(regions.within(Technician.region_id, scope),
+                      TrackPoint.at >= local_midnight(period.span.start, period.tz),
+                      TrackPoint.at < local_midnight(period.span.end_exclusive, period.tz)))
+    if hour is not None:
+        samples = samples.where(func.extract("hour", func.timezone(period.tz, TrackPoint.at)) == hour)
+    present: defaultdict[str, set[int]] = defaultdict(set)
+    for technician_id, at_lat, at_lng in session.execute(samples):
+        present[hexgrid.cell_of(LatLng(float(at_lat), float(at_lng)), res)].add(technician_id)
+    return present

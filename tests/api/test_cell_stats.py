@@ -8,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from dispatch.accounts.models import User
 from dispatch.tickets.models import Ticket, TicketEvent, TicketState
 from geo.hexgrid import cell_of
 from geo.latlng import LatLng
+from geo.points import to_wkb
+from technicians.models import Technician, TrackPoint
 from tests.conftest import log_in, on_duty
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -176,3 +179,32 @@ def test_an_hour_out_of_range_is_a_problem_naming_hour(client: TestClient, hour:
     assert reply.status_code == 422
     assert reply.headers["content-type"].startswith("application/problem+json")
     assert "hour" in reply.text
+
+
+def worked_at(db: Session, username: str, where: LatLng, at: datetime, samples: int = 3) -> None:
+    """`username`'s phone sampled at `where` around `at`, as the track's write-through stores it."""
+    technician = db.scalars(select(Technician).join(User, User.id == Technician.user_id)
+                            .where(User.username == username)).one()
+    db.add_all(TrackPoint(technician_id=technician.id, at=at + timedelta(minutes=n), location=to_wkb(where))
+               for n in range(samples))
+    db.flush()
+
+
+def test_present_counts_who_worked_in_a_cell_in_the_slider_hour_not_who_is_on_duty_now(
+        client: TestClient, db: Session) -> None:
+    now = datetime.now(TZ)
+    other_hour = (now.hour + 12) % 24
+    worked_at(db, "tech01", OLD_TOWN, now.replace(minute=0))
+    worked_at(db, "tech02", OLD_TOWN, now.replace(hour=other_hour, minute=0))
+    worked_at(db, "tech03", STATION, now.replace(hour=other_hour, minute=0))
+    worked_at(db, "tech33", ERENHOT, now.replace(minute=0))  # another branch: not the XL dispatcher's supply
+
+    this = by_cell(cells(client, res=8, hour=now.hour))
+    other = by_cell(cells(client, res=8, hour=other_hour))
+    day = by_cell(cells(client, res=8))
+
+    assert this[cell_of(OLD_TOWN, 8)]["present"] == 1 and cell_of(STATION, 8) not in this
+    assert (other[cell_of(OLD_TOWN, 8)]["present"], other[cell_of(STATION, 8)]["present"]) == (1, 1)
+    assert (day[cell_of(OLD_TOWN, 8)]["present"], day[cell_of(STATION, 8)]["present"]) == (2, 1)
+    assert cell_of(ERENHOT, 8) not in day
+    assert all(row["on_duty"] == 0 for row in day.values())  # nobody is on duty now: supply came from the track

@@ -82,20 +82,23 @@ export async function showOffers(map, client, ticket) {
   }
 }
 
-// Demand (reports in the hour, or the day) against supply (technicians on duty now), per H3 cell.
-const pressure = (cell) => {
-  if (cell.reports > cell.on_duty) return 'hot';
+// Demand (reports in the hour, or the day) against supply per H3 cell: the technicians whose track lay there
+// in that time, and, when the slider shows the present, those on duty there now.
+const supplyOf = (cell, live) => Math.max(cell.present, live ? cell.on_duty : 0);
+const pressure = (cell, live) => {
+  if (cell.reports > supplyOf(cell, live)) return 'hot';
   return cell.reports ? 'even' : 'cool';
 };
 
-function drawCells(map, layer, cells) {
+function drawCells(map, layer, cells, live) {
   layer.clearLayers();
   const most = Math.max(1, ...cells.map((c) => c.reports));
   for (const cell of cells) {
     const hexagon = L.polygon(cell.boundary.map((p) => map.toMap(p)), {
-      className: `cell ${pressure(cell)}`, fillOpacity: 0.25 + (0.5 * cell.reports) / most, weight: 1,
+      className: `cell ${pressure(cell, live)}`, fillOpacity: 0.25 + (0.5 * cell.reports) / most, weight: 1,
     });
-    hexagon.bindTooltip(`报修 ${cell.reports} · 未完成 ${cell.open} · 在班维护人员 ${cell.on_duty}`, { sticky: true });
+    hexagon.bindTooltip(`报修 ${cell.reports} · 未完成 ${cell.open} · 该时段在此工作 ${cell.present} 人 · 现在在班 ${cell.on_duty} 人`,
+      { sticky: true });
     hexagon.on('add', () => { hexagon.getElement().dataset.cell = cell.cell; });
     layer.addLayer(hexagon);
   }
@@ -120,7 +123,8 @@ function heatPanel(map, client, layer) {
     try {
       const found = await client.get(`/api/v1/stats/cells?${query({ from: day.value, to: day.value, res: HEAT_RES,
         ...(at === ALL_DAY ? {} : { hour: at }) })}`);
-      if (Number(hour.value) === at) drawCells(map, layer, found.cells);
+      const live = day.value === today() && (at === ALL_DAY || at === new Date().getHours());
+      if (Number(hour.value) === at) drawCells(map, layer, found.cells, live);
     } catch (error) { toast(error.message, 'error'); }
   };
   hour.addEventListener('input', load);
