@@ -74,7 +74,7 @@ fuzz: install services ## the Schemathesis run of every operation, longer: cover
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing} \
 	  $(BIN)/pytest -q tests/api/test_fuzz.py
 
-bench: install services ## load at the door (64 clients vs GET /me), nearest, workload, grabs, webhooks, lists, a 10-min soak
+bench: install services ## load at the door (64 clients vs GET /me), nearest, workload, grabs, webhooks, lists, the simulation headline, a 10-min soak
 	$(BIN)/python -m tests.bench
 
 bench-grabs: install services ## only the grab benchmark (issue 4): pool vs SELECT ... FOR UPDATE, with floors
