@@ -103,7 +103,7 @@ def test_an_admin_edits_a_types_time_limits_and_retires_it_from_the_report_page(
 def test_a_dispatcher_gives_a_technician_a_night_shift_past_midnight(
         console: Callable[[str, str], Page], api: httpx.Client, shot: Callable) -> None:
     page = console("dispatcher.xl", "排班")
-    page.get_by_label("维护人员").first.select_option(label="王建军（15025550349）")
+    page.get_by_label("维护人员", exact=True).select_option(label="王建军（15025550349）")
     expect(panel(page).locator("h3")).to_have_text("王建军 的一周")
     panel(page).get_by_label("星期").select_option(label="周一")
     panel(page).get_by_label("开始", exact=True).fill("22:00")
