@@ -79,7 +79,8 @@ def _bound(session: Session, world: World) -> Score:
     arrive = [link.arrive_min for link in plan.links]
     nan = float("nan")
     reports, grouped = filed(session)
-    return Score(policy=HINDSIGHT, reports=reports, grouped=grouped, tickets=len(plan.links), accept_p50_min=0.0, accept_p90_min=0.0,
+    return Score(policy=HINDSIGHT, reports=reports, grouped=grouped, tickets=len(plan.links), accept_p50_min=0.0,
+                 accept_p90_min=0.0,
                  arrive_p50_min=percentile(arrive, 50), arrive_p90_min=percentile(arrive, 90),
                  km_per_ticket=plan.km_per_visit, response_sla=1.0, resolution_sla=nan, tickets_per_tech_hour=nan,
                  pay_gini=nan, outage_clear_min=nan, unaccepted=len(plan.unreachable), two_owners=0)

@@ -41,7 +41,8 @@ class Score:
 
 
 # Column titles of the printed table, in the order of Score's fields.
-TITLES = {"policy": "policy", "reports": "reports", "grouped": "grouped", "tickets": "tickets", "accept_p50_min": "accept p50", "accept_p90_min": "accept p90",
+TITLES = {"policy": "policy", "reports": "reports", "grouped": "grouped", "tickets": "tickets",
+          "accept_p50_min": "accept p50", "accept_p90_min": "accept p90",
           "arrive_p50_min": "arrive p50", "arrive_p90_min": "arrive p90", "km_per_ticket": "km/ticket",
           "response_sla": "resp SLA", "resolution_sla": "resol SLA", "tickets_per_tech_hour": "tix/tech-h",
           "pay_gini": "pay Gini", "outage_clear_min": "outage min", "unaccepted": "unaccepted",

@@ -99,8 +99,8 @@ def test_a_report_far_away_or_after_the_window_stays_a_ticket_of_its_own(
     assert sorted(incident["ticket_ids"]) == [t["id"] for t in grouped]
 
 
-def test_a_dispatcher_groups_and_ungroups_reports_by_hand(client, as_user, db, on_duty,
-                                                          whole_first_ring) -> None:  # noqa: F811
+def test_a_dispatcher_groups_and_ungroups_reports_by_hand(client, as_user, db, whole_first_ring,
+                                                          on_duty) -> None:  # noqa: F811
     dispatcher = as_user("dispatcher.xl")
     body = {"type_code": "broadband_fault", "description": "断网", "location": around(200, 0)}
     made = [client.post("/api/v1/tickets", headers=dispatcher,
