@@ -131,6 +131,7 @@ class Policy(Protocol):
     """How tickets find technicians; the engine calls these hooks, the policy calls the engine's verbs."""
 
     name: str
+    offer: dict[str, object]  # OFFER__* settings the policy's service runs with, beside the deployment's
 
     def on_tickets(self, world: "World", jobs: list[Job]) -> None: ...
     def on_offers(self, world: "World", people: list[Person]) -> None: ...

@@ -35,15 +35,17 @@ def play(place: database.Place, day: Day, policy: str, *, settings: Settings, cf
     """The day under one policy, scored from what the services wrote; with `bound`, the hindsight optimum of the
     same tickets too."""
     database.fresh_day(place)
+    chosen = POLICIES[policy]()
     run_settings = settings.model_copy(update={
         "database_url": place.app_url, "redis_url": place.redis_url, "migration_database_url": place.owner_url,
+        "offer": settings.offer.model_copy(update=chosen.offer),
         # The phones' rate limit counts in Redis's real seconds, where a simulated hour passes in a few.
         "presence": settings.presence.model_copy(update={"ping_limit": UNLIMITED_PINGS})})
     db = Database(run_settings)
     redis = Redis.from_url(place.redis_url)
     try:
         world = World(database=db, redis=redis, settings=run_settings, cfg=cfg, city=day.city, day=day.day,
-                      reports=day.reports, policy=POLICIES[policy](), seed=day.seed)
+                      reports=day.reports, policy=chosen, seed=day.seed)
         outcome: Outcome = world.run()
         with db.session_scope() as session:
             scores = [measure(session, policy=policy, outcome=outcome, cfg=cfg)]
