@@ -131,6 +131,7 @@ class Policy(Protocol):
     """How tickets find technicians; the engine calls these hooks, the policy calls the engine's verbs."""
 
     name: str
+    offer: dict[str, object]  # OFFER__* settings the policy's service runs with, beside the deployment's
 
     def on_tickets(self, world: "World", jobs: list[Job]) -> None: ...
     def on_offers(self, world: "World", people: list[Person]) -> None: ...
@@ -470,7 +471,8 @@ class World:
         """What the pool lists to the technician (the most urgent, then the nearest), of the types they can do."""
         with self.db.session_scope() as session:
             listed = grabs.near_me(session, self.redis, ref=person.ref, radius_m=self.settings.offer.max_radius_m,
-                                   limit=self.settings.pool.near_limit)
+                                   limit=self.settings.pool.near_limit,
+                                   within_ring=self.settings.offer.pool_within_ring)
             return [t.id for t, _ in listed.found if self.city.kinds[t.type_code].skills <= person.skills]
 
     def idle(self) -> list[Person]:

@@ -22,7 +22,9 @@ class PolicyName(StrEnum):
 
 
 class _Quiet:
-    """Hooks a policy does not use."""
+    """Hooks a policy does not use, on the service as deployed."""
+
+    offer: dict[str, object] = {}  # noqa: RUF012 (read, never changed)
 
     def on_tickets(self, world: World, jobs: list[Job]) -> None:
         return None
@@ -63,6 +65,8 @@ class PurePool(_Browsing):
     """Everyone sees every ticket of their branch; the first tap wins, however far the tapper is."""
 
     name: str = PolicyName.PURE_POOL
+    # Everyone sees everything: the pool lists a ticket to all, whatever its ring has reached.
+    offer: dict[str, object] = {"pool_within_ring": False}  # noqa: RUF012 (read, never changed)
 
     def on_tickets(self, world: World, jobs: list[Job]) -> None:
         for job in jobs:

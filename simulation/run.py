@@ -16,7 +16,7 @@ from simulation.config import SimulationSettings
 from simulation.demand import Report
 from simulation.engine import Outcome, World
 from simulation.policies import POLICIES
-from simulation.scorecard import Score, dispatched, measure, percentile
+from simulation.scorecard import Score, dispatched, filed, measure, percentile
 
 HINDSIGHT = "hindsight"
 UNLIMITED_PINGS = 1_000_000
@@ -35,15 +35,17 @@ def play(place: database.Place, day: Day, policy: str, *, settings: Settings, cf
     """The day under one policy, scored from what the services wrote; with `bound`, the hindsight optimum of the
     same tickets too."""
     database.fresh_day(place)
+    chosen = POLICIES[policy]()
     run_settings = settings.model_copy(update={
         "database_url": place.app_url, "redis_url": place.redis_url, "migration_database_url": place.owner_url,
+        "offer": settings.offer.model_copy(update=chosen.offer),
         # The phones' rate limit counts in Redis's real seconds, where a simulated hour passes in a few.
         "presence": settings.presence.model_copy(update={"ping_limit": UNLIMITED_PINGS})})
     db = Database(run_settings)
     redis = Redis.from_url(place.redis_url)
     try:
         world = World(database=db, redis=redis, settings=run_settings, cfg=cfg, city=day.city, day=day.day,
-                      reports=day.reports, policy=POLICIES[policy](), seed=day.seed)
+                      reports=day.reports, policy=chosen, seed=day.seed)
         outcome: Outcome = world.run()
         with db.session_scope() as session:
             scores = [measure(session, policy=policy, outcome=outcome, cfg=cfg)]
@@ -78,7 +80,9 @@ def _bound(session: Session, world: World) -> Score:
     plan = hindsight.optimum(visits, starts, tz=world.settings.timezone, cfg=world.cfg)
     arrive = [link.arrive_min for link in plan.links]
     nan = float("nan")
-    return Score(policy=HINDSIGHT, tickets=len(plan.links), accept_p50_min=0.0, accept_p90_min=0.0,
+    reports, grouped = filed(session)
+    return Score(policy=HINDSIGHT, reports=reports, grouped=grouped, tickets=len(plan.links), accept_p50_min=0.0,
+                 accept_p90_min=0.0,
                  arrive_p50_min=percentile(arrive, 50), arrive_p90_min=percentile(arrive, 90),
                  km_per_ticket=plan.km_per_visit, response_sla=1.0, resolution_sla=nan, tickets_per_tech_hour=nan,
                  pay_gini=nan, outage_clear_min=nan, unaccepted=len(plan.unreachable), two_owners=0)

@@ -8,7 +8,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from dispatch.tickets.lifecycle import Action
-from dispatch.tickets.models import Ticket, TicketEvent, TicketState
+from dispatch.tickets.models import Incident, Ticket, TicketEvent, TicketState
 from simulation.config import SimulationSettings
 from simulation.engine import Outcome
 from technicians.models import Technician
@@ -20,7 +20,12 @@ TAKING = (Action.GRAB, Action.ASSIGN, Action.REASSIGN)
 @dataclass(frozen=True)
 class Score:
     policy: str
-    tickets: int  # dispatched: a report's own or an outage incident's ticket (grouped reports ride along)
+    # Every report of the day, the same for each policy; how many were grouped under an outage incident (which
+    # depends on the policy: a report joins the burst's others only while they wait ungrabbed); and the tickets
+    # dispatched, a report's own or an incident's (grouped reports ride along): per-ticket figures count these.
+    reports: int
+    grouped: int
+    tickets: int
     accept_p50_min: float
     accept_p90_min: float
     arrive_p50_min: float
@@ -36,7 +41,8 @@ class Score:
 
 
 # Column titles of the printed table, in the order of Score's fields.
-TITLES = {"policy": "policy", "tickets": "tickets", "accept_p50_min": "accept p50", "accept_p90_min": "accept p90",
+TITLES = {"policy": "policy", "reports": "reports", "grouped": "grouped", "tickets": "tickets",
+          "accept_p50_min": "accept p50", "accept_p90_min": "accept p90",
           "arrive_p50_min": "arrive p50", "arrive_p90_min": "arrive p90", "km_per_ticket": "km/ticket",
           "response_sla": "resp SLA", "resolution_sla": "resol SLA", "tickets_per_tech_hour": "tix/tech-h",
           "pay_gini": "pay Gini", "outage_clear_min": "outage min", "unaccepted": "unaccepted",
@@ -63,6 +69,13 @@ def gini(values: list[float]) -> float:
 def dispatched(session: Session) -> list[Ticket]:
     taken = select(TicketEvent.ticket_id).where(TicketEvent.action.in_([Action.GRAB, Action.ASSIGN]))
     return list(session.scalars(select(Ticket).where(Ticket.id.in_(taken)).order_by(Ticket.id)))
+
+
+def filed(session: Session) -> tuple[int, int]:
+    """(reports, of them grouped under an outage incident): every ticket but an incident's own."""
+    reports, grouped = session.execute(
+        select(func.count(), func.count(Ticket.incident_id)).where(Ticket.id.not_in(select(Incident.ticket_id)))).one()
+    return reports, grouped
 
 
 def two_owners(session: Session) -> int:
@@ -108,8 +121,9 @@ def measure(session: Session, *, policy: str, outcome: Outcome, cfg: SimulationS
     recorded = session.scalars(select(WorkRecord.distance_m).where(WorkRecord.ticket_id.in_([t.id for t in tickets])))
     distances = [d for d in recorded if d is not None]
     completed = sum(1 for t in tickets if t.completed_at is not None)
+    reports, grouped = filed(session)
     return Score(
-        policy=policy, tickets=len(tickets), accept_p50_min=percentile(accept, 50),
+        policy=policy, reports=reports, grouped=grouped, tickets=len(tickets), accept_p50_min=percentile(accept, 50),
         accept_p90_min=percentile(accept, 90),
         arrive_p50_min=percentile(arrive, 50), arrive_p90_min=percentile(arrive, 90),
         # The work record keeps the straight line from where the technician was at accept; roads add the detour.

@@ -205,6 +205,13 @@ def redis() -> Iterator[Redis]:
 
 
 @pytest.fixture
+def whole_first_ring(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """No lead ring (OFFER__LEAD_K=0): the first ring's K at once, for tests of what a ring of K does."""
+    monkeypatch.setattr(settings, "offer", settings.offer.model_copy(update={"lead_k": 0}))
+    return settings
+
+
+@pytest.fixture
 def app(settings: Settings, db: Session, redis: Redis) -> FastAPI:
     return in_test_transaction(create_app(settings), db)
 

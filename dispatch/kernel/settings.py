@@ -26,12 +26,20 @@ class OfferSettings(BaseModel):
     """The ring policy (env: OFFER__K=5, OFFER__STEP_S=180, ...)."""
 
     k: int = 5
+    # The first ring: of the K nearest, the nearest `lead_k` holding no ticket alone for `lead_s`, then the rest
+    # (0: the K at once). Whoever of five tapped first won ring 1 before, often not the nearest, and half the
+    # first rings' offers went to technicians busy on another job; a P1 goes to its K at once.
+    lead_k: int = Field(default=1, ge=0)
+    lead_s: int = Field(default=120, gt=0)
     first_radius_m: int = 3000
     max_radius_m: int = 20000
     step_s: int = 180
     sweep_interval_s: int = 15
     # Technicians closer together than this count as equally near; the fairer pick wins.
     tie_band_m: int = 300
+    # While a ticket's rings widen, the pool lists it only inside its current ring: the nearest, offered it, get
+    # it before someone far who happens to look at the pool (half the simulated day's grabs came that way).
+    pool_within_ring: bool = True
     # A P1 ticket's first ring: more technicians, further out.
     urgent_k: int = Field(default=10, gt=0)
     urgent_first_radius_m: int = Field(default=6000, gt=0)

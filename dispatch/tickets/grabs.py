@@ -16,7 +16,7 @@ from geoalchemy2 import Geography
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
-from sqlalchemy import cast, func, select
+from sqlalchemy import ColumnElement, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.auth import Actor
@@ -183,9 +183,11 @@ class Nearby:
     total: int
 
 
-def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int, limit: int) -> Nearby:
+def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int, limit: int,
+            within_ring: bool) -> Nearby:
     """Grabbable tickets in the technician's scope within `radius_m` of their position, the most urgent first,
-    then the nearest; at most `limit` of them, with the count of all.
+    then the nearest; at most `limit` of them, with the count of all. With `within_ring`, a ticket whose rings
+    still widen is listed only as far as its ring has reached.
 
     The pool's geo set orders them; PostgreSQL, the truth, says which are
     still grabbable and in scope. With the pool down or unbuilt PostgreSQL's
@@ -197,6 +199,8 @@ def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int
     if here is None:
         raise LocationUnknown("send your location first: the pool lists tickets near you")
     in_scope = queries.in_pool_of(ref)
+    if within_ring:
+        in_scope = and_(in_scope, _ring_reaches(here))
     within = func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography), radius_m)
     hits = _near_in_pool(redis, ref, here, radius_m, limit)
     if hits is None:
@@ -212,6 +216,14 @@ def near_me(session: Session, redis: Redis, *, ref: TechnicianRef, radius_m: int
     total = len(found) if len(found) < limit else session.scalar(
         select(func.count()).select_from(Ticket).where(in_scope, within)) or 0
     return Nearby(found=found, total=max(total, len(found)))
+
+
+def _ring_reaches(here: LatLng) -> ColumnElement[bool]:
+    """The ticket's rings no longer widen (or never ran), or its current ring reaches `here`: the nearest, offered
+    it, are not raced to it by whoever far away looks at the pool first."""
+    return or_(Ticket.next_ring_at.is_(None), Ticket.ring_radius_m.is_(None),
+               func.ST_DWithin(cast(Ticket.location, Geography), cast(sql_point(here), Geography),
+                               Ticket.ring_radius_m))
 
 
 def _near_in_pool(redis: Redis, ref: TechnicianRef, here: LatLng, radius_m: int,

@@ -1,11 +1,15 @@
 """The ring policy: offer a new ticket to the nearest eligible technicians, then widen.
 
-Ring 1 goes out at intake (K within the first radius). While nobody takes
-the ticket, the sweep offers the next K not yet offered within twice the
-radius, every step, up to the maximum radius. Offers are unique per
+Ring 1 goes out at intake: the nearest LEAD_K of the K within the first
+radius who hold no ticket, alone, for LEAD_S (the nearest free should not race
+four others to a ticket at their door), else the K at once. While nobody
+takes the ticket, the sweep offers the next K not yet offered within the first
+radius, then within twice the last one's radius, every step, up to the maximum
+radius. Offers are unique per
 (ticket, technician), so running a ring twice offers nobody twice.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +21,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from dispatch.kernel.settings import Settings
+from dispatch.kernel.settings import OfferSettings, Settings
 from dispatch.tickets.lifecycle import GRABBABLE, announce
 from dispatch.tickets.models import Offer, OfferOutcome, Priority, Ticket, TicketType
 from geo.latlng import LatLng
@@ -76,10 +80,24 @@ def next_ring(session: Session, redis: Redis, ticket: Ticket, *, settings: Setti
         log.warning("offer_ring_deferred", ticket_id=ticket.id, error=str(exc))
         ticket.next_ring_at = now + timedelta(seconds=cfg.sweep_interval_s)
         return None
+    lead = _lead(candidates, cfg) if ticket.ring == 0 and not urgent else []
+    if lead:
+        # The lead ring reaches its own and whoever is as near (the tie band): the next is the first radius (or
+        # twice the lead's). The pool lists the ticket within it meanwhile.
+        candidates, radius = lead, math.ceil(max(c.distance_m for c in lead)) + cfg.tie_band_m
     ticket.ring += 1
     ticket.ring_radius_m = radius
-    ticket.next_ring_at = now + timedelta(seconds=cfg.step_s) if radius < cfg.max_radius_m else None
+    step_s = cfg.lead_s if lead else cfg.step_s
+    ticket.next_ring_at = now + timedelta(seconds=step_s) if radius < cfg.max_radius_m else None
     return Ring(number=ticket.ring, radius_m=radius, candidates=candidates)
+
+
+def _lead(first_ring: list[Candidate], cfg: OfferSettings) -> list[Candidate]:
+    """The nearest of the first ring holding no ticket, who get it alone for a while: one on the way to or at
+    another job would leave it waiting. Empty (the whole ring at once) when none is free or leads are off."""
+    if not 0 < cfg.lead_k < len(first_ring):
+        return []
+    return [c for c in first_ring if c.active == 0][:cfg.lead_k]
 
 
 _INSERT_OFFER = insert(Offer).on_conflict_do_nothing(index_elements=[Offer.ticket_id, Offer.technician_id])

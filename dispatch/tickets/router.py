@@ -562,7 +562,7 @@ def my_pool(caller: CallingTechnician, session: SessionDep, redis: RedisDep, set
     """Grabbable tickets in my scope near my last position, nearest first (without the subscriber's contact):
     at most `limit` (default POOL_NEAR_LIMIT); `X-Total-Count` says how many lie within the radius in all."""
     nearby = grabs.near_me(session, redis, ref=caller.ref, radius_m=radius_m or settings.pool.near_radius_m,
-                           limit=limit or settings.pool.near_limit)
+                           limit=limit or settings.pool.near_limit, within_ring=settings.offer.pool_within_ring)
     response.headers["X-Total-Count"] = str(nearby.total)
     viewer = Viewer(actor=caller.actor, technician=caller.ref)
     return [PoolTicketRead(**ticket_read(ticket, viewer).model_dump(), distance_m=round(metres, 1))

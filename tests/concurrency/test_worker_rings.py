@@ -92,7 +92,8 @@ def flow(settings: Settings, committed_db: Engine, redis: Redis, tmp_path: Path,
     env = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
            "REDIS_QUEUE_URL": settings.redis_url, "SECRET_KEY": settings.secret_key,
            "MEDIA_DIR": str(settings.media_dir), "LOG_LEVEL": "WARNING", "LOG_JSON": "false",
-           "OFFER__STEP_S": str(STEP_S), "OFFER__SWEEP_INTERVAL_S": "1"}
+           # The first ring's K at once (no lead ring, tests/dispatch/test_offers.py has it): rings by the step.
+           "OFFER__STEP_S": str(STEP_S), "OFFER__SWEEP_INTERVAL_S": "1", "OFFER__LEAD_K": "0"}
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with fieldpool_process(["serve", "--port", str(port)], env, tmp_path / "api.log", answers(base_url)), \

@@ -45,7 +45,8 @@ def decline(client: TestClient, ticket_id: int, who: str, reason: str = "too_far
                        headers=log_in(client, who))
 
 
-def test_a_branch_grabs_by_default_as_before(client, as_user, on_duty, db) -> None:  # noqa: F811
+def test_a_branch_grabs_by_default_as_before(client, as_user, whole_first_ring, db,
+                                              on_duty) -> None:  # noqa: F811
     mode = client.get(f"/api/v1/regions/{branch_id(client, as_user('dispatcher.xl'))}/dispatch-mode",
                       headers=as_user("dispatcher.xl")).json()
     assert mode["mode"] == "grab" and mode["changed_by"] is None
@@ -81,7 +82,8 @@ def test_assign_mode_with_nobody_eligible_leaves_the_ticket_in_the_pool(client, 
 
 
 def test_hybrid_mode_assigns_only_after_the_wait_unanswered(
-        client, as_user, on_duty, db: Session, redis: Redis, settings: Settings) -> None:  # noqa: F811
+        client, as_user, whole_first_ring: Settings, db: Session, redis: Redis, settings: Settings,
+        on_duty) -> None:  # noqa: F811
     assert choose(client, "hybrid", hybrid_after_s=60).json()["hybrid_after_s"] == 60
     ticket = report(client, as_user("dispatcher.xl"))
     assert ticket["state"] == "pending" and len(ticket["offers"]) == 5, "offered first, as in grab mode"

@@ -60,7 +60,7 @@ def open_offers_on(db: Session, ticket_ids: list[int]) -> int:
 
 
 def test_twenty_reports_of_one_outage_become_one_incident_offered_once(
-        client, as_user, db, outage_type, on_duty) -> None:  # noqa: F811
+        client, as_user, db, outage_type, on_duty, whole_first_ring) -> None:  # noqa: F811
     dispatcher = as_user("dispatcher.xl")
     reports = [report(client, dispatcher, around(140 * (i % 2 + 0.2), 18 * i)) for i in range(20)]
     ids = [r["id"] for r in reports]
@@ -99,7 +99,8 @@ def test_a_report_far_away_or_after_the_window_stays_a_ticket_of_its_own(
     assert sorted(incident["ticket_ids"]) == [t["id"] for t in grouped]
 
 
-def test_a_dispatcher_groups_and_ungroups_reports_by_hand(client, as_user, db, on_duty) -> None:  # noqa: F811
+def test_a_dispatcher_groups_and_ungroups_reports_by_hand(client, as_user, db, whole_first_ring,
+                                                          on_duty) -> None:  # noqa: F811
     dispatcher = as_user("dispatcher.xl")
     body = {"type_code": "broadband_fault", "description": "断网", "location": around(200, 0)}
     made = [client.post("/api/v1/tickets", headers=dispatcher,

@@ -59,15 +59,63 @@ def report(client: TestClient, headers: dict[str, str], phone: str = "1390000111
     return reply.json()
 
 
-def test_intake_offers_the_five_nearest_within_the_first_ring(client, as_user, on_duty) -> None:
+def offered_in(db: Session, ticket_id: int, ring: int) -> list[int]:
+    return sorted(db.scalars(select(Offer.technician_id).where(Offer.ticket_id == ticket_id, Offer.ring == ring)))
+
+
+def test_intake_offers_the_nearest_free_technician_alone_first(client, as_user, on_duty, db, settings) -> None:
+    ticket = report(client, as_user("dispatcher.xl"))
+    assert [o["technician_id"] for o in ticket["offers"]] == [on_duty["tech01"]]
+    assert ticket["address"], "intake names the place of the report"
+    # The lead ring reaches as far as its own and the tie band beyond (300 m): the pool lists it that far.
+    assert db.get(Ticket, ticket["id"]).ring_radius_m == 101 + settings.offer.tie_band_m
+
+
+def test_after_the_lead_the_rest_of_the_first_ring_is_offered(client, as_user, on_duty, db, redis,
+                                                              settings) -> None:
+    ticket = report(client, as_user("dispatcher.xl"))
+    early = datetime.now(UTC) + timedelta(seconds=settings.offer.lead_s - 5)
+    assert offers.sweep(db, redis, settings=settings, now=early, limit=50) == 0, "the lead has its time alone"
+    later = datetime.now(UTC) + timedelta(seconds=settings.offer.lead_s + 1)
+    assert offers.sweep(db, redis, settings=settings, now=later, limit=50) == 1
+    assert offered_in(db, ticket["id"], 2) == sorted(on_duty[u] for u in ("tech02", "tech03", "tech04", "tech05"))
+    assert db.get(Ticket, ticket["id"]).ring_radius_m == 3000
+
+
+def test_the_lead_passes_over_a_nearer_technician_already_holding_a_ticket(client, as_user, on_duty) -> None:
+    first = report(client, as_user("dispatcher.xl"), phone="13900002222")
+    assert client.post(f"/api/v1/tickets/{first['id']}/grab", headers=as_user("tech01")).status_code == 200
+    second = report(client, as_user("dispatcher.xl"), phone="13900003333")
+    assert [o["technician_id"] for o in second["offers"]] == [on_duty["tech02"]]
+
+
+def test_without_a_lead_intake_offers_the_five_nearest_within_the_first_ring(client, as_user, on_duty,
+                                                                             whole_first_ring) -> None:
     ticket = report(client, as_user("dispatcher.xl"))
     offered = [o["technician_id"] for o in ticket["offers"]]
     assert offered == [on_duty[u] for u in ("tech01", "tech02", "tech03", "tech04", "tech05")]
     assert all(o["distance_m"] <= 3000 for o in ticket["offers"])
-    assert ticket["address"], "intake names the place of the report"
 
 
-def test_an_offered_technician_sees_the_offer_and_another_does_not(client, as_user, on_duty) -> None:
+def pool_of(client: TestClient, headers: dict[str, str]) -> list[int]:
+    reply = client.get("/api/v1/me/pool", headers=headers)
+    assert reply.status_code == 200, reply.text
+    return [t["id"] for t in reply.json()]
+
+
+def test_the_pool_lists_a_ticket_only_as_far_as_its_ring_has_reached(client, as_user, on_duty, db, redis,
+                                                                    settings) -> None:
+    ticket = report(client, as_user("dispatcher.xl"))
+    assert ticket["id"] in pool_of(client, as_user("tech01")), "the lead sees it"
+    assert ticket["id"] not in pool_of(client, as_user("tech03")), "900 m off, not offered yet"
+    offers.sweep(db, redis, settings=settings, now=datetime.now(UTC) + timedelta(seconds=settings.offer.lead_s + 1),
+                 limit=50)
+    assert ticket["id"] in pool_of(client, as_user("tech03"))
+    assert ticket["id"] not in pool_of(client, as_user("tech07")), "4.5 km off, beyond the 3 km ring"
+
+
+def test_an_offered_technician_sees_the_offer_and_another_does_not(client, as_user, on_duty,
+                                                                    whole_first_ring) -> None:
     ticket = report(client, as_user("dispatcher.xl"))
     mine = client.get("/api/v1/me/offers", headers=as_user("tech02")).json()
     assert [o["ticket"]["id"] for o in mine] == [ticket["id"]]
@@ -76,7 +124,8 @@ def test_an_offered_technician_sees_the_offer_and_another_does_not(client, as_us
 
 
 def test_an_untaken_ticket_reaches_the_second_ring_after_the_step(client, as_user, on_duty, db, redis,
-                                                                   settings) -> None:
+                                                                   whole_first_ring) -> None:
+    settings = whole_first_ring
     ticket = report(client, as_user("dispatcher.xl"))
     later = datetime.now(UTC) + timedelta(seconds=settings.offer.step_s + 1)
     assert offers.sweep(db, redis, settings=settings, now=later, limit=50) == 1
@@ -85,7 +134,8 @@ def test_an_untaken_ticket_reaches_the_second_ring_after_the_step(client, as_use
     assert db.get(Ticket, ticket["id"]).ring_radius_m == 6000
 
 
-def test_sweeping_twice_offers_nobody_twice(client, as_user, on_duty, db, redis, settings) -> None:
+def test_sweeping_twice_offers_nobody_twice(client, as_user, on_duty, db, redis, whole_first_ring) -> None:
+    settings = whole_first_ring
     ticket = report(client, as_user("dispatcher.xl"))
     later = datetime.now(UTC) + timedelta(seconds=settings.offer.step_s + 1)
     offers.sweep(db, redis, settings=settings, now=later, limit=50)
@@ -95,7 +145,8 @@ def test_sweeping_twice_offers_nobody_twice(client, as_user, on_duty, db, redis,
 
 
 def test_a_grabbed_ticket_stops_widening_and_closes_its_offers(client, as_user, on_duty, db, redis,
-                                                              settings) -> None:
+                                                              whole_first_ring) -> None:
+    settings = whole_first_ring
     ticket = report(client, as_user("dispatcher.xl"))
     assert client.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=as_user("tech03")).status_code == 200
     db.expire_all()

@@ -135,7 +135,8 @@ def test_a_dispatcher_changes_a_priority_as_an_audited_event_and_the_sla_follows
         403, 404}
 
 
-def test_a_p1_first_ring_reaches_more_technicians_further_out(client, staff, on_duty) -> None:  # noqa: F811
+def test_a_p1_first_ring_reaches_more_technicians_further_out(client, staff, whole_first_ring,
+                                                              on_duty) -> None:  # noqa: F811
     new_type(client, staff["admin"], "pri_ring", skills=["broadband"])
     p3 = report(client, staff["dispatcher"], "pri_ring")
     new_type(client, staff["admin"], "pri_ring_urgent", skills=["broadband"], priority="P1")
@@ -164,7 +165,8 @@ def test_a_p1_of_a_type_that_allows_it_goes_to_technicians_at_their_limit_too(
     assert on_duty["tech01"] not in [o["technician_id"] for o in strict["offers"]]
 
 
-def test_the_pool_and_offers_list_the_most_urgent_first(client, staff, on_duty) -> None:  # noqa: F811
+def test_the_pool_and_offers_list_the_most_urgent_first(client, staff, whole_first_ring,
+                                                        on_duty) -> None:  # noqa: F811
     new_type(client, staff["admin"], "pri_pool", skills=["broadband"])
     near = report(client, staff["dispatcher"], "pri_pool", at=north(50))
     far = report(client, staff["dispatcher"], "pri_pool", at=north(1200))

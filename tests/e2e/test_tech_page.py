@@ -6,6 +6,7 @@ from collections.abc import Callable
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
+from dispatch.kernel.settings import Settings
 from tests.e2e.conftest import sign_in, token_of
 
 HOME_TECH01 = {"latitude": 43.963615, "longitude": 116.054121}
@@ -36,7 +37,8 @@ def offered_on_the_phone(open_page: Callable[..., Page], api: httpx.Client,
 
 
 def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
-        open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+        whole_first_ring: Settings, open_page: Callable[..., Page], api: httpx.Client, shot: Callable) -> None:
+    # Both phones offered at once (no lead ring): the race between two offered phones is what this shows.
     first = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
     second = open_page("/m/tech", phone=True, geolocation=HOME_TECH01)
     go_on_duty(first, "tech01")
