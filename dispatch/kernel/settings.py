@@ -37,9 +37,10 @@ class OfferSettings(BaseModel):
     sweep_interval_s: int = 15
     # Technicians closer together than this count as equally near; the fairer pick wins.
     tie_band_m: int = 300
-    # While a ticket's rings widen, the pool lists it only inside its current ring: the nearest, offered it, get
-    # it before someone far who happens to look at the pool (half the simulated day's grabs came that way).
-    pool_within_ring: bool = True
+    # On: while a ticket's rings widen, the pool lists it only inside its current ring, so the nearest, offered
+    # it, get it before someone far who happens to look at the pool (half the simulated day's grabs came that
+    # way). Off by default: PRODUCT.md and API.md list every grabbable ticket in scope from intake on.
+    pool_within_ring: bool = False
     # A P1 ticket's first ring: more technicians, further out.
     urgent_k: int = Field(default=10, gt=0)
     urgent_first_radius_m: int = Field(default=6000, gt=0)

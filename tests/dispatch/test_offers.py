@@ -103,8 +103,15 @@ def pool_of(client: TestClient, headers: dict[str, str]) -> list[int]:
     return [t["id"] for t in reply.json()]
 
 
+def test_by_default_the_pool_lists_a_ticket_to_everyone_in_reach_from_intake_on(client, as_user, on_duty) -> None:
+    ticket = report(client, as_user("dispatcher.xl"))
+    assert ticket["id"] in pool_of(client, as_user("tech01")), "the lead"
+    assert ticket["id"] in pool_of(client, as_user("tech03")), "900 m off, not offered yet, in the pool all the same"
+
+
 def test_the_pool_lists_a_ticket_only_as_far_as_its_ring_has_reached(client, as_user, on_duty, db, redis,
-                                                                    settings) -> None:
+                                                                    settings, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "offer", settings.offer.model_copy(update={"pool_within_ring": True}))
     ticket = report(client, as_user("dispatcher.xl"))
     assert ticket["id"] in pool_of(client, as_user("tech01")), "the lead sees it"
     assert ticket["id"] not in pool_of(client, as_user("tech03")), "900 m off, not offered yet"
