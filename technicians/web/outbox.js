@@ -48,16 +48,19 @@ export class Outbox {
   async sendAll() {
     for (let [tap] = await this.waiting(); tap; [tap] = await this.waiting()) {
       let refused = null;
+      let answered = null;
       try {
-        await this.send(tap);
+        answered = await this.send(tap);
       } catch (error) {
         if (unanswered(error)) return;
         refused = error; // the server said no: sending it again would not change its mind
       }
       await (await this.db).delete(STORE, tap.id);
-      await this.onChange();
+      // The ticket as the server answered goes in before the tap leaves the list: the card never shows
+      // the step undone while the next refresh is on its way (or cannot come, the signal gone again).
       if (refused) this.onRefused(tap, refused);
-      else this.onSent(tap);
+      else this.onSent(tap, answered);
+      await this.onChange();
     }
   }
 
@@ -71,6 +74,6 @@ export class Outbox {
       }
       tap.body.photos = tap.photos.map((p) => p.ref);
     }
-    await this.client.post(`${path}/${tap.kind}`, tap.body, { 'Idempotency-Key': tap.key });
+    return this.client.post(`${path}/${tap.kind}`, tap.body, { 'Idempotency-Key': tap.key });
   }
 }

@@ -258,7 +258,11 @@ async function outboxChanged() {
 function openOutbox(me) {
   state.outbox = new Outbox(client, me.id, {
     onChange: outboxChanged,
-    onSent: (tap) => { toast(`${KIND_NAMES[tap.kind]}已发送：${tap.number}`, 'ok'); refreshMine(); },
+    onSent: (tap, ticket) => {
+      if (ticket) lists.mine = lists.mine.map((t) => (t.id === ticket.id ? ticket : t)).filter((t) => t.state !== 'pending');
+      toast(`${KIND_NAMES[tap.kind]}已发送：${tap.number}`, 'ok');
+      refreshMine();
+    },
     onRefused: (tap, error) => toast(`${KIND_NAMES[tap.kind]}没有成功（${tap.number}）：${error.message}`, 'error'),
   });
   window.addEventListener('online', () => state.outbox.flush());

@@ -20,7 +20,7 @@ DAY = date(2026, 11, 16)
 # Six reports between 07:10 and 07:50, and an outage of six reports within 100 m in five minutes.
 SHORT_DAY = SimulationSettings(
     reports=6, first_report=time(7, 10), last_report=time(7, 50), morning_peak=time(7, 30),
-    evening_peak=time(7, 40), peak_spread_min=10, burst_reports=6, burst_minutes=5, burst_at=time(7, 20),
+    evening_peak=time(7, 40), peak_spread_min=10, burst_reports=10, burst_minutes=2, burst_at=time(7, 20),
     burst_radius_m=100, early_shift=Shift(starts=time(7, 0), ends=time(12, 0)),
     late_shift=Shift(starts=time(7, 0), ends=time(14, 0)))
 

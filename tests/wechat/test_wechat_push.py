@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.accounts.service import subscriber_by_openid, token_for
-from dispatch.kernel.settings import WechatSettings
+from dispatch.kernel.settings import Settings, WechatSettings
 from dispatch.tickets import outbox
 from dispatch.tickets.models import OutboxMessage, Ticket
 from technicians.models import Technician
@@ -47,7 +47,8 @@ def sent(peer: WechatPeer, template_id: str) -> list[dict]:
 
 
 def test_report_is_pushed_to_bound_technicians_nearby_and_the_subscriber_hears_who_took_it(
-        wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
+        whole_first_ring: Settings, wx: TestClient, db: Session, peer: WechatPeer,
+        bound_on_duty: dict[str, int]) -> None:  # both bound technicians offered at once: no lead ring
     ticket = report_by_wechat(wx, db)
     drain()
     offers = {t["touser"]: t for t in sent(peer, "TPL-OFFER")}
@@ -174,7 +175,8 @@ def test_an_outage_repaired_once_tells_each_subscriber_once(
 
 
 def test_an_urged_report_reaches_the_bound_technicians_it_is_offered_to(
-        wx: TestClient, db: Session, peer: WechatPeer, bound_on_duty: dict[str, int]) -> None:
+        whole_first_ring: Settings, wx: TestClient, db: Session, peer: WechatPeer,
+        bound_on_duty: dict[str, int]) -> None:  # both bound technicians offered at once: no lead ring
     ticket = report_by_wechat(wx, db)
     urged = wx.post(f"/api/v1/tickets/{ticket.id}/urge", json={"note": "老人在家等着"},
                     headers=log_in(wx, "clerk.xl"))
