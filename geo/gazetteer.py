@@ -1,6 +1,7 @@
 """The offline gazetteer: the service area's named places, for reverse geocoding and address search."""
 
 import math
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -87,13 +88,17 @@ class PlaceIndex:
         self._places = places
         self._points = points
         self._tree = STRtree([Point(p.lng, p.lat) for p in points])
+        # GEOS builds the tree on its first query, with the GIL let go: threads racing to a fresh index crash.
+        self._geos = threading.Lock()
 
     def nearest(self, point: LatLng) -> _Near | None:
         """The nearest place within NEARBY_M (on a tie, the lowest id)."""
         dlat = 1.01 * NEARBY_M / METRES_PER_DEGREE  # a margin: the sphere's degree is a little shorter
         dlng = dlat / max(math.cos(math.radians(point.lat)), 1e-6)
         box = shapely.box(point.lng - dlng, point.lat - dlat, point.lng + dlng, point.lat + dlat)
-        hits = ((haversine_m(point, self._points[i]), self._places[i]) for i in self._tree.query(box))
+        with self._geos:
+            found = self._tree.query(box)
+        hits = ((haversine_m(point, self._points[i]), self._places[i]) for i in found)
         best = min(((d, place) for d, place in hits if d <= NEARBY_M), key=lambda h: (h[0], h[1].id), default=None)
         return None if best is None else _Near(id=best[1].id, name=best[1].name, distance_m=best[0])
 

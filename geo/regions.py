@@ -1,5 +1,6 @@
 """Region tree, grid placement and the region scope every read is filtered by."""
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -119,6 +120,9 @@ class GridIndex:
         self._boundaries = np.array(boundaries, dtype=object)
         shapely.prepare(self._boundaries)
         self._tree = STRtree(self._boundaries)
+        # GEOS builds the tree's nodes and a prepared polygon's locators on first use, and shapely lets go of
+        # the GIL meanwhile: request threads racing to a fresh index crashed the API process in libgeos.
+        self._geos = threading.Lock()
         # cell -> the one grid its whole hexagon lies in, or None where grids meet (judged per point).
         self._cells: dict[str, Placement | None] = {}
 
@@ -132,15 +136,16 @@ class GridIndex:
 
     def _alone_in(self, cell: str) -> Placement | None:
         hexagon = Polygon([(c.lng, c.lat) for c in hexgrid.cell_boundary(cell)])
-        touching = self._tree.query(hexagon, predicate="intersects")
-        if len(touching) == 1 and shapely.covers(self._boundaries[touching[0]], hexagon):
-            return self._grids[touching[0]]
-        return None
+        with self._geos:
+            touching = self._tree.query(hexagon, predicate="intersects")
+            alone = len(touching) == 1 and shapely.covers(self._boundaries[touching[0]], hexagon)
+        return self._grids[touching[0]] if alone else None
 
     def _covering_point(self, point: LatLng) -> Placement | None:
         here = Point(point.lng, point.lat)
-        near = self._tree.query(here)
-        covering = near[shapely.covers(self._boundaries[near], here)]
+        with self._geos:
+            near = self._tree.query(here)
+            covering = near[shapely.covers(self._boundaries[near], here)]
         return min((self._grids[i] for i in covering), key=lambda g: g.grid_id, default=None)
 
 

@@ -1,6 +1,9 @@
 """Grid placement on the demo city's real polygons, and region creation's validation."""
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -10,6 +13,8 @@ from geo import regions
 from geo.latlng import LatLng
 from geo.models import Region
 from geo.points import sql_point
+
+GRIDS = Path(__file__).resolve().parents[2] / "fixtures/grids.geojson"
 
 
 def code_of(db: Session, region_id: int) -> str:
@@ -142,3 +147,51 @@ def test_placement_in_the_process_agrees_with_postgis_on_every_point(db: Session
             Region.kind == "grid", func.ST_Covers(Region.boundary, sql_point(point))).order_by(Region.id)).first()
         placed = regions.place(db, point)
         assert (placed.grid_id, placed.outside_area) == ((covering, False) if covering else (placed.grid_id, True))
+
+
+
+# In a child process: a crash in GEOS kills the process, which the test reads as its exit status.
+FRESH_INDEXES_UNDER_THREADS = """
+import json, random, sys, threading
+import shapely
+from shapely.geometry import shape
+from geo.gazetteer import PlaceIndex, _Near
+from geo.latlng import LatLng
+from geo.regions import GridIndex, Placement
+
+features = json.load(open(sys.argv[1]))["features"]
+# Densified to a vertex every 20 cm: GEOS's work per question, the window two threads race in, grows with it.
+boundaries = [shapely.segmentize(shape(f["geometry"]), 0.000002) for f in features]
+grids = [Placement(grid_id=n, grid_path=f"1.{n}", branch_id=1, branch_code="XL", outside_area=False, grid_name="",
+                   branch_name="") for n, _ in enumerate(features)]
+city = shapely.union_all([shape(f["geometry"]) for f in features])
+edges = [part.exterior for part in getattr(city, "geoms", [city])]
+rng = random.Random(7)
+for _ in range(int(sys.argv[2])):
+    # As a process builds fresh ones every GRID_INDEX_TTL_S; the city's edge: a hexagon there lies in one grid, partly.
+    index = GridIndex(grids, boundaries)
+    edge = [shapely.line_interpolate_point(rng.choice(edges), rng.random(), normalized=True) for _ in range(1600)]
+    places = PlaceIndex([_Near(id=n, name=str(n), distance_m=0.0) for n in range(len(edge))],
+                        [LatLng(p.y, p.x) for p in edge])
+    start = threading.Barrier(8)
+
+    def ask(part: int) -> None:
+        start.wait()
+        for p in edge[part::8]:
+            index.covering(LatLng(p.y, p.x))
+            places.nearest(LatLng(p.y, p.x))
+
+    threads = [threading.Thread(target=ask, args=(part,)) for part in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+"""
+
+
+def test_request_threads_asking_a_fresh_placement_index_at_once_never_crash_the_process() -> None:
+    # 64 concurrent reports dropped their connections: the API process died in libgeos, threads having asked the
+    # same prepared grid polygon at once (GEOS's prepared geometries and lazily built trees are not thread-safe).
+    done = subprocess.run([sys.executable, "-c", FRESH_INDEXES_UNDER_THREADS, str(GRIDS), "24"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
