@@ -138,14 +138,10 @@ class GrabGate:
 
 async def grab_gate(redis: AsyncRedis, keys: LiveKeys, technician_id: int, *, window_ms: int) -> GrabGate:
     """Count this grab in the technician's window and read their duty and last ping."""
-    member, taps = str(technician_id), keys.taps(technician_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hexists(keys.meta, member)
-        pipe.zscore(keys.fresh, member)
-        pipe.incr(taps)
-        pipe.pexpire(taps, window_ms, nx=True)
-        pipe.pttl(taps)
-        on_duty, seen, count, _, left = await pipe.execute()
+    reply = cast(list[Any], await _scripts.run_async(redis, "gate", [*keys.offerable, keys.taps(technician_id)],
+                                                     [technician_id, window_ms]))
+    on_duty, count, left = reply[:3]
+    seen = reply[3] if len(reply) > 3 else None  # a nil at the end of a Lua table is no element
     return GrabGate(on_duty=bool(on_duty), seen_at=float(seen) if seen is not None else None, taps=int(count),
                     window_left_ms=max(int(left), 0))
 

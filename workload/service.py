@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, ScalarSelect, column, func, select, table
+from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, column, func, select, table
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dispatch.audit import service as audit
@@ -188,7 +188,8 @@ def rate_visit(session: Session, *, ticket_id: int, satisfaction: int, actor_lab
     return record
 
 
-def hours_since(technician_id: InstrumentedAttribute[int] | ColumnElement[int], since: date) -> ScalarSelect[Decimal]:
+def hours_since(technician_id: InstrumentedAttribute[int] | ColumnElement[int],
+                since: date | BindParameter[date]) -> ScalarSelect[Decimal]:
     """Standard hours credited to the technician from `since` on (the fairness tie-break's labor hours),
     as a subquery, so a caller reads them in the statement that reads the technician."""
     return (select(func.coalesce(func.sum(WorkRecord.standard_hours), 0))

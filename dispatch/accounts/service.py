@@ -12,9 +12,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cachetools import TTLCache
 from redis import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from dispatch.accounts import throttle
 from dispatch.accounts.errors import AccountLocked, BadCredentials
@@ -340,11 +341,20 @@ def reporter_by_phone(session: Session, *, phone: str, name: str | None) -> Repo
     The upsert takes the row lock (held to commit) in the same statement, so
     concurrent reports from one phone are serialised without a second query.
     """
-    stmt = insert(Subscriber).values(phone=phone, name=name)
-    upsert = stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
-                                        set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)})
-    found = session.execute(upsert.returning(Subscriber.id, Subscriber.importance)).one()
+    found = session.connection().execute(_UPSERT_REPORTER, {"phone": phone, "name": name}).one()
     return Reporter(found.id, found.importance)
+
+
+def _upsert_reporter() -> ReturningInsert[int, Importance | None]:
+    # Built once and sent on the connection: every intake runs it, and building the statement, or the ORM's
+    # bulk-insert layer around it, cost more than sending it.
+    stmt = insert(Subscriber).values(phone=bindparam("phone"), name=bindparam("name"))
+    return stmt.on_conflict_do_update(index_elements=[Subscriber.phone],
+                                      set_={"name": func.coalesce(Subscriber.name, stmt.excluded.name)}
+                                      ).returning(Subscriber.id, Subscriber.importance)
+
+
+_UPSERT_REPORTER = _upsert_reporter()
 
 
 def subscriber_by_phone(session: Session, *, phone: str, name: str | None) -> int:

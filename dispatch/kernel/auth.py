@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from dispatch.kernel.db import SessionDep
+from dispatch.kernel.db import SessionDep, UnitOfWork, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, Unauthorized
 from dispatch.kernel.problems import raises
 
@@ -128,6 +128,29 @@ async def optional_actor(request: Request, session: SessionDep,
 
 
 OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
+
+
+@raises(Unauthorized)
+async def unit_actor(request: Request, unit_of_work: UnitOfWorkDep,
+                     token: Annotated[str | None, Depends(bearer_scheme)],
+                     api_key: Annotated[str | None, Depends(api_key_scheme)]) -> Actor:
+    """The caller of an endpoint that opens its own unit of work: no request session is held (a session
+    dependency commits in a thread hop of its own); a token seen lately costs nothing, else a unit of work reads
+    the caller in a thread."""
+    authenticate: Authenticator = request.app.state.authenticate
+    actor = authenticate.cached(token) if token else None
+    if actor is None:
+        actor = await request.app.state.db.run(_authenticated, unit_of_work, authenticate, token, api_key)
+    return actor
+
+
+def _authenticated(unit_of_work: UnitOfWork, authenticate: Authenticator, token: str | None,
+                   api_key: str | None) -> Actor:
+    with unit_of_work() as session:
+        return authenticate(session, token, api_key)
+
+
+UnitActorDep = Annotated[Actor, Depends(unit_actor)]
 # A route's `openapi_extra` where credentials are optional: an empty requirement beside the declared schemes.
 OPTIONAL_CREDENTIALS: dict[str, object] = {"security": [{}]}
 

@@ -36,8 +36,7 @@ def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
-def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def _domain_problem(exc: DomainError) -> JSONResponse:
     response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
     if "retry_after" in exc.extra:
         response.headers["Retry-After"] = str(exc.extra["retry_after"])
@@ -46,21 +45,28 @@ def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-def _on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
-    return _on_domain_error(request, Overloaded(retry_after=RETRY_AFTER_S))
+# The handlers are async: Starlette runs a plain one in a worker thread, and the grab storm's losers (three
+# taps in four, each a 409) queued for the threads its winners commit in.
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return _domain_problem(exc)
 
 
-def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+async def _on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    return _domain_problem(Overloaded(retry_after=RETRY_AFTER_S))
+
+
+async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
     # A lost connection or a server restarting: nothing was committed, the client may retry.
-    return _on_domain_error(request, ServiceUnavailable("the database cannot be reached",
-                                                        retry_after=RETRY_AFTER_S))
+    return _domain_problem(ServiceUnavailable("the database cannot be reached", retry_after=RETRY_AFTER_S))
 
 
-def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if all(e["loc"][0] == "path" for e in exc.errors()):
         # An id too large for its column, or a code no row can have: that resource does not exist.
-        return _on_domain_error(request, NotFound(f"no such resource: {request.url.path}"))
+        return _domain_problem(NotFound(f"no such resource: {request.url.path}"))
     # A body that is not JSON at all is located at a character offset: blame the body.
     errors = [{"field": "body" if e["type"] == "json_invalid" else _field_of(e["loc"]), "message": e["msg"]}
               for e in exc.errors()]
@@ -94,7 +100,7 @@ def _methods_at(request: Request) -> set[str]:
     return methods
 
 
-def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return http_problem(exc, request)
 

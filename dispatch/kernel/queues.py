@@ -180,11 +180,8 @@ def reap_abandoned(connection: Redis, queue_names: list[str]) -> list[str]:
         registry = StartedJobRegistry(name, connection=connection)
         for entry in map(as_text, connection.zrange(registry.key, 0, -1)):
             job_id = entry.rpartition(":")[0]  # entries are <job id>:<execution id>
-            try:
-                job = Job.fetch(job_id, connection=connection)
-            except NoSuchJobError:
-                continue
-            if job.get_status(refresh=False) is JobStatus.STARTED and _gone(connection, job.worker_name, here):
+            job = _started(connection, job_id)  # one not begun is requeue_stranded's
+            if job is not None and _gone(connection, job.worker_name, here):
                 connection.zadd(registry.key, {entry: 0})  # expired: rq's own cleanup fails it below
                 reaped.append(job_id)
         if reaped:
@@ -195,11 +192,13 @@ def reap_abandoned(connection: Redis, queue_names: list[str]) -> list[str]:
 def requeue_stranded(connection: Redis, queue_names: list[str]) -> list[str]:
     """Put back on their queues the jobs a dead worker had taken off but not yet started; returns their ids.
 
-    rq moves a job to an intermediate list as it dequeues it and takes it off
-    only as the forked job starts; a worker killed in between strands it there,
-    and rq gives it up only after two maintenance runs ten minutes apart: a
-    periodic job's id stayed taken that long. While a live worker listens, a
-    job there may be its own, just taken: those are left to rq.
+    rq moves a job to an intermediate list as it dequeues it, enters it in the
+    started registry before it forks, and takes it off that list only once the
+    forked job has marked it started. A worker killed in between strands it
+    there, still queued: rq gives it up only after maintenance runs minutes
+    apart, and meanwhile a periodic job's id stays taken (the SLA sweep stopped
+    so). While a live worker listens, a job there may be its own, just taken:
+    those are left to rq.
     """
     here = socket.gethostname()
     requeued: list[str] = []
@@ -209,17 +208,29 @@ def requeue_stranded(connection: Redis, queue_names: list[str]) -> list[str]:
                    for key in Worker.all_keys(connection=connection, queue=queue)]
         if not all(_gone(connection, worker, here) for worker in workers):
             continue
-        started = {entry.rpartition(":")[0]
-                   for entry in map(as_text, connection.zrange(queue.started_job_registry.key, 0, -1))}
+        entries: dict[str, list[str]] = {}  # job id -> its started registry entries, <job id>:<execution id>
+        for entry in map(as_text, connection.zrange(queue.started_job_registry.key, 0, -1)):
+            entries.setdefault(entry.rpartition(":")[0], []).append(entry)
         for job_id in map(as_text, connection.lrange(queue.intermediate_queue_key, 0, -1)):
-            if job_id in started:
-                continue  # reap_abandoned's
+            if job_id in entries and _started(connection, job_id) is not None:
+                continue  # it ran: reap_abandoned's
             with connection.pipeline() as pipe:
                 pipe.lrem(queue.intermediate_queue_key, 1, job_id)
+                if job_id in entries:
+                    pipe.zrem(queue.started_job_registry.key, *entries[job_id])
                 pipe.lpush(queue.key, job_id)  # at the head, where it was taken from
                 pipe.execute()
             requeued.append(job_id)
     return requeued
+
+
+def _started(connection: Redis, job_id: str) -> Job | None:
+    """The job, when it has begun to run."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+    return job if job.get_status(refresh=False) is JobStatus.STARTED else None
 
 
 def _gone(connection: Redis, worker_name: str | None, here: str) -> bool:

@@ -112,6 +112,7 @@ class StatsTable(StrEnum):
     TECHNICIAN = "technician"
     DAY = "day"
     HOUR = "hour"
+    DECLINES = "declines"
 
 
 SERIES = {StatsTable.DAY: ("按日", stats.Bucket.DAY, Column("bucket", "日期", Kind.TEXT, 12)),
@@ -124,6 +125,15 @@ def _row(values: dict[str, Any], columns: tuple[Column, ...]) -> list[Any]:
 
 
 BY_STATE = (Column("state", "状态", Kind.TEXT), Column("tickets", "工单数", Kind.INT))
+# 拒单: a row per technician and reason code (the console's two decline charts read the same rows).
+DECLINES = (Column("technician_id", "编号", Kind.INT), Column("name", "维护人员", Kind.TEXT, 10),
+            Column("reason_code", "拒单原因", Kind.TEXT, 12), Column("declines", "次数", Kind.INT))
+
+
+def _declines_table(figures: dict[str, Any]) -> Table:
+    return Table("拒单", DECLINES, [[t["technician_id"], t["name"], reason, count]
+                                  for t in figures["declines"]["by_technician"]
+                                  for reason, count in t["by_reason"].items()])
 
 
 def _page_tables(figures: dict[str, Any]) -> dict[StatsTable, Table]:
@@ -135,7 +145,8 @@ def _page_tables(figures: dict[str, Any]) -> dict[StatsTable, Table]:
 def export_stats(session: Session, *, actor: Actor, period: stats.Period, path: Path,
                  table: StatsTable = StatsTable.ALL) -> None:
     """The statistics page of a period as a workbook: the totals, then a sheet per state, type, grid and
-    technician; or the one table behind a chart (`table`), the per-day and per-hour series included.
+    technician; or the one table behind a chart (`table`), the per-day and per-hour series and the declines
+    included.
 
     Raises:
         NotFound: region_id is not one of the caller's regions.
@@ -148,7 +159,7 @@ def export_stats(session: Session, *, actor: Actor, period: stats.Period, path: 
         figures = stats.ticket_stats(session, actor=actor, period=period)
         page = _page_tables(figures)
         tables = ([Table("总览", METRICS, [_row(figures, METRICS)]), *page.values()] if table is StatsTable.ALL
-                  else [page[table]])
+                  else [_declines_table(figures)] if table is StatsTable.DECLINES else [page[table]])
     write_tables(tables, fmt=ExportFormat.XLSX, path=path, title=_title("统计", period), created=_created(period))
 
 

@@ -5,21 +5,15 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import load, mirror, offers
 from dispatch.tickets.lifecycle import GRABBABLE
-from dispatch.tickets.models import Ticket, TicketState
+from dispatch.tickets.models import Ticket
 from geo.latlng import LatLng
 from technicians import live
 from technicians.models import Technician
-
-
-def active_count(session: Session, technician_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Ticket).where(
-        Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)) or 0
 
 
 def whereabouts(redis: Redis, ticket: Ticket, technician_id: int) -> LatLng | None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -101,12 +101,17 @@ def announce(session: Session, ticket: Ticket, event_type: str, *, technician_id
     Each event gets an `event_id` and the time `at` it was decided: a consumer that may see an event twice (the
     outbox delivers at least once; webhooks' receivers) tells a repeat by its id.
     """
-    event = feed.make_event(event_type, ticket_id=ticket.id, branch_id=ticket.branch_id, region_id=ticket.region_id,
-                            technician_ids=[t for t in technician_ids if t is not None], number=ticket.number,
-                            state=str(ticket.state), event_id=uuid.uuid4().hex,
-                            at=datetime.now(UTC).isoformat(), **data)
-    outbox.emit(session, feed.TOPIC, event)
+    outbox.emit(session, feed.TOPIC, feed_event(ticket, event_type, technician_ids=technician_ids, **data))
     notify.after_commit_drain(session, queue())
+
+
+def feed_event(ticket: Ticket, event_type: str, *, technician_ids: Sequence[int | None],
+               **data: Any) -> dict[str, Any]:
+    """What `announce` puts on the live feed."""
+    return feed.make_event(event_type, ticket_id=ticket.id, branch_id=ticket.branch_id, region_id=ticket.region_id,
+                           technician_ids=[t for t in technician_ids if t is not None], number=ticket.number,
+                           state=str(ticket.state), event_id=uuid.uuid4().hex, at=datetime.now(UTC).isoformat(),
+                           **data)
 
 
 @dataclass(frozen=True)
@@ -162,14 +167,10 @@ def transition(session: Session, ticket: Ticket, *, action: Action, actor: Actor
         _raise_lost_race(session, ticket, action)
     for key, value in values.items():
         set_committed_value(ticket, key, value)
-    session.add(TicketEvent(
-        ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role, action=action,
-        from_state=from_state, to_state=to_state, technician_id=technician_id, note=note,
-        location=to_wkb(location) if location else None, data=data or {},
-    ))
-    announce(session, ticket, FEED_EVENT[action], technician_ids=[technician_id, ticket.technician_id],
-             from_state=str(from_state))
-    session.flush()
+    append_event(session, ticket, at=now, actor=actor, action=action, from_state=from_state, to_state=to_state,
+                 technician_id=technician_id, note=note, location=location, data=data,
+                 announced=feed_event(ticket, FEED_EVENT[action], technician_ids=[technician_id, ticket.technician_id],
+                                       from_state=str(from_state)))
     return Step(ticket_id=ticket.id, action=action, from_state=from_state, to_state=to_state, at=now)
 
 
@@ -189,8 +190,29 @@ def record(session: Session, ticket: Ticket, *, action: Action, actor: Actor, no
 
     `feed_data` travels on the live feed with the event (the event row keeps `data`).
     """
-    session.add(TicketEvent(ticket_id=ticket.id, actor=actor.label, actor_role=actor.role, action=action,
-                            from_state=None if action is Action.CREATE else ticket.state,
-                            to_state=ticket.state, note=note, data=data or {}))
-    announce(session, ticket, FEED_EVENT[action], technician_ids=[ticket.technician_id], **(feed_data or {}))
-    session.flush()
+    append_event(session, ticket, at=None, actor=actor, action=action,
+                 from_state=None if action is Action.CREATE else ticket.state, to_state=ticket.state, note=note,
+                 data=data, announced=feed_event(ticket, FEED_EVENT[action], technician_ids=[ticket.technician_id],
+                                                  **(feed_data or {})))
+
+
+# On the connection, not through the session: every state change appends one (nothing reads it back in the same
+# transaction through the ORM: `Ticket.events` is never lazy-loaded), and the unit of work cost more than
+# the statement. The feed's outbox row goes in the same statement.
+_INSERT_EVENT_AND_MESSAGE = insert(TicketEvent).add_cte(outbox.insert_message().cte("message"))
+
+
+def append_event(session: Session, ticket: Ticket, *, at: datetime | None, actor: Actor, action: Action | str,
+                 from_state: TicketState | None, to_state: TicketState, technician_id: int | None = None,
+                 note: str | None = None, location: LatLng | None = None, data: dict[str, Any] | None = None,
+                 announced: dict[str, Any]) -> None:
+    """Append one row to the ticket's history and put `announced` (a `feed_event`) on the live feed, in one
+    statement (see `announce`). `at` None: the transaction's time (the column's default)."""
+    row: dict[str, Any] = {
+        "ticket_id": ticket.id, "actor": actor.label, "actor_role": actor.role, "action": action,
+        "from_state": from_state, "to_state": to_state, "technician_id": technician_id, "note": note,
+        "location": to_wkb(location) if location else None, "data": data or {}}
+    if at is not None:
+        row["at"] = at
+    session.connection().execute(_INSERT_EVENT_AND_MESSAGE, {**row, **outbox.message(feed.TOPIC, announced)})
+    notify.after_commit_drain(session, queue())

@@ -6,14 +6,15 @@ reads tickets; this module recomputes them whenever a ticket changes hands.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from dispatch.tickets.models import Ticket, TicketState
@@ -42,17 +43,35 @@ class Load:
     region_path: str
 
 
-def load_columns(technician_id: ColumnElement[int] | InstrumentedAttribute[int], *, now: datetime,
-                 tz: str) -> tuple[ScalarSelect[int], ScalarSelect[Decimal]]:
-    """A technician's active count and the period's labor hours, as subqueries: a caller reads them in the
-    statement it sends anyway.
+def load_columns(technician_id: ColumnElement[int] | InstrumentedAttribute[int], *,
+                 since: date | BindParameter[date]) -> tuple[ScalarSelect[int], ScalarSelect[Decimal]]:
+    """A technician's active count and the labor hours from `since` (the period's start), as subqueries: a caller
+    reads them in the statement it sends anyway.
 
     The period's labor hours are what its work records credit: a reassigned ticket counts for whoever
     completed it, at the standard hours of the rate it was paid at.
     """
     active = (select(func.count()).where(Ticket.technician_id == technician_id, Ticket.state == TicketState.ACCEPTED)
               .scalar_subquery())
-    return active, hours_since(technician_id, period_start(now, tz).date())
+    return active, hours_since(technician_id, since)
+
+
+# What taking one more ticket reads of the taker, beside what the caller reads anyway, built once: grabs and the
+# system's assignments read it on every ticket that changes hands. Bound by `taker`.
+TAKER_LOAD: tuple[ScalarSelect[int], ScalarSelect[Decimal], ScalarSelect[str]] = (
+    *load_columns(bindparam("taker_id"), since=bindparam("taker_since")),
+    select(Region.path).where(Region.id == bindparam("taker_region_id")).scalar_subquery())
+
+
+def taker(technician: Technician, *, now: datetime, tz: str) -> dict[str, Any]:
+    """The parameters of `TAKER_LOAD` for this technician now."""
+    return {"taker_id": technician.id, "taker_since": period_start(now, tz).date(),
+            "taker_region_id": technician.region_id}
+
+
+def after_one_more(held: int, worked: Decimal, region_path: str) -> Load:
+    """The load once the ticket being taken counts: `held` and `worked` as `TAKER_LOAD` read them."""
+    return Load(active=held + 1, hours=float(worked), region_path=region_path)
 
 
 def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None], *, now: datetime,
@@ -63,7 +82,7 @@ def refresh(session: Session, redis: Redis, technician_ids: Iterable[int | None]
         return
     # One statement for all of it: every ticket that changes hands runs this.
     rows = session.execute(
-        select(Technician, Region.path, *load_columns(Technician.id, now=now, tz=tz))
+        select(Technician, Region.path, *load_columns(Technician.id, since=period_start(now, tz).date()))
         .join(Region, Region.id == Technician.region_id).where(Technician.id.in_(ids))).all()
     for technician, path, count, hours in rows:
         push(redis, technician, Load(active=count, hours=float(hours), region_path=path))

@@ -24,7 +24,7 @@ from dispatch.kernel.auth import Actor, PrincipalKind, Role
 from dispatch.kernel.cache import Remembered
 from dispatch.kernel.errors import InvalidInput
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import handover
+from dispatch.tickets import handover, load
 from dispatch.tickets.errors import NotDeclinable
 from dispatch.tickets.lifecycle import GRABBABLE, Action, Step, transition
 from dispatch.tickets.models import (
@@ -96,13 +96,17 @@ def set_mode(session: Session, *, region_id: int, actor: Actor, mode: DispatchMo
     region = get_region(session, region_id, actor=actor)
     if region.kind is not RegionKind.BRANCH:
         raise InvalidInput("region_id", f"{region.name} is a {region.kind}: a dispatch mode is a branch's")
-    before = mode_of(session, region.id, settings=settings)
-    row = session.get(BranchDispatch, region.id) or BranchDispatch(region_id=region.id)
+    # One change of a branch's mode at a time: two at once (a mode and its wait, sent together) both found no
+    # row, both inserted it, and one answered 500.
+    session.execute(select(Region.id).where(Region.id == region.id).with_for_update())
+    row = session.get(BranchDispatch, region.id)
+    before = row.mode if row is not None else DispatchMode.GRAB
+    row = row or BranchDispatch(region_id=region.id)
     row.mode, row.hybrid_after_s = mode, hybrid_after_s
     row.changed_by, row.changed_at = actor.label, datetime.now(UTC)
     session.add(row)
     audit.record(session, action=AuditAction.DISPATCH_MODE_CHANGED, actor=actor, target=("region", region.id),
-                 hybrid_after_s=hybrid_after_s, **{"from": before.mode.value, "to": mode.value})
+                 hybrid_after_s=hybrid_after_s, **{"from": before.value, "to": mode.value})
     session.flush()
     _modes.forget(region.id)
     return mode_of(session, region.id, settings=settings)
@@ -138,17 +142,24 @@ def _candidates(session: Session, redis: Redis, ticket: Ticket, *, settings: Set
     return [c.technician_id for c in found]
 
 
-def _free(session: Session, technician_id: int) -> Technician | None:
-    """The technician, locked, if they may take one more ticket now.
+_TAKER_LOAD = select(*load.TAKER_LOAD)
+
+
+def _free(session: Session, technician_id: int, *, now: datetime,
+          tz: str) -> tuple[Technician, load.Load] | None:
+    """The technician, locked, with their load once this ticket counts, if they may take one more ticket now.
 
     SKIP LOCKED: a technician whose row is locked is grabbing (a grab locks its grabber first, then the ticket),
     while the system holds the ticket and would lock them second; waiting could deadlock, so the next best gets it.
     """
     technician = session.scalars(select(Technician).where(Technician.id == technician_id, Technician.active)
                                  .with_for_update(skip_locked=True)).first()
-    if technician is None or handover.active_count(session, technician.id) >= technician.max_active:
+    if technician is None:
         return None
-    return technician
+    held, worked, region_path = session.execute(_TAKER_LOAD, load.taker(technician, now=now, tz=tz)).one()
+    if held >= technician.max_active:
+        return None
+    return technician, load.after_one_more(held, worked, region_path)
 
 
 def system_assign(session: Session, redis: Redis, ticket: Ticket, *, settings: Settings, now: datetime,
@@ -165,14 +176,16 @@ def system_assign(session: Session, redis: Redis, ticket: Ticket, *, settings: S
         log.warning("system_assign_deferred", ticket_id=ticket.id, error=str(exc))
         return None
     for technician_id in candidates:
-        technician = _free(session, technician_id)
-        if technician is None:
+        free = _free(session, technician_id, now=now, tz=settings.timezone)
+        if free is None:
             continue
+        technician, taken = free
         transition(session, ticket, action=Action.SYSTEM_ASSIGN, actor=SYSTEM, technician_id=technician.id,
                    location=handover.whereabouts(redis, ticket, technician.id),
                    changes={"technician_id": technician.id, "accepted_at": now, "arrived_at": None,
                             "system_assigned": True})
-        handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id)
+        handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id,
+                                taken_load=(technician, taken))
         return technician.id
     return None
 

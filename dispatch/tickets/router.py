@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from redis import Redis
 from starlette.background import BackgroundTask
 
 from dispatch.kernel.auth import (
@@ -16,15 +17,16 @@ from dispatch.kernel.auth import (
     ActorDep,
     OptionalActorDep,
     Role,
+    UnitActorDep,
     require_role,
 )
-from dispatch.kernel.db import SessionDep, UnitOfWorkDep
+from dispatch.kernel.db import SessionDep, UnitOfWork, UnitOfWorkDep
 from dispatch.kernel.errors import Forbidden, InvalidInput, NotFound, OutOfScope
 from dispatch.kernel.inputs import Count, Day, Id, Moment, Text
 from dispatch.kernel.pagination import CountedPage, Page, PageDep, PageParams, page_of
 from dispatch.kernel.problems import problem_docs
 from dispatch.kernel.redis import RedisDep
-from dispatch.kernel.settings import SettingsDep
+from dispatch.kernel.settings import Settings, SettingsDep
 from dispatch.tickets import (
     attachments,
     export,
@@ -160,18 +162,29 @@ StatsPeriod = Annotated[stats.Period, Depends(stats_period)]
 @router.post("/tickets", response_model=TicketRead, status_code=201,
              responses={200: {"model": TicketRead, "description": "Merged into the subscriber's open ticket"},
                         **problem_docs(InvalidInput, IdempotencyKeyReused, OutOfScope, Forbidden)})
-def create_ticket(body: TicketCreate, actor: ActorDep, session: SessionDep, redis: RedisDep, settings: SettingsDep,
-                  response: Response,
-                  idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
+async def create_ticket(body: TicketCreate, actor: UnitActorDep, unit_of_work: UnitOfWorkDep, request: Request,
+                        response: Response, idempotency_key: IdempotencyKeyHeader = None) -> TicketRead:
     """Report a fault. 201 with the new ticket; 200 when it merged into the subscriber's open
-    ticket of the same type; the same Idempotency-Key and body within 24 h returns the first result."""
-    intake = service.create_ticket(session, redis, actor=actor, body=body, settings=settings,
-                                   idempotency_key=idempotency_key)
-    if intake.merged:
+    ticket of the same type; the same Idempotency-Key and body within 24 h returns the first result.
+
+    Async on purpose: the report is taken and committed in one worker thread, where a request session would
+    commit in a second hop.
+    """
+    state = request.app.state
+    answer, merged = await state.db.run(_take_report, unit_of_work, state.redis, actor=actor, body=body,
+                                        settings=state.settings, idempotency_key=idempotency_key)
+    if merged:
         response.status_code = 200
-    return ticket_read(intake.ticket, Viewer(actor=actor), merged=intake.merged,
-                       offers=[OfferRead(technician_id=c.technician_id, distance_m=round(c.distance_m, 1))
-                               for c in intake.offers])
+    return answer
+
+
+def _take_report(unit_of_work: UnitOfWork, redis: Redis, *, actor: Actor, body: TicketCreate, settings: Settings,
+                 idempotency_key: str | None) -> tuple[TicketRead, bool]:
+    with unit_of_work() as session:
+        intake = service.create_ticket(session, redis, actor=actor, body=body, settings=settings,
+                                       idempotency_key=idempotency_key)
+        offered = [OfferRead(technician_id=c.technician_id, distance_m=round(c.distance_m, 1)) for c in intake.offers]
+        return ticket_read(intake.ticket, Viewer(actor=actor), merged=intake.merged, offers=offered), intake.merged
 
 
 # A bounded search term: long enough for an address, short enough that a trigram scan stays cheap.
@@ -713,7 +726,8 @@ def ticket_stats(period: StatsPeriod, session: SessionDep, actor: Analyst) -> di
 def export_stats(period: StatsPeriod, session: SessionDep, actor: Analyst,
                  table: Annotated[export.StatsTable, Query(description=(
                      "all: the whole page; or one chart's table: state, type, grid, technician, day (per local "
-                     "date), hour (per hour of the local day)"))] = export.StatsTable.ALL,
+                     "date), hour (per hour of the local day), declines (per technician and reason)"))
+                 ] = export.StatsTable.ALL,
                  ) -> FileResponse:
     """The statistics of the period as an XLSX workbook: the totals, then a sheet per state, type, grid and
     technician; with `table`, the one table behind a chart of the console."""

@@ -3,13 +3,15 @@
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic_core import to_jsonable_python
 from redis import Redis
-from sqlalchemy import func, literal, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from dispatch.accounts.models import Subscriber
 from dispatch.accounts.service import Reporter, reporter_by_phone
@@ -49,6 +51,8 @@ from dispatch.tickets.lifecycle import (
     Action,
     Step,
     announce,
+    append_event,
+    feed_event,
     record,
     transition,
 )
@@ -67,7 +71,6 @@ from dispatch.tickets.schemas import CompleteBody, TicketCreate, TicketTypeCreat
 from geo import crs, gazetteer, hexgrid, regions
 from geo.distance import haversine_m
 from geo.latlng import LatLng
-from geo.models import Region
 from geo.points import from_wkb, to_wkb
 from technicians.errors import NotATechnician
 from technicians.models import Technician
@@ -261,14 +264,21 @@ def _merge_duplicate(session: Session, *, actor: Actor, subscriber_id: int, bran
                      body: TicketCreate) -> Intake | None:
     # Only within the branch the new report lands in: a fault elsewhere is a
     # different visit, and another branch's ticket must not leak to the caller.
-    open_ticket = session.scalars(select(Ticket).where(
-        Ticket.subscriber_id == subscriber_id, Ticket.type_code == body.type_code, Ticket.branch_id == branch_id,
-        Ticket.state.in_(OPEN_STATES)).order_by(Ticket.id).limit(1)).first()
-    if open_ticket is None:
+    open_id = session.connection().execute(_OPEN_OF_SUBSCRIBER, {
+        "subscriber_id": subscriber_id, "type_code": body.type_code, "branch_id": branch_id}).scalar()
+    if open_id is None:
         return None
+    open_ticket = session.get_one(Ticket, open_id)
     record(session, open_ticket, action=Action.MERGE, actor=actor, note=body.description,
            data={"contact_phone": body.contact.phone, "attachments": body.attachments})
     return Intake(ticket=open_ticket, created=False, merged=True)
+
+
+# Built once and sent on the connection: every intake asks (and almost always finds none), and building the
+# statement or the ORM's loading cost more than sending it.
+_OPEN_OF_SUBSCRIBER = select(Ticket.id).where(
+    Ticket.subscriber_id == bindparam("subscriber_id"), Ticket.type_code == bindparam("type_code"),
+    Ticket.branch_id == bindparam("branch_id"), Ticket.state.in_(OPEN_STATES)).order_by(Ticket.id).limit(1)
 
 
 @dataclass(frozen=True)
@@ -330,7 +340,8 @@ def _new_ticket(session: Session, redis: Redis, *, actor: Actor, draft: Draft, s
                                 skills=draft.type.skills, over_limit=draft.type.urgent_over_limit)
 
     ring = None if grouped or system_assigns else first_ring()
-    _number(session, redis, ticket, placement=placement, day=now.astimezone(ZoneInfo(settings.timezone)).date())
+    ticket = _number(session, redis, ticket, placement=placement,
+                     day=now.astimezone(ZoneInfo(settings.timezone)).date())
     notes = ["outside every grid: placed in the nearest"] if placement.outside_area else []
     if grouped_under is not None:
         notes.append(f"part of outage incident {grouped_under.id}")
@@ -371,10 +382,10 @@ def urge(session: Session, *, ticket: Ticket, actor: Actor, note: str | None) ->
     ticket.urge_count = Ticket.urge_count + 1  # in SQL: two urges at once both count
     ticket.urged_at = now
     waiting_on = [ticket.technician_id] if ticket.technician_id is not None else offers.offered_to(session, ticket)
-    session.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor.label, actor_role=actor.role,
-                            action=Action.URGE, from_state=ticket.state, to_state=ticket.state, note=note))
     session.flush()
-    announce(session, ticket, "ticket.urged", technician_ids=waiting_on, urge_count=ticket.urge_count, note=note)
+    append_event(session, ticket, at=now, actor=actor, action=Action.URGE, from_state=ticket.state,
+                 to_state=ticket.state, note=note, announced=feed_event(
+                     ticket, "ticket.urged", technician_ids=waiting_on, urge_count=ticket.urge_count, note=note))
     return ticket
 
 
@@ -535,30 +546,48 @@ def _release_grouped(session: Session, redis: Redis, *, lead: Ticket, actor: Act
 NUMBER_ATTEMPTS = 8
 
 
-def _number(session: Session, redis: Redis, ticket: Ticket, *, placement: regions.Placement, day: date) -> None:
-    """Number the ticket and insert it.
+def _number(session: Session, redis: Redis, ticket: Ticket, *, placement: regions.Placement, day: date) -> Ticket:
+    """Number the drafted (transient) ticket and insert it; the ticket, now in the session.
 
     A number can turn out taken only after Redis lost its counter while
     intakes numbered before the loss had not committed yet: the counter is
-    then read from PostgreSQL again and the insert retried in a savepoint,
-    so the report is never lost to it.
+    then read from PostgreSQL again and the insert retried, so the report is
+    never lost to it.
 
     Raises: ConcurrentChange (every attempt collided: numbering is failing).
     """
     prefix = numbering.prefix(placement.branch_code, day)
+    row = _row_of(ticket)
     for attempt in range(NUMBER_ATTEMPTS):
         seq = numbering.next_seq(session, redis, branch_id=placement.branch_id, prefix_=prefix, day=day,
                                  resync=attempt > 0)
-        ticket.number = numbering.number(prefix, seq)
-        try:
-            with session.begin_nested():
-                session.add(ticket)
-        except IntegrityError as exc:
-            if "uq_ticket_number" not in str(exc.orig):
-                raise
-            continue
-        return
+        row["number"] = numbering.number(prefix, seq)
+        ticket_id = session.connection().execute(_INSERT_TICKET, row).scalar()
+        if ticket_id is not None:
+            ticket.id, ticket.number = ticket_id, row["number"]
+            # Every column is set on the object as inserted: it joins the session as loaded, nothing to read back.
+            make_transient_to_detached(ticket)
+            session.add(ticket)
+            return ticket
     raise ConcurrentChange(f"ticket numbers of {prefix}* kept colliding; try again")
+
+
+def _row_of(ticket: Ticket) -> dict[str, Any]:
+    """Every column but the id as the INSERT writes it, also set on the object: a column the draft left out takes
+    its default, which must be a constant."""
+    for attr in _TICKET_COLUMNS:
+        if attr.key != "id" and attr.key not in ticket.__dict__:
+            default = attr.columns[0].default
+            if default is not None and not default.is_scalar:
+                raise TypeError(f"the draft must set {attr.key}: its default is computed")
+            setattr(ticket, attr.key, default.arg if default is not None else None)  # type: ignore[attr-defined]
+    return {attr.key: getattr(ticket, attr.key) for attr in _TICKET_COLUMNS if attr.key != "id"}
+
+
+# A taken number inserts nothing rather than raising (no savepoint: two more round trips on every intake), and
+# on the connection: the ORM's bulk insert and loading of every column back cost twice the statement.
+_INSERT_TICKET = pg_insert(Ticket).on_conflict_do_nothing(constraint="uq_ticket_number").returning(Ticket.id)
+_TICKET_COLUMNS = sa_inspect(Ticket).column_attrs
 
 
 # --- reads ------------------------------------------------------------------
@@ -617,9 +646,8 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
         raise NotATechnician("this action is for technicians")
     # The ticket and the technician's load in one statement, read once the lock is held: the load a
     # grab reaches is the one it checks against max_active and the one the live index is told.
-    active, hours = load.load_columns(literal(technician.id), now=_now(), tz=settings.timezone)
-    path = select(Region.path).where(Region.id == technician.region_id).scalar_subquery()
-    found = session.execute(select(Ticket, active, hours, path).where(Ticket.id == ticket_id)).first()
+    found = session.execute(_GRAB_READ, {"ticket_id": ticket_id,
+                                         **load.taker(technician, now=_now(), tz=settings.timezone)}).first()
     if found is None:
         raise TicketNotFound(f"ticket {ticket_id} does not exist")
     ticket, held, worked, region_path = found
@@ -639,10 +667,12 @@ def grab(session: Session, redis: Redis, *, ticket_id: int, technician_id: int, 
     transition(session, ticket, action=Action.GRAB, actor=actor, technician_id=technician.id,
                location=handover.whereabouts(redis, ticket, technician.id),
                changes={"technician_id": technician.id, "accepted_at": _now()})
-    taken = load.Load(active=held + 1, hours=float(worked), region_path=region_path)
     handover.after_handover(session, redis, ticket, settings=settings, taken_by=technician.id,
-                            taken_load=(technician, taken))
+                            taken_load=(technician, load.after_one_more(held, worked, region_path)))
     return ticket
+
+
+_GRAB_READ = select(Ticket, *load.TAKER_LOAD).where(Ticket.id == bindparam("ticket_id"))
 
 
 # Straight-line metres times a road factor, at a van's city pace (30 km/h): a hint for the subscriber

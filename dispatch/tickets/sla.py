@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from redis import Redis
-from sqlalchemy import any_, delete, func, literal, select
+from sqlalchemy import any_, bindparam, delete, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -74,7 +74,20 @@ class SlaMinutes(Protocol):
     def resolution_sla_min(self) -> int: ...
 
 
-def timing(ticket_type: SlaMinutes, *, created_at: datetime, surge: SurgeSwitch | None,
+@dataclass(frozen=True)
+class Surge:
+    """A surge switch as timing reads it."""
+
+    id: int
+    response_factor: float
+    resolution_factor: float
+
+    @classmethod
+    def of(cls, switch: SurgeSwitch) -> "Surge":
+        return cls(switch.id, switch.response_factor, switch.resolution_factor)
+
+
+def timing(ticket_type: SlaMinutes, *, created_at: datetime, surge: Surge | None,
            warning_fraction: float) -> dict[str, Any]:
     """The ticket columns an SLA profile sets: due times, warning times, and the surge that applied."""
     response = timedelta(minutes=ticket_type.response_sla_min * (surge.response_factor if surge else 1.0))
@@ -85,7 +98,7 @@ def timing(ticket_type: SlaMinutes, *, created_at: datetime, surge: SurgeSwitch 
             "sla_surge_id": surge.id if surge else None}
 
 
-def retiming(ticket: Ticket, ticket_type: PricedType, *, surge: SurgeSwitch | None, cfg: SlaSettings,
+def retiming(ticket: Ticket, ticket_type: PricedType, *, surge: Surge | None, cfg: SlaSettings,
              now: datetime, kinds: Sequence[SlaKind] = tuple(SlaKind), level: Priority | None = None) -> dict[str, Any]:
     """New SLA columns of `kinds` for an open ticket (retype, new priority, surge), from its type's profile at
     `level` (its own priority by default); a warning whose new time lies ahead goes out again."""
@@ -99,19 +112,26 @@ def retiming(ticket: Ticket, ticket_type: PricedType, *, surge: SurgeSwitch | No
     return values
 
 
-def surge_of(session: Session, ticket: Ticket) -> SurgeSwitch | None:
-    """The surge switch that timed this ticket (None: the standard profile)."""
-    return session.get(SurgeSwitch, ticket.sla_surge_id) if ticket.sla_surge_id is not None else None
+def surge_of(session: Session, ticket: Ticket) -> Surge | None:
+    """The surge that timed this ticket (None: the standard profile)."""
+    switch = session.get(SurgeSwitch, ticket.sla_surge_id) if ticket.sla_surge_id is not None else None
+    return Surge.of(switch) if switch is not None else None
 
 
-def current_surge(session: Session, region_path: str) -> SurgeSwitch | None:
+def current_surge(session: Session, region_path: str) -> Surge | None:
     """The surge in force at a region: the most specific region on its path whose latest switch is on."""
     path = regions.path_steps(region_path)
-    latest = (select(func.max(SurgeSwitch.id)).where(SurgeSwitch.region_id.in_(path))
-              .group_by(SurgeSwitch.region_id).scalar_subquery())
-    on = {switch.region_id: switch
-          for switch in session.scalars(select(SurgeSwitch).where(SurgeSwitch.id.in_(latest), SurgeSwitch.on))}
+    on = {row.region_id: Surge(row.id, row.response_factor, row.resolution_factor)
+          for row in session.connection().execute(_SURGES_ON, {"path": path})}
     return next((on[region_id] for region_id in reversed(path) if region_id in on), None)
+
+
+# Built once and sent on the connection, columns only: every intake asks, and building the statement or
+# loading the entity cost more than sending it.
+_LATEST_ON_PATH = (select(func.max(SurgeSwitch.id)).where(SurgeSwitch.region_id.in_(bindparam("path", expanding=True)))
+                   .group_by(SurgeSwitch.region_id).scalar_subquery())
+_SURGES_ON = select(SurgeSwitch.id, SurgeSwitch.region_id, SurgeSwitch.response_factor,
+                    SurgeSwitch.resolution_factor).where(SurgeSwitch.id.in_(_LATEST_ON_PATH), SurgeSwitch.on)
 
 
 # --- escalation chains -------------------------------------------------------------------
@@ -424,12 +444,12 @@ def switch_surge(session: Session, *, region_id: int, actor: Actor, on: bool, re
     session.add(switch)
     session.flush()
     if on:
-        switch.retimed = _retime_open(session, region, surge=switch, cfg=cfg, now=now)
+        switch.retimed = _retime_open(session, region, surge=Surge.of(switch), cfg=cfg, now=now)
         session.flush()
     return switch
 
 
-def _retime_open(session: Session, region: Region, *, surge: SurgeSwitch, cfg: SlaSettings, now: datetime) -> int:
+def _retime_open(session: Session, region: Region, *, surge: Surge, cfg: SlaSettings, now: datetime) -> int:
     # Pending tickets (not yet timed out) and accepted ones not yet breached: a
     # breach that already happened stays a fact. Locked in id order; the sweep
     # never waits on a lock (SKIP LOCKED), so the two cannot deadlock.

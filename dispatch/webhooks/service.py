@@ -144,6 +144,12 @@ def body_of(event: Mapping[str, Any], event_id: str, now: datetime) -> str:
                        "data": data}, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def event_types_heard(session: Session) -> frozenset[str]:
+    """The event types at least one enabled webhook takes."""
+    return frozenset(session.scalars(select(func.unnest(Webhook.event_types)).where(Webhook.disabled_at.is_(None))
+                                     .distinct()))
+
+
 def fan_out(session: Session, event: Mapping[str, Any]) -> int:
     """One pending delivery per enabled webhook that hears this event (its type, in its regions); returns
     how many were added. Safe to run twice for one event: a webhook gets one delivery per event id."""

@@ -12,10 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.app import create_app
-from dispatch.kernel.db import get_session
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.models import Attachment
-from tests.conftest import on_duty, subscriber_headers
+from tests.conftest import in_test_transaction, on_duty, subscriber_headers
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 
@@ -112,11 +111,7 @@ def small_caps(settings: Settings, db: Session, redis: Redis, tmp_path: Path) ->
     app = create_app(settings.model_copy(update={"max_image_bytes": 1000, "max_attachments_per_ticket": 3,
                                                  "max_attachment_bytes_per_ticket": 2000, "media_dir": media}))
 
-    def test_session() -> Iterator[Session]:
-        with db.begin_nested():
-            yield db
-
-    app.dependency_overrides[get_session] = test_session
+    in_test_transaction(app, db)
     with TestClient(app, raise_server_exceptions=False) as small:
         yield small, media
 

@@ -81,7 +81,7 @@ class Desk:
 
 
 @pytest.fixture
-def desk(live_server: str, committed_db: Engine, redis: Redis) -> Iterator[Desk]:
+def desk(live_server: str, committed_db: Engine, redis: Redis, demo_technicians_restored: None) -> Iterator[Desk]:
     with httpx.Client(base_url=live_server, timeout=30) as api:
         desk = Desk(api, committed_db, redis)
         with session_scope() as session:

@@ -1,11 +1,14 @@
 """催办 through the API: who may urge, who hears of it, how it counts, and the subscriber's cooldown."""
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.kernel.settings import Settings
 from dispatch.tickets.models import OutboxMessage
 from tests.conftest import log_in, subscriber_headers
 from tests.dispatch.test_offers import CENTRE, on_duty, report  # noqa: F401 (on_duty: a fixture)
@@ -57,12 +60,14 @@ def test_a_subscriber_urges_their_own_report_once_in_ten_minutes(client, as_user
     assert client.post(f"/api/v1/tickets/{mine['id']}/urge", json={}, headers=someone_else).status_code == 404
 
 
-def test_urges_count_in_statistics_and_closed_or_technicians_refused(client, as_user, on_duty) -> None:  # noqa: F811
+def test_urges_count_in_statistics_and_closed_or_technicians_refused(client, as_user, on_duty,  # noqa: F811
+                                                                     settings: Settings) -> None:
     dispatcher = as_user("dispatcher.xl")
     ticket = report(client, dispatcher)
     for _ in range(3):
         client.post(f"/api/v1/tickets/{ticket['id']}/urge", json={}, headers=dispatcher)
-    day = ticket["created_at"][:10]
+    # The statistics' days are local: after 16:00 UTC a Shanghai day is the next UTC date's.
+    day = datetime.fromisoformat(ticket["created_at"]).astimezone(ZoneInfo(settings.timezone)).date().isoformat()
     stats = client.get("/api/v1/stats", params={"from": day, "to": day}, headers=dispatcher).json()
     assert stats["urges"] >= 3 and 0 < stats["urged_rate"] <= 1
     assert client.post(f"/api/v1/tickets/{ticket['id']}/urge", json={},

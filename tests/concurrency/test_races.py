@@ -327,3 +327,22 @@ def test_racing_uploads_never_squeeze_past_the_last_slot_of_a_tickets_budget(
     assert {r.json()["code"] for r in replies if r.status_code == 409} == {"attachment_budget_exceeded"}
     assert world.scalar("SELECT count(*) FROM attachment WHERE ticket_id = :id", id=ticket_id) == 3
     assert len([p for p in media.rglob("*") if p.is_file()]) == 3
+
+
+def put(path: str, headers: dict[str, str], body: dict[str, Any]) -> Call:
+    return lambda client: client.put(path, json=body, headers=headers)
+
+
+def test_a_branchs_mode_changed_eight_times_at_once_keeps_every_change_and_its_audit(world: World) -> None:
+    # The console sends the mode and its wait as two changes in a row: both found no row, both inserted it.
+    branch = world.scalar("SELECT id FROM region WHERE code = 'XL'")
+    path, headers = f"/api/v1/regions/{branch}/dispatch-mode", world.headers(DISPATCHER)
+    modes = [{"mode": "hybrid", "hybrid_after_s": 60 + n} if n % 2 else {"mode": "assign"} for n in range(8)]
+
+    replies = race(world.base_url, [put(path, headers, body) for body in modes])
+
+    assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
+    kept = world.scalar("SELECT mode || ':' || coalesce(hybrid_after_s, 0) FROM branch_dispatch WHERE region_id = :b",
+                        b=branch)
+    assert kept in {f"{body['mode']}:{body.get('hybrid_after_s', 0)}" for body in modes}
+    assert world.scalar("SELECT count(*) FROM audit_event WHERE action = 'dispatch_mode.changed'") == 8

@@ -2,9 +2,12 @@
 unanswered; 拒单 with a reason re-dispatches, never back to a decliner; reasons in statistics; the mode change is
 audited and refused to technicians and to other branches' dispatchers."""
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
@@ -157,17 +160,26 @@ def test_decline_is_refused_to_others_on_grabbed_tickets_after_arrival_and_for_u
     assert refused.status_code == 409 and refused.json()["code"] == "not_declinable"
 
 
-def test_decline_reasons_are_counted_in_statistics(client, as_user, on_duty) -> None:  # noqa: F811
+def test_decline_reasons_are_counted_in_statistics(client, as_user, on_duty, settings: Settings) -> None:  # noqa: F811
     choose(client, "assign")
     ticket = report(client, as_user("dispatcher.xl"))
     decline(client, ticket["id"], "tech01", "too_far")
     decline(client, ticket["id"], "tech02", "too_far")
     decline(client, ticket["id"], "tech03", "busy")
-    day = ticket["created_at"][:10]
+    # The statistics' days are local: after 16:00 UTC a Shanghai day is the next UTC date's.
+    day = datetime.fromisoformat(ticket["created_at"]).astimezone(ZoneInfo(settings.timezone)).date().isoformat()
     stats = client.get("/api/v1/stats", params={"from": day, "to": day}, headers=as_user("dispatcher.xl")).json()
     declines = stats["declines"]
     assert declines["total"] == 3 and declines["by_reason"] == {"busy": 1, "too_far": 2}
     assert [b["by_reason"] for b in declines["by_branch"]] == [{"busy": 1, "too_far": 2}]
+    sheet = client.get("/api/v1/stats/export", params={"from": day, "to": day, "table": "declines"},
+                       headers=as_user("dispatcher.xl"))
+    assert sheet.status_code == 200, sheet.text
+    book = openpyxl.load_workbook(io.BytesIO(sheet.content), read_only=True)
+    assert book.sheetnames == ["拒单"]
+    header, *rows = list(book["拒单"].iter_rows(values_only=True))
+    assert header == ("编号", "维护人员", "拒单原因", "次数")
+    assert sorted((row[2], row[3]) for row in rows) == [("busy", 1), ("too_far", 1), ("too_far", 1)]
     per_technician = {t["technician_id"]: t["by_reason"] for t in declines["by_technician"]}
     assert per_technician == {on_duty["tech01"]: {"too_far": 1}, on_duty["tech02"]: {"too_far": 1},
                               on_duty["tech03"]: {"busy": 1}}

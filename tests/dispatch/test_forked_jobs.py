@@ -8,6 +8,7 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
+import pytest
 import structlog.testing
 from redis import Redis
 from rq import Queue, Worker
@@ -117,23 +118,30 @@ def test_a_tick_that_cannot_be_enqueued_stops_no_other(redis: Redis) -> None:
     assert len(refused) >= 3 and {(e["log_level"], e["job_id"]) for e in refused} == {("error", "misnamed sweep!")}
 
 
-def _take(name: str, taken: Connection | None = None) -> None:
-    """A worker taking a job: dequeued by rq (onto its intermediate list), not yet started. Killed at once
-    when nobody waits on `taken`, else alive until told to go."""
+def _take(name: str, taken: Connection | None = None, forking: bool = False) -> None:
+    """A worker taking a job: dequeued by rq (onto its intermediate list) and, when `forking`, entered in the
+    started registry as rq does just before it forks the job's process; not yet started. Killed at once when
+    nobody waits on `taken`, else alive until told to go."""
     connection = Redis.from_url(TEST_REDIS_URL)
     queue = Queue("default", connection=connection)
-    Worker([queue], connection=connection, name=name).register_birth()
-    assert Queue.dequeue_any([queue], None, connection=connection) is not None
+    worker = Worker([queue], connection=connection, name=name)
+    worker.register_birth()
+    dequeued = Queue.dequeue_any([queue], None, connection=connection)
+    assert dequeued is not None
+    if forking:
+        worker.prepare_execution(dequeued[0])
     if taken is None:
         os.kill(os.getpid(), signal.SIGKILL)
     taken.send(True)
     taken.recv()
 
 
-def test_a_job_its_dead_worker_took_but_never_started_runs_again_at_once(settings: Settings, redis: Redis) -> None:
+@pytest.mark.parametrize("forking", [False, True], ids=["as it took the job", "as it forked the job's process"])
+def test_a_job_its_dead_worker_took_but_never_started_runs_again_at_once(
+        settings: Settings, redis: Redis, forking: bool) -> None:
     queue = Queue("default", connection=redis)
     assert enqueue_tick(queue, fine_sweep, job_id="fine-sweep", timeout_s=60)
-    dying = FORK.Process(target=_take, args=("dying-worker",))
+    dying = FORK.Process(target=_take, args=("dying-worker", None, forking))
     dying.start()
     dying.join(DEADLINE_S)
     assert dying.exitcode == -signal.SIGKILL and queue.count == 0

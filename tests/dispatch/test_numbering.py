@@ -10,9 +10,9 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from dispatch.app import create_app
-from dispatch.kernel.db import get_session
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import numbering
+from tests.conftest import in_test_transaction
 
 XL_POINT = {"lat": 43.935, "lng": 116.08}
 XL_BRANCH = 2
@@ -62,11 +62,7 @@ def test_a_number_already_taken_is_skipped_and_the_report_kept(
 def client_without_redis(settings: Settings, db: Session) -> Iterator[TestClient]:
     app = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"}))  # nothing listens on 9
 
-    def test_session() -> Iterator[Session]:
-        with db.begin_nested():
-            yield db
-
-    app.dependency_overrides[get_session] = test_session
+    in_test_transaction(app, db)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

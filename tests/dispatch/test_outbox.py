@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import JobStatus
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -283,6 +283,36 @@ def test_a_failing_writer_undoes_only_its_own_rows_and_its_message_is_retried(ou
                                   .order_by(OutboxMessage.id)).all()
     assert [w["by"] for w in written] == [1, 2, 3]  # message 2's first rows went with its savepoint
     assert recorder.numbers == [1, 2, 2, 3]  # at least once: its channel sent it before the writer failed
+
+
+def test_a_writer_writes_only_for_the_messages_it_hears_and_is_asked_once_per_drain(outbox_db: Engine) -> None:
+    notify.register_channel("test", Recorder())
+    asked: list[int] = []
+    written: list[int] = []
+
+    def odd_ones(session: Session) -> Callable[[dict[str, Any]], bool]:
+        asked.append(1)
+        return lambda payload: payload["n"] % 2 == 1
+
+    def writer(session: Session, topic: str, payload: dict[str, Any]) -> None:
+        session.execute(text("SELECT 1"))  # in the message's savepoint
+        written.append(payload["n"])
+
+    notify.register_writer("odd", writer, topics={"test"}, interest=odd_ones)
+    emit_committed(outbox_db, 1, 2, 3, 4, 5)
+    savepoints: list[str] = []
+
+    def seen(conn: Any, name: str) -> None:
+        savepoints.append(name)
+
+    event.listen(outbox_db, "savepoint", seen)
+    try:
+        assert drain_committed(outbox_db, notify.deliver) == 5
+    finally:
+        event.remove(outbox_db, "savepoint", seen)
+    assert written == [1, 3, 5] and asked == [1]
+    assert len(savepoints) == 3  # none for the messages nobody hears
+    assert drain_committed(outbox_db, notify.deliver) == 0 and asked == [1]  # nothing left: not even asked
 
 
 def test_redis_down_during_delivery_loses_nothing(outbox_db: Engine, redis: Redis) -> None:

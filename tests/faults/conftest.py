@@ -7,6 +7,7 @@ migrated and seeded with the CLI an operator uses, then `fieldpool serve` and `f
 `scripts/ensure-services.sh` installs the binaries (postgresql, postgresql-*-postgis-3, redis-server).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -190,9 +191,14 @@ class Worker:
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self) -> None:
-        """SIGKILL the worker and the job it has forked, if any: no handler runs, nothing is cleaned up."""
+        """SIGKILL the worker and the job it has forked, if any, as a supervisor stopping the service's cgroup
+        does: no handler runs, nothing is cleaned up. rq puts the job's process in a group of its own."""
         assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for group in (pid, *map(int, children)):
+            with contextlib.suppress(ProcessLookupError):  # a job that ended meanwhile
+                os.killpg(group, signal.SIGKILL)
         self.process.wait()
 
     def stop(self) -> None:

@@ -22,7 +22,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from dispatch.kernel.queues import periodic_outcomes
+from dispatch.kernel.queues import Outcomes, periodic_outcomes
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import jobs, outbox
 from tests.concurrency.storms import XL_POINT, ApiServer, Crowd, Member, wait_until
@@ -307,19 +307,20 @@ def test_a_worker_killed_mid_job_is_started_again_and_its_jobs_resume(
         worker.kill()
         worker.start()  # as systemd or a container runtime would
 
-        waiting: set[str] = set()
+        waiting: dict[str, Outcomes | None] = {}  # each job not yet succeeded since, with how it has fared
 
         def resumed() -> bool:
             outcomes = {o.job_id: o for o in periodic_outcomes(queues)}
             waiting.clear()
-            waiting.update(j for j in PERIODIC if j not in outcomes or (outcomes[j].last_success_at or 0) <= killed_at)
+            waiting.update((j, outcomes.get(j)) for j in PERIODIC
+                           if j not in outcomes or (outcomes[j].last_success_at or 0) <= killed_at)
             return not waiting
 
         # Away until every periodic job has succeeded in the new worker, the one killed mid-run among them.
         try:
             wait_until(resumed, what="the restarted worker's periodic jobs to succeed", timeout_s=RECOVERY_S)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: still waiting for {sorted(waiting)}; worker log in {worker.log}") from None
+            raise AssertionError(f"{exc}: still waiting for {waiting}; worker log in {worker.log}") from None
         return time.monotonic()
 
     recovery = weather(traffic, api, "worker SIGKILL", kill_and_restart)

@@ -8,12 +8,11 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from dispatch.app import create_app
-from dispatch.kernel.db import get_session
 from dispatch.kernel.settings import GeocoderSettings, Settings
 from geo import tencent
 from geo.crs import gcj02_to_wgs84, wgs84_to_gcj02
 from geo.latlng import LatLng
-from tests.conftest import log_in
+from tests.conftest import in_test_transaction, log_in
 from tests.geo.tencent_peer import (
     ERROR_REPLY,
     REVERSE_PATH,
@@ -143,11 +142,7 @@ def online_client(settings: Settings, db: Session, redis: Redis) -> Iterator[App
             update={"key": KEY, "base_url": base_url, "timeout_s": 2.0})})
         app = create_app(cfg)
 
-        def test_session() -> Iterator[Session]:
-            with db.begin_nested():
-                yield db
-
-        app.dependency_overrides[get_session] = test_session
+        in_test_transaction(app, db)
         client = TestClient(app, raise_server_exceptions=False)
         clients.append(client.__enter__())
         return client
