@@ -28,7 +28,7 @@ class SimulationSettings(BaseSettings):
     phoned_after_s: float = Field(default=600.0, gt=0)
     # Idle technicians look at their phone this often (and it sends its position).
     glance_every_s: int = Field(default=300, gt=0)
-    # Hybrid: offers first, the system assigns a ticket unanswered this long.
+    # Hybrid: offers first, the system assigns a ticket unanswered this long (each branch's hybrid_after_s).
     hybrid_after_s: int = Field(default=120, gt=0)
     # Batch-optimal: how often the open tickets are matched to the free technicians.
     batch_every_s: int = Field(default=60, gt=0)

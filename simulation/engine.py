@@ -1,11 +1,12 @@
 """The simulated day: an event queue on a simulated clock that drives the real services in-process.
 
-Every step a person or a periodic job takes in production is the same call here: intake
-(`service.create_ticket`), the ring and SLA sweeps (`offers.sweep`, `sla.sweep`), a grab (the pool's claim,
-then `grabs.settle`), an assignment (`grabs.assign`), arrival and completion (which writes the work record),
-duty and pings (`technicians.presence`). Only the people are simulated: when they look at their phone, how long
-they take to decide, how fast they drive. time-machine moves Python's clock to each event's time (it does not
-tick in between), so every timestamp the services write comes from the simulated clock.
+Every step a person or a periodic job takes in production is the same call here: the branches' dispatch mode
+(`modes.set_mode`), intake (`service.create_ticket`, which assigns at once in `assign` mode), the ring, hybrid
+and SLA sweeps (`offers.sweep`, `modes.sweep_hybrid`, `sla.sweep`), a grab (the pool's claim, then
+`grabs.settle`), a dispatcher's assignment (`grabs.assign`), arrival and completion (which writes the work
+record), duty and pings (`technicians.presence`). Only the people are simulated: when they look at their phone,
+how long they take to decide, how fast they drive. time-machine moves Python's clock to each event's time (it
+does not tick in between), so every timestamp the services write comes from the simulated clock.
 """
 
 import heapq
@@ -29,9 +30,9 @@ from dispatch.kernel.cache import Remembered
 from dispatch.kernel.db import Database
 from dispatch.kernel.errors import DomainError
 from dispatch.kernel.settings import Settings
-from dispatch.tickets import grabs, offers, service, sla
+from dispatch.tickets import grabs, modes, offers, service, sla
 from dispatch.tickets.lifecycle import GRABBABLE
-from dispatch.tickets.models import Offer, OfferOutcome, Ticket, TicketState
+from dispatch.tickets.models import DispatchMode, Offer, OfferOutcome, Ticket, TicketState
 from dispatch.tickets.schemas import CompleteBody, Contact, Location, TicketCreate
 from geo.latlng import LatLng
 from geo.models import Region
@@ -41,8 +42,8 @@ from simulation.city import City
 from simulation.config import SimulationSettings
 from simulation.demand import Report
 from technicians import presence, replica
+from technicians.errors import OffShift
 from technicians.models import Technician
-from technicians.nearest import find_nearest
 from technicians.presence import TechnicianRef
 
 SIMULATION = Actor(kind=PrincipalKind.USER, id=0, role=Role.ADMIN, label="simulation")
@@ -52,6 +53,7 @@ S = TicketState
 _SWEPT = (S.PENDING, S.TIMED_OUT, S.ACCEPTED, S.GROUPED)
 _NEXT_DUE = func.least(
     case((Ticket.state.in_(GRABBABLE), Ticket.next_ring_at)),
+    case((Ticket.state.in_(GRABBABLE), Ticket.system_assign_at)),
     case((and_(Ticket.state == S.PENDING, Ticket.response_warned_at.is_(None)), Ticket.response_warn_at)),
     case((Ticket.state == S.PENDING, Ticket.response_due_at)),
     case((and_(Ticket.state == S.ACCEPTED, Ticket.resolution_warned_at.is_(None)), Ticket.resolution_warn_at)),
@@ -101,6 +103,8 @@ class Person:
     leg: tuple[LatLng, LatLng, datetime, datetime] | None = None
     on_duty_since: datetime | None = None
     duty_s: float = 0.0
+    # Tickets the system gave them while busy (system_assign counts anyone below max_active): done in turn.
+    queue: list[int] = field(default_factory=list)
 
     @property
     def actor(self) -> Actor:
@@ -132,6 +136,7 @@ class Policy(Protocol):
 
     name: str
     offer: dict[str, object]  # OFFER__* settings the policy's service runs with, beside the deployment's
+    mode: DispatchMode  # every branch's dispatch mode for the day
 
     def on_tickets(self, world: "World", jobs: list[Job]) -> None: ...
     def on_offers(self, world: "World", people: list[Person]) -> None: ...
@@ -178,6 +183,7 @@ class World:
         self._sweeps = 0
         self._next_sweep: datetime | None = None
         self.open_tickets = 0
+        self._followed: set[int] = set()  # tickets the system assigned whose technician was sent
 
     # --- the clock ---------------------------------------------------------------------------------------------
 
@@ -210,6 +216,10 @@ class World:
     def _set_up(self) -> None:
         homes = {w.username: w for w in self.city.workers}
         with self.db.session_scope() as session:
+            hybrid_after_s = self.cfg.hybrid_after_s if self.policy.mode is DispatchMode.HYBRID else None
+            for branch, _ in modes.branch_modes(session, actor=SIMULATION, settings=self.settings):
+                modes.set_mode(session, region_id=branch.id, actor=SIMULATION, mode=self.policy.mode,
+                               hybrid_after_s=hybrid_after_s, settings=self.settings)
             found = session.execute(select(Technician, User.username, Region.path)
                                     .join(User, User.id == Technician.user_id)
                                     .join(Region, Region.id == Technician.region_id).order_by(Technician.id))
@@ -269,8 +279,13 @@ class World:
             person.on_duty_since = None
 
     def _ping(self, person: Person) -> None:
-        presence.record_ping(self.redis, ref=person.ref, point=person.where(self.now), accuracy_m=10.0, now=self.now,
-                             tz=self.settings.timezone, cfg=self.settings.presence)
+        try:
+            presence.record_ping(self.redis, ref=person.ref, point=person.where(self.now), accuracy_m=10.0,
+                                 now=self.now, tz=self.settings.timezone, cfg=self.settings.presence)
+        except OffShift:
+            # Past the roster window (overtime included) the server stores no position, as for a real phone; a
+            # ticket the system queued on them meanwhile is still theirs, and done.
+            return
 
     def decide_s(self) -> float:
         return self.cfg.decide_median_s * math.exp(self.rng.gauss(0, self.cfg.decide_sigma))
@@ -316,12 +331,21 @@ class World:
                              actor=SIMULATION, note=f"system dispatch ({self.policy.name})", settings=self.settings)
         except DomainError:
             return False
-        person.status = Status.DRIVING  # taken: no other offer or assignment reaches them meanwhile
+        self._take(person, ticket_id)
+        return True
+
+    def _take(self, person: Person, ticket_id: int) -> None:
+        """A ticket became theirs without a tap: they set off once they have read it, or, busy, after the jobs
+        they hold."""
+        assert person.status is not Status.OFF  # off duty is out of the live index: nobody assigns to them
+        if person.status is not Status.IDLE:
+            person.queue.append(ticket_id)
+            return
+        person.status = Status.DRIVING  # taken: no offer reaches them meanwhile
         read = self.decide_s()
         if self.rng.random() < self.cfg.never_answer_share:
             read = self.cfg.phoned_after_s
         self.after(min(read, self.cfg.phoned_after_s), self._drive, person, ticket_id)
-        return True
 
     def _drive(self, person: Person, ticket_id: int) -> None:
         job = self.job(ticket_id)
@@ -342,6 +366,9 @@ class World:
         with self.db.session_scope() as session:
             service.complete(session, self.redis, ticket=session.get_one(Ticket, job.id), actor=person.actor,
                              body=CompleteBody(note="模拟：已修复"), settings=self.settings)
+        if person.queue:
+            self._drive(person, person.queue.pop(0))
+            return
         person.status = Status.IDLE
         if self.now >= person.shift_end and self._leave_unless_needed(person, self.waiting_jobs()):
             return
@@ -359,6 +386,7 @@ class World:
         self._reports_left -= 1
         if report.burst:
             self.burst.append(ticket_id)
+        self.open_tickets += self._follow_the_system()
         new = self.jobs_created_now()
         self.open_tickets += len(new)
         for job in new:
@@ -373,15 +401,38 @@ class World:
         if generation != self._sweeps:
             return  # an earlier sweep was brought forward in its place
         self._next_sweep = None
+        # Units of work as the worker's jobs have them: the rings, then the hybrid assignments (sweep_rings); SLA.
         with self.db.session_scope() as session:
             offers.sweep(session, self.redis, settings=self.settings, now=self.now, limit=200)
+        with self.db.session_scope() as session:
+            modes.sweep_hybrid(session, self.redis, settings=self.settings, now=self.now, limit=200)
+        with self.db.session_scope() as session:
             sla.sweep(session, self.redis, cfg=self.settings.sla, now=self.now, limit=self.settings.sla.sweep_batch)
             due, still_open = session.execute(select(func.min(_NEXT_DUE), func.count())
                                               .where(Ticket.state.in_(_SWEPT))).one()
+        self._follow_the_system()
         self.policy.on_offers(self, self.offered_now())
         self.open_tickets = still_open
         if due is not None:
             self.sweep_by(due)
+
+    def _follow_the_system(self) -> int:
+        """Send each technician the service assigned a ticket at this moment (intake in `assign` mode, the hybrid
+        sweep) on their way, as a dispatcher's assignment does; returns how many."""
+        with self.db.session_scope() as session:
+            assigned = session.execute(select(Ticket.id, Ticket.technician_id, _NEXT_DUE).where(
+                Ticket.accepted_at == self.now, Ticket.system_assigned, Ticket.state == S.ACCEPTED,
+                Ticket.technician_id.is_not(None)).order_by(Ticket.id)).all()
+        followed = 0
+        for ticket_id, technician_id, due in assigned:
+            if ticket_id in self._followed:
+                continue
+            self._followed.add(ticket_id)
+            self._take(self.people[technician_id], ticket_id)
+            if due is not None:
+                self.sweep_by(due)  # its SLA checkpoints: assigned at intake, no ring brings a sweep
+            followed += 1
+        return followed
 
     def sweep_by(self, due: datetime) -> None:
         """Make sure a sweep runs on the first of the worker's ticks at or after `due`."""
@@ -431,8 +482,8 @@ class World:
         return Job(id=ticket.id, site=from_wkb(ticket.location), type_code=ticket.type_code,
                    branch_id=ticket.branch_id, path=path, created_at=ticket.created_at,
                    response_due_at=ticket.response_due_at,
-                   next_due=min(t for t in (ticket.next_ring_at, ticket.response_warn_at, ticket.response_due_at)
-                                if t is not None))
+                   next_due=min(t for t in (ticket.next_ring_at, ticket.system_assign_at, ticket.response_warn_at,
+                                            ticket.response_due_at) if t is not None))
 
     def job(self, ticket_id: int) -> Job:
         with self.db.session_scope() as session:
@@ -467,24 +518,14 @@ class World:
         with self.db.session_scope() as session:
             return [ticket.id for _, ticket in offers.open_offers(session, technician_id=person.id)]
 
-    def pool_near(self, person: Person) -> list[int]:
-        """What the pool lists to the technician (the most urgent, then the nearest), of the types they can do."""
+    def pool_near(self, person: Person, radius_m: int) -> list[int]:
+        """What the pool lists to the technician within `radius_m` (the most urgent, then the nearest), of the types
+        they can do."""
         with self.db.session_scope() as session:
-            listed = grabs.near_me(session, self.redis, ref=person.ref, radius_m=self.settings.offer.max_radius_m,
+            listed = grabs.near_me(session, self.redis, ref=person.ref, radius_m=radius_m,
                                    limit=self.settings.pool.near_limit,
                                    within_ring=self.settings.offer.pool_within_ring)
             return [t.id for t, _ in listed.found if self.city.kinds[t.type_code].skills <= person.skills]
 
     def idle(self) -> list[Person]:
         return [p for p in self.people.values() if p.status is Status.IDLE and not p.deciding]
-
-    def best_free(self, job: Job) -> Person | None:
-        """The nearest free technician who may take the job, fewer hours first among near-equals: the live index's
-        search that offers use, with everyone busy left out."""
-        busy = {p.id for p in self.people.values() if p.status is not Status.IDLE}
-        found = find_nearest(self.redis, branch_id=job.branch_id, point=job.site, k=1,
-                             radius_m=self.settings.offer.max_radius_m,
-                             skills=sorted(self.city.kinds[job.type_code].skills), ticket_path=job.path, now=self.now,
-                             tz=self.settings.timezone, presence=self.settings.presence, offer=self.settings.offer,
-                             exclude=busy)
-        return self.people[found[0].technician_id] if found else None

@@ -1,13 +1,15 @@
 """The dispatch policies compared: how a ticket finds its technician. Each only calls the engine's verbs (grab,
-assign, look), which call the real services."""
+assign, look), which call the real services, or sets the branches' real dispatch mode and lets the service
+assign."""
 
 from enum import StrEnum
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from dispatch.tickets.models import DispatchMode
 from simulation import travel
-from simulation.engine import Job, Person, Policy, Status, World
+from simulation.engine import Job, Person, Policy, World
 
 # A pairing the batch must never choose (wrong branch or skills): far above any real cost.
 FORBIDDEN = 1e9
@@ -25,6 +27,7 @@ class _Quiet:
     """Hooks a policy does not use, on the service as deployed."""
 
     offer: dict[str, object] = {}  # noqa: RUF012 (read, never changed)
+    mode: DispatchMode = DispatchMode.GRAB
 
     def on_tickets(self, world: World, jobs: list[Job]) -> None:
         return None
@@ -75,12 +78,12 @@ class PurePool(_Browsing):
                     world.notify(person)
 
     def decide(self, world: World, person: Person) -> None:
-        _grab_first(world, person, world.pool_near(person))
+        _grab_first(world, person, world.pool_near(person, world.settings.offer.max_radius_m))
 
 
 class NearestPush(_Browsing):
     """Today's: each ring offers the ticket to the K nearest eligible technicians; an offered one grabs it, and
-    a free technician grabs from the pool near them when nothing is offered."""
+    a free technician grabs from the pool near them (as the phone lists it) when nothing is offered."""
 
     name: str = PolicyName.NEAREST_PUSH
 
@@ -89,46 +92,26 @@ class NearestPush(_Browsing):
             world.notify(person)
 
     def decide(self, world: World, person: Person) -> None:
-        _grab_first(world, person, world.open_offers(person) or world.pool_near(person))
+        # The phone lists the pool within the server's default radius: the page sends none.
+        listed = world.open_offers(person) or world.pool_near(person, world.settings.pool.near_radius_m)
+        _grab_first(world, person, listed)
 
 
-def _dispatch(world: World, jobs: list[Job]) -> None:
-    for job in jobs:
-        person = world.best_free(job)
-        if person is not None:
-            world.assign(person, job.id)
-
-
-class SystemDispatch(_Quiet):
-    """The service assigns each ticket at once to the best free eligible technician; a ticket nobody could take
-    waits for the next one to come free."""
+class SystemDispatch(NearestPush):
+    """Every branch in `assign` mode: intake assigns each ticket to the best eligible technician (the service's
+    own search and fairness tie-break: below max_active, so possibly one busy on another job, who goes after it);
+    a ticket nobody could take is offered and pooled as in grab mode, and grabbed as under nearest-push."""
 
     name: str = PolicyName.SYSTEM
-
-    def on_tickets(self, world: World, jobs: list[Job]) -> None:
-        _dispatch(world, jobs)
-
-    def on_free(self, world: World, person: Person) -> None:
-        _dispatch(world, world.waiting_jobs())
+    mode: DispatchMode = DispatchMode.ASSIGN
 
 
 class Hybrid(NearestPush):
-    """Offers first; a ticket still unanswered after `hybrid_after_s` is assigned by the system."""
+    """Every branch in `hybrid` mode: offers first, as nearest-push; the service's ring sweep assigns a ticket
+    still unanswered after `hybrid_after_s` (to the best eligible, as `assign` does)."""
 
     name: str = PolicyName.HYBRID
-
-    def on_free(self, world: World, person: Person) -> None:
-        _dispatch(world, self._overdue(world))
-        if person.status is Status.IDLE:
-            world.look(person)
-
-    def on_tick(self, world: World) -> None:
-        _dispatch(world, self._overdue(world))
-
-    @staticmethod
-    def _overdue(world: World) -> list[Job]:
-        return [j for j in world.waiting_jobs()
-                if (world.now - j.created_at).total_seconds() >= world.cfg.hybrid_after_s]
+    mode: DispatchMode = DispatchMode.HYBRID
 
 
 class BatchOptimal(_Quiet):

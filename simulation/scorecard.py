@@ -7,14 +7,12 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from dispatch.tickets.lifecycle import Action
+from dispatch.tickets.labor import TAKING
 from dispatch.tickets.models import Incident, Ticket, TicketEvent, TicketState
 from simulation.config import SimulationSettings
 from simulation.engine import Outcome
 from technicians.models import Technician
 from workload.models import WorkRecord
-
-TAKING = (Action.GRAB, Action.ASSIGN, Action.REASSIGN)
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def gini(values: list[float]) -> float:
 
 
 def dispatched(session: Session) -> list[Ticket]:
-    taken = select(TicketEvent.ticket_id).where(TicketEvent.action.in_([Action.GRAB, Action.ASSIGN]))
+    taken = select(TicketEvent.ticket_id).where(TicketEvent.action.in_(TAKING))
     return list(session.scalars(select(Ticket).where(Ticket.id.in_(taken)).order_by(Ticket.id)))
 
 

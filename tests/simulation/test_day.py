@@ -1,17 +1,25 @@
 """Short simulated days through the real services: the same seed gives the same table, and every policy gets
 every ticket accepted by exactly one technician."""
 
-from datetime import date, time
+from collections import Counter
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from dispatch.kernel.settings import Settings
+from dispatch.tickets.labor import TAKING
+from dispatch.tickets.lifecycle import Action
+from dispatch.tickets.models import BranchDispatch, DispatchMode, Ticket, TicketEvent
 from simulation import demand, run
 from simulation.city import load_city
 from simulation.config import Shift, SimulationSettings
-from simulation.database import Place
+from simulation.database import Place, prepare_city
 from simulation.policies import POLICIES, PolicyName
 from simulation.scorecard import table
 
@@ -63,3 +71,62 @@ def test_every_policy_gets_every_ticket_accepted_by_one_technician(place: Place,
         assert score.outage_clear_min > 0, policy  # the outage's reports were all completed
     assert any(by_policy[p].grouped for p in POLICIES), "the outage grouped under some policy"
     assert by_policy[run.HINDSIGHT].km_per_ticket <= min(by_policy[p].km_per_ticket for p in POLICIES)
+
+
+def _takings(place: Place) -> list[tuple[str, datetime, datetime, bool, int | None, int | None, datetime | None]]:
+    """Each taking event of the day just played: (action, its time, the ticket's creation, system_assigned, who
+    took it, who holds it, when they arrived)."""
+    engine = create_engine(place.app_url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            return [tuple(row) for row in session.execute(  # type: ignore[misc]
+                select(TicketEvent.action, TicketEvent.at, Ticket.created_at, Ticket.system_assigned,
+                       TicketEvent.technician_id, Ticket.technician_id, Ticket.arrived_at)
+                .join(Ticket, Ticket.id == TicketEvent.ticket_id)
+                .where(TicketEvent.action.in_(TAKING)).order_by(TicketEvent.id))]
+    finally:
+        engine.dispose()
+
+
+def _modes(place: Place) -> set[tuple[DispatchMode, int | None]]:
+    engine = create_engine(place.app_url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            return {(row.mode, row.hybrid_after_s) for row in session.scalars(select(BranchDispatch))}
+    finally:
+        engine.dispose()
+
+
+def test_system_policy_is_the_branches_assign_mode_at_intake(place: Place, settings: Settings) -> None:
+    prepare_city(place, FIXTURES)
+    run.play(place, _day(7), PolicyName.SYSTEM, settings=settings, cfg=SHORT_DAY)
+    assert _modes(place) == {(DispatchMode.ASSIGN, None)}
+    takings = _takings(place)
+    actions = Counter(action for action, *_ in takings)
+    # No dispatcher's assignment: the service assigned (or, with nobody free, the ticket was offered and grabbed).
+    assert actions[Action.ASSIGN] == 0 and actions[Action.SYSTEM_ASSIGN] > 0, actions
+    for action, at, created_at, system_assigned, taker, holder, arrived_at in takings:
+        assert system_assigned is (action == Action.SYSTEM_ASSIGN)
+        if action == Action.SYSTEM_ASSIGN:
+            assert at == created_at  # at intake, never later in assign mode
+            assert holder == taker and arrived_at is not None  # the simulation sent that technician
+
+
+def test_hybrid_policy_is_assigned_by_the_sweep_only_after_the_branchs_wait(place: Place,
+                                                                            settings: Settings) -> None:
+    # Shorter than most decisions take: on a day this short, the default wait sees every ticket grabbed first.
+    cfg = SHORT_DAY.model_copy(update={"hybrid_after_s": 30})
+    prepare_city(place, FIXTURES)
+    run.play(place, _day(7), PolicyName.HYBRID, settings=settings, cfg=cfg)
+    assert _modes(place) == {(DispatchMode.HYBRID, cfg.hybrid_after_s)}
+    takings = _takings(place)
+    actions = Counter(action for action, *_ in takings)
+    assert actions[Action.ASSIGN] == 0 and actions[Action.GRAB] > 0 and actions[Action.SYSTEM_ASSIGN] > 0, actions
+    start = datetime.combine(DAY, cfg.early_shift.starts, tzinfo=ZoneInfo("Asia/Shanghai"))
+    for action, at, created_at, system_assigned, taker, holder, arrived_at in takings:
+        assert system_assigned is (action == Action.SYSTEM_ASSIGN)
+        if action == Action.SYSTEM_ASSIGN:
+            assert at >= created_at + timedelta(seconds=cfg.hybrid_after_s)
+            # By the worker's ring sweep, on one of its ticks, not at a moment of the simulation's own.
+            assert (at - start).total_seconds() % settings.offer.sweep_interval_s == 0
+            assert holder == taker and arrived_at is not None
