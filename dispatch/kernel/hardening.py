@@ -24,7 +24,7 @@ def page_policy(tile_url: str | None) -> str:
     no eval and nothing from another origin runs; no other site may frame a page (clickjacking).
     Styles set through the CSSOM (element.style) are not inline styles to CSP.
     """
-    images = ["'self'", "data:", "blob:"]  # blob: photos fetched with the bearer token, shown as object URLs
+    images = ["'self'", "data:"]  # data: photos fetched with the bearer token, and charts saved as PNG
     if tile_url:
         parts = urlsplit(tile_url)
         images.append(f"{parts.scheme}://{parts.netloc}")

@@ -6,7 +6,9 @@ import { PageError } from '/static/common/errors.js';
 import { photoStrip } from '/static/common/photos.js';
 import * as position from '/static/common/position.js';
 import { follow } from '/static/common/stream.js';
-import { $, busy, debounce, distance, el, photoPicker, signInForm, stateBadge, toast, when } from '/static/common/ui.js';
+import {
+  $, busy, debounce, distance, el, latestOnly, photoPicker, signInForm, stateBadge, toast, when,
+} from '/static/common/ui.js';
 import { KIND_NAMES, Outbox } from '/static/tech/outbox.js';
 import { DECLINE_REASONS } from '/static/common/ui.js';
 
@@ -276,24 +278,34 @@ const lists = { offers: [], pool: [], mine: [], poolError: '', offersError: '', 
   poolLimit: null };
 const POOL_MORE = 100; // one more page of cards per tap, up to the server's 500
 
-async function refreshOffers() {
-  try {
-    lists.offers = (await client.get('/api/v1/me/offers')).map((o) => ({ ticket: o.ticket, distance_m: o.distance_m }));
-    lists.offersError = '';
-  } catch (error) { lists.offersError = error.message; }
-  render();
+// Offers, pool and my tickets are each read again on events, polls and taps, and reads overlap: an answer a later
+// read of the same list overtook is dropped, or a ticket just taken would come back, or 显示更多's cards go.
+// `read` resolves to the fields of `lists` it sets; a failure shows as `<name>Error`.
+function listReader(name, read) {
+  const ask = latestOnly();
+  return async () => {
+    const latest = ask();
+    let fields = {};
+    let error = '';
+    try {
+      fields = await read();
+    } catch (e) { error = e.message; }
+    if (!latest()) return;
+    Object.assign(lists, fields, { [`${name}Error`]: error });
+    render();
+  };
 }
 
+const refreshOffers = listReader('offers', async () => ({
+  offers: (await client.get('/api/v1/me/offers')).map((o) => ({ ticket: o.ticket, distance_m: o.distance_m })),
+}));
+
 // The radius and the first page's size are the server's (POOL_NEAR_RADIUS_M, POOL_NEAR_LIMIT).
-async function refreshPool() {
-  try {
-    const response = await client.raw(`/api/v1/me/pool${lists.poolLimit ? `?limit=${lists.poolLimit}` : ''}`);
-    lists.pool = (await response.json()).map((item) => ({ ticket: item, distance_m: item.distance_m }));
-    lists.poolTotal = Number(response.headers.get('X-Total-Count')) || lists.pool.length;
-    lists.poolError = '';
-  } catch (error) { lists.poolError = error.message; }
-  render();
-}
+const refreshPool = listReader('pool', async () => {
+  const response = await client.raw(`/api/v1/me/pool${lists.poolLimit ? `?limit=${lists.poolLimit}` : ''}`);
+  const pool = (await response.json()).map((item) => ({ ticket: item, distance_m: item.distance_m }));
+  return { pool, poolTotal: Number(response.headers.get('X-Total-Count')) || pool.length };
+});
 
 // Past the page: how many more lie within the radius, and a way to see them.
 function poolMore() {
@@ -305,13 +317,7 @@ function poolMore() {
       onclick: () => { lists.poolLimit = next; refreshPool(); } }) : null);
 }
 
-async function refreshMine() {
-  try {
-    lists.mine = await client.get('/api/v1/me/tickets');
-    lists.mineError = '';
-  } catch (error) { lists.mineError = error.message; }
-  render();
-}
+const refreshMine = listReader('mine', async () => ({ mine: await client.get('/api/v1/me/tickets') }));
 
 const refreshAll = debounce(() => { refreshOffers(); refreshPool(); refreshMine(); }, 200);
 

@@ -51,7 +51,7 @@ def test_pages_run_only_their_own_scripts_with_no_inline_script(client: TestClie
 def test_the_tile_servers_origin_alone_is_allowed_for_images(settings: Settings, redis: Redis) -> None:
     app = create_app(settings.model_copy(update={"map_tile_url": "https://tiles.example.net:8443/{z}/{x}/{y}.png"}))
     with TestClient(app) as client:
-        assert policy(client.get("/console"))["img-src"] == ["'self'", "data:", "blob:",
+        assert policy(client.get("/console"))["img-src"] == ["'self'", "data:",
                                                                "https://tiles.example.net:8443"]
 
 

@@ -10,7 +10,8 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 
 import httpx
@@ -181,6 +182,24 @@ def shot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
         return path
 
     return shot
+
+
+def held(page: Page, routes: Sized, timeout_s: float = 30) -> None:
+    """Wait until a request the page sent has been held in `routes` (a route, or a route and its answer): route
+    handlers run only while the page is waited on."""
+    deadline = time.monotonic() + timeout_s
+    while not routes:
+        assert time.monotonic() < deadline, "the page never sent the request held"
+        page.wait_for_timeout(20)
+
+
+def let_in(page: Page, url: str | re.Pattern[str], release: Callable[[], None]) -> None:
+    """Release a held answer (`release`) and wait until the page has taken it: the answer to `url` has finished,
+    and a round trip to the page's main thread has come after the tasks it queued."""
+    with page.expect_response(url) as answered:
+        release()
+    answered.value.finished()
+    page.evaluate("() => new Promise((done) => queueMicrotask(done))")
 
 
 def sign_in(page: Page, username: str) -> None:

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
-from tests.e2e.conftest import sign_in, token_of
+from tests.conftest import on_duty
+from tests.e2e.conftest import held, let_in, sign_in, token_of
 from tests.e2e.test_tech_page import HOME_TECH01, go_on_duty
 
 
@@ -154,3 +155,56 @@ def test_the_subscriber_urges_their_report_once_and_the_button_says_when_again(
     dispatcher = {"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}
     seen = api.get(f"/api/v1/tickets/{ticket['id']}", headers=dispatcher)
     assert seen.json()["urge_count"] == 1
+
+
+def test_the_address_sent_is_the_pins_not_one_answered_late_for_where_it_was(
+        open_page: Callable[..., Page], subscriber_token: str, api: httpx.Client) -> None:
+    # The pin moved twice; the first move's address, answered after the second's, was shown and sent.
+    report = open_report(open_page, subscriber_token)
+    report.get_by_role("button", name="宽带故障").click()
+    report.get_by_role("button", name="没解决，继续报修").click()
+    where = report.locator("p.muted").filter(has_text="锡林浩特")
+    expect(where).to_be_visible()
+    earlier: list[Route] = []
+    report.route("**/api/v1/geo/reverse*", lambda route: earlier.append(route), times=1)
+    report.locator(".minimap").click(position={"x": 60, "y": 60})
+    held(report, earlier)
+    with report.expect_response("**/api/v1/geo/reverse*"):
+        report.locator(".minimap").click(position={"x": 120, "y": 90})
+    let_in(report, "**/api/v1/geo/reverse*",  # the first move's, with an address of its own
+           lambda: earlier[0].fulfill(json={"address": "早先的位置", "outside_area": False}))
+    expect(where).to_be_visible()
+    report.get_by_label("问题描述").fill("光猫 LOS 灯红色闪烁")
+    report.get_by_label("联系人").fill("刘女士")
+    report.get_by_label("手机号").fill("13812345679")
+    report.get_by_role("button", name="提交报修").click()
+    expect(report.get_by_role("heading", name="报修进度")).to_be_visible()
+    sent = api.get(f"/api/v1/tickets/{report.url.split('ticket=')[1]}",
+                   headers={"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}).json()
+    assert sent["address"].startswith("锡林浩特"), sent["address"]
+
+
+def test_a_progress_read_answered_late_leaves_the_rating_being_written(
+        open_page: Callable[..., Page], subscriber_token: str, api: httpx.Client) -> None:
+    # The poll and 刷新进度 overlap; the older read, answered last, drew the page again over the comment typed.
+    spot = {"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]}
+    reply = api.post("/api/v1/tickets", headers={"Authorization": f"Bearer {subscriber_token}"}, json={
+        "type_code": "broadband_fault", "description": "一直没网", "location": spot,
+        "contact": {"name": "刘女士", "phone": "13812345670"}})
+    assert reply.status_code == 201, reply.text
+    ticket = reply.json()
+    tech = on_duty(api, {"Authorization": f"Bearer {token_of(api, 'tech01')}"}, at=spot)
+    for step, body in (("grab", None), ("arrive", {"location": spot}), ("complete", {"note": "重新熔接"})):
+        done = api.post(f"/api/v1/tickets/{ticket['id']}/{step}", headers=tech, json=body)
+        assert done.status_code == 200, done.text
+    page = open_page(f"/m/report?ticket={ticket['id']}#access_token={subscriber_token}", phone=True)
+    expect(page.locator("form.rating")).to_be_visible()
+    older: list[Route] = []
+    page.route(f"**/api/v1/tickets/{ticket['id']}", lambda route: older.append(route), times=1)
+    page.get_by_role("button", name="刷新进度").click()
+    held(page, older)
+    with page.expect_response(f"**/api/v1/tickets/{ticket['id']}"):
+        page.get_by_role("button", name="刷新进度").click()
+    page.locator("form.rating").get_by_label("评价").fill("师傅很专业")
+    let_in(page, f"**/api/v1/tickets/{ticket['id']}", older[0].continue_)
+    expect(page.locator("form.rating").get_by_label("评价")).to_have_value("师傅很专业")

@@ -4,10 +4,11 @@ import re
 from collections.abc import Callable
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import APIResponse, Locator, Page, Route, expect
 
 from dispatch.kernel.settings import Settings
-from tests.e2e.conftest import sign_in, token_of
+from tests.conftest import on_duty
+from tests.e2e.conftest import held, let_in, sign_in, token_of
 
 HOME_TECH01 = {"latitude": 43.963615, "longitude": 116.054121}
 
@@ -18,11 +19,11 @@ def go_on_duty(page: Page, username: str) -> None:
     expect(page.locator("#status")).to_contain_text("位置已上报")
 
 
-def report_near(api: httpx.Client, token: str, *, description: str) -> dict:
+def report_near(api: httpx.Client, token: str, *, description: str, phone: str = "13900000001") -> dict:
     reply = api.post("/api/v1/tickets", headers={"Authorization": f"Bearer {token}"}, json={
         "type_code": "broadband_fault", "description": description, "source": "phone",
         "location": {"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]},
-        "contact": {"name": "张三", "phone": "13900000001"}})
+        "contact": {"name": "张三", "phone": phone}})
     assert reply.status_code == 201, reply.text
     return reply.json()
 
@@ -82,6 +83,30 @@ def test_offer_arrives_live_and_the_second_grab_reads_already_taken(
                      headers={"Authorization": f"Bearer {token_of(api, 'dispatcher.xl')}"}).json()
     assert detail["state"] == "awaiting_followup"
     assert detail["completion_note"] == "更换光猫，恢复上网"
+
+
+def test_a_pool_read_answered_late_never_puts_back_a_ticket_someone_took(
+        open_page: Callable[..., Page], api: httpx.Client) -> None:
+    # The pool is read again on every event, on a clock and on taps, and the reads overlap: an older answer landing
+    # last showed a ticket taken in between as still there to grab.
+    phone, ticket, card = offered_on_the_phone(open_page, api, "机顶盒一直重启")
+    phone.get_by_role("tab", name="抢单池").click()
+    expect(card).to_be_visible()
+    older: list[tuple[Route, APIResponse]] = []
+    # Answered by the server now, with the ticket still in the pool; the answer is held back from the phone.
+    phone.route("**/api/v1/me/pool*", lambda route: older.append((route, route.fetch())), times=1)
+    dispatcher = token_of(api, "dispatcher.xl")
+    report_near(api, dispatcher, description="另一户报修", phone="13900000009")  # its event has the phone read the pool
+    held(phone, older)
+    tech02 = on_duty(api, {"Authorization": f"Bearer {token_of(api, 'tech02')}"},
+                     at={"lat": HOME_TECH01["latitude"], "lng": HOME_TECH01["longitude"]})
+    taken = api.post(f"/api/v1/tickets/{ticket['id']}/grab", headers=tech02)
+    assert taken.status_code == 200, taken.text
+    report_near(api, dispatcher, description="第三户报修", phone="13900000010")  # the phone reads the pool again
+    expect(card).to_have_count(0)  # the newer read is in
+    route, answer = older[0]
+    let_in(phone, "**/api/v1/me/pool*", lambda: route.fulfill(response=answer))
+    expect(card).to_have_count(0)
 
 
 def test_a_technician_hands_a_ticket_back_to_the_pool_with_a_reason(

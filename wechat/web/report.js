@@ -10,7 +10,7 @@ import { PageError } from '/static/common/errors.js';
 import { GridMap, tileUrl } from '/static/common/map.js';
 import { photoStrip } from '/static/common/photos.js';
 import { locate as locatePhone } from '/static/common/position.js';
-import { $, busy, debounce, el, photoPicker, stateBadge, toast, when } from '/static/common/ui.js';
+import { $, busy, debounce, el, latestOnly, photoPicker, stateBadge, toast, when } from '/static/common/ui.js';
 
 const client = new Client('report');
 const app = $('#app');
@@ -115,12 +115,16 @@ function detailsForm(chosenType) {
   // Within a centimetre: a map that shifts points for its tiles may hand the same one back a float apart.
   const onFix = (point) => fix && Math.abs(point.lat - fix.lat) < 1e-7 && Math.abs(point.lng - fix.lng) < 1e-7;
   const crsOf = (point) => (onFix(point) ? fix.crs : 'wgs84');
+  // Only the answer for where the pin is now: an earlier spot's, answered late, would go out with the report.
+  const askPlace = latestOnly();
   const describePlace = debounce(async (point) => {
+    const latest = askPlace();
     try {
       const found = await client.get(`/api/v1/geo/reverse?lat=${point.lat}&lng=${point.lng}&crs=${crsOf(point)}`);
+      if (!latest()) return;
       place = found.address;
       whereText.textContent = `${found.address}${found.outside_area ? '（不在服务区内，我们会转给最近的网点）' : ''}`;
-    } catch (e) { whereText.textContent = e.message; }
+    } catch (e) { if (latest()) whereText.textContent = e.message; }
   }, 400);
   const pin = map.pin(describePlace, 4);
   // The grids help find the place; the pin works without them. The view stays on the pin once placed.
@@ -166,13 +170,18 @@ const STEPS = [
 ];
 
 let pollTimer;
+// The poll and 刷新进度 can overlap: only the latest read is drawn, or an older one would wipe the rating form.
+const askProgress = latestOnly();
 
 async function progress(ticketId) {
   clearInterval(pollTimer);
+  const latest = askProgress();
   let ticket;
   try {
     ticket = await client.get(`/api/v1/tickets/${ticketId}`);
+    if (!latest()) return;
   } catch (error) {
+    if (!latest()) return;
     app.replaceChildren(el('p.error', { role: 'alert', text: error.message }), el('a', { href: location.pathname, text: '返回报修' }));
     return;
   }

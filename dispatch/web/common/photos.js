@@ -1,7 +1,9 @@
-// A ticket's photos as thumbnails; a tap shows one full screen, another tap closes it.
-// The files need the bearer token, which an <img src> does not send: each is fetched by the client and
-// shown as a data: URL (the pages' Content-Security-Policy allows images from 'self' and data: only).
+// A ticket's photos as thumbnails; a tap shows one full screen, a tap or Esc closes it.
+// The files need the bearer token, which an <img src> does not send: each is fetched by the client once per page
+// and shown as a data: URL (the pages' Content-Security-Policy allows images from 'self' and data: only).
 import { el } from '/static/common/ui.js';
+
+const fetched = new Map(); // attachment address -> Promise<{ image, src }>: the console's drawer redraws often
 
 function dataUrl(blob) {
   return new Promise((resolve, reject) => {
@@ -12,15 +14,30 @@ function dataUrl(blob) {
   });
 }
 
+async function load(client, ref) {
+  const response = await client.raw(ref);
+  if (!(response.headers.get('content-type') || '').startsWith('image/')) return { image: false, src: null };
+  return { image: true, src: await dataUrl(await response.blob()) };
+}
+
+function once(client, ref) {
+  if (!fetched.has(ref)) fetched.set(ref, load(client, ref).catch((error) => { fetched.delete(ref); throw error; }));
+  return fetched.get(ref);
+}
+
 function enlarge(src, alt) {
   const dialog = el('dialog.photo-view', { 'aria-label': alt }, el('img', { src, alt }));
+  // Captured before any page's own Esc handler: Esc closes the photo, not the drawer or card under it.
+  const onKey = (event) => { if (event.key === 'Escape') { event.stopPropagation(); event.preventDefault(); dialog.close(); } };
+  document.addEventListener('keydown', onKey, true);
   dialog.addEventListener('click', () => dialog.close());
-  dialog.addEventListener('close', () => dialog.remove());
+  dialog.addEventListener('close', () => { document.removeEventListener('keydown', onKey, true); dialog.remove(); });
   document.body.append(dialog);
   dialog.showModal();
 }
 
 // refs: the ticket's `attachments` (addresses under /api/v1/attachments/); other references are skipped.
+// Null when there is nothing to show.
 export function photoStrip(client, refs, { label = '现场照片' } = {}) {
   const ours = (refs || []).filter((ref) => ref.startsWith('/api/v1/attachments/'));
   if (!ours.length) return null;
@@ -30,13 +47,12 @@ export function photoStrip(client, refs, { label = '现场照片' } = {}) {
     const button = el('button.thumb', { type: 'button', 'aria-label': `放大${alt}` });
     strip.append(button);
     try {
-      const response = await client.raw(ref);
-      if (!(response.headers.get('content-type') || '').startsWith('image/')) {
+      const { image, src } = await once(client, ref);
+      if (!image) {
         button.replaceWith(el('span.muted', { text: `附件 ${i + 1}（语音或视频）` }));
         return;
       }
-      const src = await dataUrl(await response.blob());
-      button.append(el('img', { src, alt }));
+      button.append(el('img', { src, alt, dataset: { attachment: ref.split('/').pop() } }));
       button.addEventListener('click', () => enlarge(src, alt));
     } catch (error) {
       button.replaceWith(el('span.muted', { text: error.message }));

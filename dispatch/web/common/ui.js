@@ -85,6 +85,16 @@ export async function busy(button, action, errorBox) {
   }
 }
 
+// For answers that can come back out of order: each call of the function returned asks anew, and returns a check
+// that holds until the next ask.
+export function latestOnly() {
+  let asked = 0;
+  return () => {
+    const mine = ++asked;
+    return () => mine === asked;
+  };
+}
+
 export function debounce(fn, ms) {
   let timer;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };

@@ -9,11 +9,11 @@ import { dispatchModes } from '/static/console/dispatch-mode.js';
 import { follow } from '/static/common/stream.js';
 import { TicketLists, allPages } from '/static/console/lists.js';
 import { mapControls, showOffers, showTechnicians, showTickets } from '/static/console/mapview.js';
-import { photoStrip } from '/static/console/photos.js';
+import { photoStrip } from '/static/common/photos.js';
 import { installShortcuts } from '/static/console/shortcuts.js';
 import {
-  $, ACTION_NAMES, PRIORITY_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, signInForm, stateBadge, toast,
-  when,
+  $, ACTION_NAMES, PRIORITY_NAMES, ROLE_NAMES, STATE_NAMES, busy, debounce, distance, el, latestOnly, signInForm,
+  stateBadge, toast, when,
 } from '/static/common/ui.js';
 import { downloadFile, monthRange, thisMonth } from '/static/console/files.js';
 import { statsPanel } from '/static/console/stats.js';
@@ -36,11 +36,19 @@ const lists = new TicketLists({ client, typeName, techName, technicians: () => s
 
 // --- tickets on the map and in the lists ---------------------------------------------------
 
+const askTickets = latestOnly();
+
+// False when a later read began before this one came back: live refreshes overlap, and the older answer would put
+// back what the newer one had taken off (or take off a ticket it had put on).
 async function loadTickets() {
+  const latest = askTickets();
   const pages = await Promise.all(OPEN_STATES.map((s) => allPages(client, '/api/v1/tickets', { state: s })));
+  const incidents = await client.get('/api/v1/incidents').catch(() => []);
+  if (!latest()) return false;
   state.tickets = {};
   for (const page of pages) for (const t of page) state.tickets[t.id] = t;
-  state.incidents = await client.get('/api/v1/incidents').catch(() => []);
+  state.incidents = incidents;
+  return true;
 }
 
 function drawTickets() {
@@ -56,12 +64,17 @@ function drawTickets() {
 // Positions change with every ping and pings are not on the feed: read them on a clock.
 const TECHNICIANS_EVERY_MS = 20000;
 
+const askTechnicians = latestOnly();
+
+// The clock's, a refresh's and a branch switch's reads overlap: an older answer, landing last, would put back a
+// technician who has gone off duty.
 async function drawTechnicians() {
+  const latest = askTechnicians();
   try {
     const found = await client.get('/api/v1/technicians/on-duty');
-    showTechnicians(state.map, found);
+    if (latest()) showTechnicians(state.map, found);
   } catch (error) {
-    if (error.status !== 403) toast(error.message, 'error');
+    if (latest() && error.status !== 403) toast(error.message, 'error');
   }
 }
 
@@ -71,7 +84,7 @@ const warned = (t) => !breached(t) && Boolean(t.sla?.response_warned_at || t.sla
 
 const refresh = debounce(async () => {
   try {
-    await loadTickets();
+    if (!await loadTickets()) return; // the later refresh draws
   } catch (error) { toast(error.message, 'error'); return; }
   drawTickets();
   drawTechnicians(); // loads change with assignments
@@ -83,16 +96,24 @@ const refresh = debounce(async () => {
 
 function field(label, value) { return [el('dt', { text: label }), el('dd', { text: value || '—' })]; }
 
+const askDrawer = latestOnly();
+
 async function openDrawer(id, { keepForms = false } = {}) {
   const drawer = $('#drawer');
-  if (keepForms && drawer.querySelector('form')) return; // do not wipe what the person is typing
+  // A live refresh never wipes an action the person has begun (a form, the candidates to assign to), checked
+  // again when the ticket comes back: they may have begun one while it loaded.
+  const acting = () => keepForms && drawer.querySelector('.extra :is(form, .finding, .candidates)');
+  if (acting()) return;
+  const latest = askDrawer();
   state.drawer = id;
   lists.select(id);
   let ticket;
   let notices;
   try {
     [ticket, notices] = await Promise.all([client.get(`/api/v1/tickets/${id}`), client.get(`/api/v1/tickets/${id}/notices`)]);
+    if (!latest() || acting()) return; // a later open's answer, or the person's action, wins
   } catch (error) {
+    if (!latest()) return;
     drawer.replaceChildren(el('button.close', { type: 'button', text: '关闭', onclick: closeDrawer }), el('p.error', { text: error.message }));
     drawer.classList.add('open');
     return;
@@ -110,7 +131,7 @@ async function openDrawer(id, { keepForms = false } = {}) {
       field('解决时限', when(ticket.resolution_due_at)),
       field('完工说明', ticket.completion_note), field('满意度', ticket.satisfaction ? '★'.repeat(ticket.satisfaction) : ''),
       field('时限', slaText(ticket)), field('催办', ticket.urge_count ? `${ticket.urge_count} 次，最近 ${when(ticket.urged_at)}` : '')),
-    el('h3', { text: '照片' }), photoStrip(client, ticket.id),
+    el('h3', { text: '照片' }), photoStrip(client, ticket.attachments, { label: '照片' }) || el('p.muted', { text: '没有照片' }),
     el('div.actions', {}, actionsFor(ticket, extra, error)),
     error, extra,
     el('h3', { text: '处理经过' }),
@@ -140,6 +161,7 @@ function slaText(ticket) {
 }
 
 function closeDrawer() {
+  askDrawer(); // a re-read still on its way would open it again
   state.drawer = null;
   $('#drawer').classList.remove('open');
   drawTickets();
@@ -175,7 +197,7 @@ function actionsFor(ticket, extra, error) {
 }
 
 async function showCandidates(ticket, extra, error) {
-  extra.replaceChildren(el('p.muted', { text: '正在查找附近可派的维护人员…' }));
+  extra.replaceChildren(el('p.muted.finding', { text: '正在查找附近可派的维护人员…' }));
   let found;
   try {
     found = await client.get(`/api/v1/technicians/nearest?${query({ lat: ticket.location.lat, lng: ticket.location.lng,

@@ -21,8 +21,10 @@ function editable(client, branch) {
   const wait = el('input', { type: 'number', min: 10, max: 86400, step: 10, value: branch.hybrid_after_s,
     'aria-label': '无人接单多少秒后系统派单', title: '无人接单多少秒后系统派单' });
   wait.hidden = branch.mode !== 'hybrid';
-  const save = async () => {
-    wait.hidden = mode.value !== 'hybrid';
+  // One change at a time, each sent with the values as they are when its turn comes: the mode and then its
+  // wait, sent together, raced and the earlier could land last.
+  let saving = Promise.resolve();
+  const send = async () => {
     try {
       const saved = await client.put(`/api/v1/regions/${branch.region_id}/dispatch-mode`,
         { mode: mode.value, hybrid_after_s: mode.value === 'hybrid' ? Number(wait.value) : null });
@@ -31,6 +33,10 @@ function editable(client, branch) {
       mode.value = branch.mode;
       toast(error.message, 'error');
     }
+  };
+  const save = () => {
+    wait.hidden = mode.value !== 'hybrid';
+    saving = saving.then(send);
   };
   mode.addEventListener('change', save);
   wait.addEventListener('change', save);

@@ -1,7 +1,7 @@
 // The console's ticket lists: filters, sections paged with next_cursor, each with its total, rows sorted by
 // time left (the server's `order=due`: P1 first, then the nearest deadline) and showing it.
 import { query } from '/static/common/api.js';
-import { PRIORITY_NAMES, STATE_NAMES, debounce, el, stateBadge, when } from '/static/common/ui.js';
+import { PRIORITY_NAMES, STATE_NAMES, debounce, el, latestOnly, stateBadge, when } from '/static/common/ui.js';
 
 const PAGE = 50;
 const MAX_PAGE = 500; // the API's own cap on `limit`
@@ -57,7 +57,8 @@ export class TicketLists {
     this.regions = [];
     this.node = el('div.lists');
     this.body = el('div.sections');
-    this.generation = 0;
+    this.ask = latestOnly();
+    this.latest = this.ask();
   }
 
   // The panel: built once, so a refresh never takes the search box from under the person typing.
@@ -137,12 +138,19 @@ export class TicketLists {
     return { ...rest, region_id: region, ...section.params, order: closed ? 'newest' : 'due' };
   }
 
-  // Reload every section as far as it was paged; an older answer never overwrites a newer one.
-  reload = debounce(async () => {
-    const generation = ++this.generation;
+  // Reload every section as far as it was paged. Asking discards, at once, every answer still on its way: one
+  // landing while the debounce waits would set the rows shown back to as many as it was asked for, and a page
+  // just asked for with 加载更多 would never come.
+  reload() {
+    this.latest = this.ask();
+    this.load();
+  }
+
+  load = debounce(async () => {
+    const { latest } = this;
     const sections = this.sections();
     const pages = await Promise.all(sections.map((section) => this.fetch(section).catch((error) => error)));
-    if (generation !== this.generation) return;
+    if (!latest()) return;
     const built = sections.map((section, i) => this.section(section, pages[i]));
     this.body.replaceChildren(...this.outagesSection(), ...built.flat().filter(Boolean));
     this.select(this.selected);

@@ -3,7 +3,7 @@
 // technicians it went to, and demand against supply per H3 cell with a slider over the day.
 import { query } from '/static/common/api.js';
 import { dotIcon } from '/static/common/map.js';
-import { STATE_NAMES, distance, el, toast } from '/static/common/ui.js';
+import { STATE_NAMES, distance, el, latestOnly, toast } from '/static/common/ui.js';
 
 const { L } = window;
 // Clusters' colour slices in this order, the most pressing first.
@@ -54,12 +54,12 @@ export function showTechnicians(map, found) {
   }
 }
 
-let offersAsked = 0;
+const askOffers = latestOnly();
 
 // The open drawer's ticket: how far its rings reached and whom they were offered to; null clears it.
 export async function showOffers(map, client, ticket) {
   const layer = map.layer('offers');
-  const asked = ++offersAsked;
+  const latest = askOffers();
   if (!ticket) { layer.clearLayers(); return; }
   let sent;
   try {
@@ -68,7 +68,7 @@ export async function showOffers(map, client, ticket) {
     if (error.status !== 403) toast(error.message, 'error');
     return;
   }
-  if (asked !== offersAsked) return; // a later selection answered first
+  if (!latest()) return; // a later selection answered first
   layer.clearLayers();
   const centre = map.toMap(ticket.location);
   if (sent.ring_radius_m) {

@@ -84,9 +84,9 @@ function chartsOf({ stats, days, hours, workload }, typeName) {
   const { declines } = stats;
   if (declines.total) {
     const reasons = Object.keys(declines.by_reason);
-    charts.push({ key: 'declines', title: `拒单 ${declines.total} 次（按原因）`, table: null,
+    charts.push({ key: 'declines', title: `拒单 ${declines.total} 次（按原因）`, table: 'declines',
       option: bars(reasons.map((r) => DECLINE_REASONS[r] || r), [['拒单', reasons.map((r) => declines.by_reason[r])]], { horizontal: true }) },
-    { key: 'declines-technicians', title: '拒单（按维护人员）', table: null,
+    { key: 'declines-technicians', title: '拒单（按维护人员）', table: 'declines',
       option: bars(declines.by_technician.map((t) => t.name), [['拒单', declines.by_technician.map((t) => t.total)]], { horizontal: true }) });
   }
   if (workload) {

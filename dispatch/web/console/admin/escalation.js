@@ -1,7 +1,7 @@
 // 升级链: who is told, in order, once a ticket of a region breaches its time limit. A region without its own
 // chain follows its parent's (or the default). GET/PUT /api/v1/regions/{id}/escalation (admin writes).
 import { ROLE_NAMES, el, toast } from '/static/common/ui.js';
-import { REGION_KINDS, actionForm, labelled, ownRegions, regionSelect, regionsOf } from './kit.js';
+import { REGION_KINDS, actionForm, labelled, ownRegions, regionSelect, regionsOf, showChoice } from './kit.js';
 
 const STAFF = ['admin', 'dispatcher', 'clerk', 'payroll'];
 const CHANNELS = { wechat: '微信', wecom: '企业微信', dingtalk: '钉钉', feishu: '飞书', sms: '短信', email: '邮件' };
@@ -54,18 +54,11 @@ export function escalationScreen(ctx) {
     const own = ownRegions(regions, ctx.me);
     const pick = regionSelect(own);
     pick.setAttribute('aria-label', '区域');
-    const show = async () => {
-      error.textContent = '';
-      const id = Number(pick.value);
-      try {
-        const chain = await ctx.client.get(`/api/v1/regions/${id}/escalation`);
-        // A slower answer for the region chosen before must not replace the one chosen now.
-        if (Number(pick.value) === id) area.replaceChildren(chainEditor(ctx, id, chain, regions));
-      } catch (e) { error.textContent = e.message; }
-    };
-    pick.addEventListener('change', show);
     holder.replaceChildren(labelled('区域', pick));
-    show();
+    showChoice(pick, area, error, async (value) => {
+      const id = Number(value);
+      return [chainEditor(ctx, id, await ctx.client.get(`/api/v1/regions/${id}/escalation`), regions)];
+    });
   }, (e) => { error.textContent = e.message; });
   return [holder, error, area];
 }

@@ -1,7 +1,7 @@
 // API 密钥: keys for other systems (hotline, CRM), scoped to regions. The secret is shown once, on creation;
 // only its hash is kept. GET/POST/DELETE /api/v1/api-keys (admin; audited).
 import { el, toast, when } from '/static/common/ui.js';
-import { actionForm, labelled, regionChecks, regionsOf, twoStep } from './kit.js';
+import { actionForm, labelled, redrawing, regionChecks, regionsOf, twoStep } from './kit.js';
 
 function keyRow(ctx, key, regions, reload, error) {
   const names = key.region_ids.map((id) => regions.find((r) => r.id === id)?.name || `#${id}`).join('、');
@@ -21,7 +21,7 @@ export function keysScreen(ctx) {
   const issued = el('div');
   const holder = el('div');
   regionsOf(ctx.client).then((regions) => {
-    const reload = async () => body.replaceChildren(...(await ctx.client.get('/api/v1/api-keys')).map((k) => keyRow(ctx, k, regions, reload, error)));
+    const reload = redrawing(body, async () => (await ctx.client.get('/api/v1/api-keys')).map((k) => keyRow(ctx, k, regions, reload, error)));
     const name = el('input', { name: 'name', required: true, placeholder: '如：客服热线系统' });
     const checks = regionChecks(regions);
     holder.replaceChildren(actionForm('.key-form', [el('h3', { text: '新建密钥' }), labelled('名称', name), checks.node], '生成密钥', async (form) => {

@@ -1,7 +1,7 @@
 // What every admin screen shares: paged lists that follow next_cursor, the regions the caller may act in,
 // labelled inputs, and a two-step button for acts that cannot be undone.
 import { query } from '/static/common/api.js';
-import { busy, el } from '/static/common/ui.js';
+import { busy, el, latestOnly } from '/static/common/ui.js';
 
 export const REGION_KINDS = { company: '总公司', branch: '分公司', grid: '网格' };
 
@@ -13,8 +13,12 @@ export function pagedTable(client, path, { head, row, empty, limit = 50 }) {
   const error = el('p.error', { role: 'alert' });
   let cursor = null;
   let shown = 0;
+  const ask = latestOnly();
+  let latest = ask();
   const load = () => busy(more, async () => {
+    const asked = latest;
     const page = await client.get(`${path}${path.includes('?') ? '&' : '?'}${query({ limit, cursor })}`);
+    if (!asked()) return; // the table was started again meanwhile: this page belongs to the old one
     body.append(...page.items.map(row));
     shown += page.items.length;
     cursor = page.next_cursor;
@@ -24,7 +28,25 @@ export function pagedTable(client, path, { head, row, empty, limit = 50 }) {
   more.addEventListener('click', load);
   const node = el('div.paged', {}, el('table', {}, el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))), body),
     el('div.row-form', {}, count, more), error);
-  return { node, load, reload: () => { body.replaceChildren(); cursor = null; shown = 0; return load(); } };
+  const reload = () => {
+    latest = ask();
+    body.replaceChildren();
+    cursor = null;
+    shown = 0;
+    return load();
+  };
+  return { node, load, reload };
+}
+
+// `body` drawn anew from `rows()` at every call of the function returned; only the latest read is drawn: the
+// screen's first load and the reload after a write overlap, and the older answer landing last would hide the write.
+export function redrawing(body, rows) {
+  const ask = latestOnly();
+  return async () => {
+    const latest = ask();
+    const drawn = await rows();
+    if (latest()) body.replaceChildren(...drawn);
+  };
 }
 
 // Every item of a paged list, for a select that must offer all of them.
@@ -71,6 +93,30 @@ export function regionChecks(regions, { kinds = ['company', 'branch', 'grid'], c
 }
 
 export const labelled = (text, input) => el('label', {}, text, input);
+
+// Shows in `area` what the select's choice loads (`load(value)` resolves to the nodes), now and at every change.
+// Choosing again what is shown, or still loading, keeps it and whatever was typed into it (the first load and
+// a change to the same choice both asked for it, and the later answer wiped the edits made in between); a slower
+// answer for an earlier choice never replaces the current one's.
+export function showChoice(pick, area, error, load) {
+  let chosen = null;
+  const show = async () => {
+    const value = pick.value;
+    if (value === chosen) return;
+    chosen = value;
+    error.textContent = '';
+    try {
+      const nodes = await load(value);
+      if (chosen === value) area.replaceChildren(...nodes);
+    } catch (e) {
+      if (chosen !== value) return;
+      chosen = null; // choosing it again tries again
+      error.textContent = e.message;
+    }
+  };
+  pick.addEventListener('change', show);
+  return show();
+}
 
 // A form whose submit runs `send` with the submit button busy and errors shown under it.
 export function actionForm(cls, fields, submitText, send) {

@@ -1,7 +1,7 @@
 // 结账: close a branch's month once it has ended; its records and adjustments are frozen and later corrections
 // go to the next open month. GET/POST /api/v1/workload/periods (admin, payroll).
 import { el, toast, when } from '/static/common/ui.js';
-import { labelled, ownRegions, regionsOf, twoStep } from './kit.js';
+import { labelled, ownRegions, redrawing, regionsOf, twoStep } from './kit.js';
 
 function lastMonth() {
   const now = new Date();
@@ -16,7 +16,7 @@ export function periodsScreen(ctx) {
   regionsOf(ctx.client).then((regions) => {
     const branches = ownRegions(regions, ctx.me).filter((r) => r.kind === 'branch');
     const name = (id) => regions.find((r) => r.id === id)?.name || `#${id}`;
-    const reload = async () => body.replaceChildren(...(await ctx.client.get('/api/v1/workload/periods')).map((p) =>
+    const reload = redrawing(body, async () => (await ctx.client.get('/api/v1/workload/periods')).map((p) =>
       el('tr', {}, el('td', { text: name(p.branch_id) }), el('td', { text: p.month.slice(0, 7) }),
         el('td', { text: when(p.closed_at) }), el('td', { text: p.closed_by }))));
     const branch = el('select', { name: 'branch_id' }, branches.map((b) => el('option', { value: b.id, text: b.name })));

@@ -1,7 +1,7 @@
 // 工时与计件单价: rates from a date on, per type and optionally per branch or grid (which wins there); records
 // already written keep the rate they were paid at. GET/POST /api/v1/workload/rates (admin writes).
 import { el, toast } from '/static/common/ui.js';
-import { actionForm, labelled, regionSelect, regionsOf } from './kit.js';
+import { actionForm, labelled, redrawing, regionSelect, regionsOf } from './kit.js';
 
 const today = () => new Date().toLocaleDateString('sv-SE'); // YYYY-MM-DD in local time
 
@@ -18,7 +18,7 @@ export function ratesScreen(ctx) {
   const names = Object.fromEntries(ctx.types.map((t) => [t.code, t.name]));
   regionsOf(ctx.client).then((regions) => {
     const regionName = (id) => regions.find((r) => r.id === id)?.name || `#${id}`;
-    const reload = async () => body.replaceChildren(...rateRows(await ctx.client.get('/api/v1/workload/rates'), names, regionName));
+    const reload = redrawing(body, async () => rateRows(await ctx.client.get('/api/v1/workload/rates'), names, regionName));
     const type = el('select', { name: 'type_code' }, ctx.types.map((t) => el('option', { value: t.code, text: t.name })));
     const region = regionSelect(regions, { kinds: ['branch', 'grid'], blank: '全部区域' });
     const from = el('input', { type: 'date', name: 'valid_from', value: today(), required: true });

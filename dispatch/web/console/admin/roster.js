@@ -1,7 +1,7 @@
 // 排班: one technician's week as a grid of hours. A shift ending before it starts runs past midnight into the
 // next day (weekday 6 into Monday). GET/PUT /api/v1/technicians/{id}/roster (admin, dispatcher).
 import { busy, el, toast } from '/static/common/ui.js';
-import { everyItem, labelled } from './kit.js';
+import { everyItem, labelled, showChoice } from './kit.js';
 
 const WEEKDAYS = ['周一', '周二', '周三', '周四', '周五', '周六', '周日'];
 const minuteOf = (clock) => { const [h, m] = clock.split(':').map(Number); return h * 60 + m; };
@@ -64,21 +64,12 @@ export function rosterScreen(ctx) {
   const error = el('p.error', { role: 'alert' });
   const pick = el('select', { name: 'technician', 'aria-label': '维护人员' });
   const area = el('div');
-  const show = async () => {
-    error.textContent = '';
-    const technician = ctx.technicians.find((t) => t.id === Number(pick.value));
-    if (!technician) return;
-    try {
-      const roster = await ctx.client.get(`/api/v1/technicians/${technician.id}/roster`);
-      // A slower answer for the technician chosen before must not replace the one chosen now.
-      if (Number(pick.value) === technician.id) area.replaceChildren(...editor(ctx, technician, roster, error));
-    } catch (e) { error.textContent = e.message; }
-  };
-  pick.addEventListener('change', show);
   everyItem(ctx.client, '/api/v1/technicians').then((all) => {
-    ctx.technicians = all;
     pick.replaceChildren(...all.map((t) => el('option', { value: t.id, text: `${t.name}（${t.phone}）` })));
-    show();
+    showChoice(pick, area, error, async (value) => {
+      const technician = all.find((t) => t.id === Number(value));
+      return editor(ctx, technician, await ctx.client.get(`/api/v1/technicians/${technician.id}/roster`), error);
+    });
   }, (e) => { error.textContent = e.message; });
   return [labelled('维护人员', pick), error, area];
 }

@@ -1,7 +1,7 @@
 // 工单类型: time limits (also per priority), rates, skills, the type's own priority, a link to its self-help
 // tips, and retirement (no new reports; its tickets carry on). PATCH /api/v1/ticket-types/{code}, admin.
 import { PRIORITY_NAMES, el, toast } from '/static/common/ui.js';
-import { actionForm, labelled, splitWords, twoStep } from './kit.js';
+import { actionForm, labelled, redrawing, splitWords, twoStep } from './kit.js';
 
 const number = (name, value, attrs = {}) => el('input', { name, type: 'number', value: value ?? '', ...attrs });
 
@@ -79,10 +79,8 @@ export function typesScreen(ctx) {
   const error = el('p.error', { role: 'alert' });
   const body = el('tbody');
   const editor = el('div');
-  const reload = async () => {
-    const types = await ctx.client.get('/api/v1/ticket-types');
-    body.replaceChildren(...types.map((t) => typeRow(ctx, t, { edit, reload, error })));
-  };
+  const reload = redrawing(body, async () => (await ctx.client.get('/api/v1/ticket-types'))
+    .map((t) => typeRow(ctx, t, { edit, reload, error })));
   const edit = (type) => editor.replaceChildren(editForm(ctx, type, () => { editor.replaceChildren(); reload(); }));
   reload().catch((e) => { error.textContent = e.message; });
   return [el('p.muted', { text: '停用的类型不再出现在报修页面，新报修会被拒绝；已有工单照常处理。' }), error,
