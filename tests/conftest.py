@@ -14,7 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -267,6 +269,12 @@ def on_duty(client: TestClient | httpx.Client, headers: dict[str, str],
         located = client.put("/api/v1/me/location", json={**at, "accuracy_m": 10}, headers=headers)
         assert located.status_code < 300, located.text
     return headers
+
+
+def local_day(settings: Settings, at: str) -> str:
+    """The day of an API timestamp as the statistics count it, local: after 16:00 UTC a Shanghai day is the next
+    UTC date's."""
+    return datetime.fromisoformat(at).astimezone(ZoneInfo(settings.timezone)).date().isoformat()
 
 
 def subscriber_headers(db: Session, settings: Settings, *, phone: str = "13800001234",

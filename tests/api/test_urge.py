@@ -1,8 +1,6 @@
 """催办 through the API: who may urge, who hears of it, how it counts, and the subscriber's cooldown."""
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -10,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.kernel.settings import Settings
 from dispatch.tickets.models import OutboxMessage
-from tests.conftest import log_in, subscriber_headers
+from tests.conftest import local_day, log_in, subscriber_headers
 from tests.dispatch.test_offers import CENTRE, on_duty, report  # noqa: F401 (on_duty: a fixture)
 
 
@@ -66,8 +64,7 @@ def test_urges_count_in_statistics_and_closed_or_technicians_refused(client, as_
     ticket = report(client, dispatcher)
     for _ in range(3):
         client.post(f"/api/v1/tickets/{ticket['id']}/urge", json={}, headers=dispatcher)
-    # The statistics' days are local: after 16:00 UTC a Shanghai day is the next UTC date's.
-    day = datetime.fromisoformat(ticket["created_at"]).astimezone(ZoneInfo(settings.timezone)).date().isoformat()
+    day = local_day(settings, ticket["created_at"])
     stats = client.get("/api/v1/stats", params={"from": day, "to": day}, headers=dispatcher).json()
     assert stats["urges"] >= 3 and 0 < stats["urged_rate"] <= 1
     assert client.post(f"/api/v1/tickets/{ticket['id']}/urge", json={},

@@ -5,7 +5,6 @@ audited and refused to technicians and to other branches' dispatchers."""
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 from dispatch.kernel.settings import Settings
 from dispatch.tickets import modes
 from dispatch.tickets.models import OutboxMessage
-from tests.conftest import log_in
+from tests.conftest import local_day, log_in
 from tests.conftest import on_duty as go_on_duty
 from tests.dispatch.test_offers import CENTRE, on_duty, report  # noqa: F401 (on_duty: a fixture)
 
@@ -166,8 +165,7 @@ def test_decline_reasons_are_counted_in_statistics(client, as_user, on_duty, set
     decline(client, ticket["id"], "tech01", "too_far")
     decline(client, ticket["id"], "tech02", "too_far")
     decline(client, ticket["id"], "tech03", "busy")
-    # The statistics' days are local: after 16:00 UTC a Shanghai day is the next UTC date's.
-    day = datetime.fromisoformat(ticket["created_at"]).astimezone(ZoneInfo(settings.timezone)).date().isoformat()
+    day = local_day(settings, ticket["created_at"])
     stats = client.get("/api/v1/stats", params={"from": day, "to": day}, headers=as_user("dispatcher.xl")).json()
     declines = stats["declines"]
     assert declines["total"] == 3 and declines["by_reason"] == {"busy": 1, "too_far": 2}

@@ -1,9 +1,12 @@
 // A ticket's photos as thumbnails; a tap shows one full screen, a tap or Esc closes it.
-// The files need the bearer token, which an <img src> does not send: each is fetched by the client once per page
-// and shown as a data: URL (the pages' Content-Security-Policy allows images from 'self' and data: only).
+// The files need the bearer token, which an <img src> does not send: each is fetched by the client once while the page
+// keeps it, and shown as a data: URL (the pages' Content-Security-Policy allows images from 'self' and data: only).
 import { el } from '/static/common/ui.js';
 
-const fetched = new Map(); // attachment address -> Promise<{ image, src }>: the console's drawer redraws often
+// Attachment address -> Promise<{ image, src }>, the most recently shown last: the console's drawer redraws often,
+// and a console open all day must not hold every photo it has shown.
+const fetched = new Map();
+const KEPT = 24;
 
 function dataUrl(blob) {
   return new Promise((resolve, reject) => {
@@ -21,8 +24,14 @@ async function load(client, ref) {
 }
 
 function once(client, ref) {
-  if (!fetched.has(ref)) fetched.set(ref, load(client, ref).catch((error) => { fetched.delete(ref); throw error; }));
-  return fetched.get(ref);
+  const found = fetched.get(ref) || load(client, ref).catch((error) => {
+    if (fetched.get(ref) === found) fetched.delete(ref); // fetched again when next shown
+    throw error;
+  });
+  fetched.delete(ref);
+  fetched.set(ref, found);
+  if (fetched.size > KEPT) fetched.delete(fetched.keys().next().value);
+  return found;
 }
 
 function enlarge(src, alt) {
