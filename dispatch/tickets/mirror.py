@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
+from geoalchemy2 import WKBElement
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
 
 from dispatch.kernel.db import after_commit
 from dispatch.tickets.lifecycle import GRABBABLE
@@ -46,13 +48,32 @@ def grid_path(session: Session, region_id: int) -> str:
     return path
 
 
-def _pool_state(ticket: Ticket) -> str:
+class Mirrored(Protocol):
+    """What the pool keeps of a ticket: a Ticket, or a row of `_MIRRORED`'s columns."""
+
+    id: int
+    branch_id: int
+    state: TicketState
+    version: int
+    technician_id: int | None
+    region_id: int
+    location: WKBElement
+    type_code: str
+    number: str
+
+
+# The columns a rebuild reads: whole Ticket objects for every open ticket of a branch cost it its time.
+_MIRRORED = (Ticket.id, Ticket.branch_id, Ticket.state, Ticket.version, Ticket.technician_id, Ticket.region_id,
+             Ticket.location, Ticket.type_code, Ticket.number)
+
+
+def _pool_state(ticket: Mirrored) -> str:
     if ticket.state in GRABBABLE:
         return str(ticket.state)
     return pool.ACCEPTED if ticket.state is TicketState.ACCEPTED else pool.CLOSED
 
 
-def entry_of(session: Session, ticket: Ticket) -> pool.Entry:
+def entry_of(session: Session, ticket: Mirrored) -> pool.Entry:
     return pool.Entry(ticket_id=ticket.id, branch_id=ticket.branch_id, state=_pool_state(ticket),
                       version=ticket.version, holder=ticket.technician_id,
                       grid_path=grid_path(session, ticket.region_id), point=from_wkb(ticket.location),
@@ -90,17 +111,20 @@ def _picture(session: Session, branch_id: int) -> tuple[list[pool.Entry], dict[i
     """What PostgreSQL says the branch's pool should hold: grabbable and accepted tickets, and who holds how many."""
     # One statement, so one snapshot: counted apart, a grab committed between the two reads was
     # both left pending and counted as held, and the catch-up's put then counted it again.
-    # A holder's limit counts all their active tickets, in any branch.
-    theirs = aliased(Ticket)
-    held_now = (select(func.count()).where(theirs.technician_id == Ticket.technician_id,
-                                           theirs.state == TicketState.ACCEPTED).scalar_subquery())
+    # A holder's limit counts all their active tickets, in any branch: counted once per holder of the branch
+    # (a count per accepted row took 45 s for 48,000 open tickets) and joined to their rows.
+    holders = select(Ticket.technician_id).where(Ticket.branch_id == branch_id,
+                                                 Ticket.state == TicketState.ACCEPTED)
+    held_by = (select(Ticket.technician_id.label("holder"), func.count().label("held"))
+               .where(Ticket.state == TicketState.ACCEPTED, Ticket.technician_id.in_(holders))
+               .group_by(Ticket.technician_id).subquery())
     rows = session.execute(
-        select(Ticket, case((Ticket.state == TicketState.ACCEPTED, held_now)))
+        select(*_MIRRORED, held_by.c.held)
+        .outerjoin(held_by, and_(held_by.c.holder == Ticket.technician_id, Ticket.state == TicketState.ACCEPTED))
         .where(Ticket.branch_id == branch_id, Ticket.state.in_([*GRABBABLE, TicketState.ACCEPTED]))
-        .order_by(Ticket.id).execution_options(populate_existing=True)).all()
-    entries = [entry_of(session, ticket) for ticket, _ in rows]
-    held = {ticket.technician_id: int(count) for ticket, count in rows
-            if count is not None and ticket.technician_id is not None}
+        .order_by(Ticket.id)).all()
+    entries = [entry_of(session, row) for row in rows]
+    held = {row.technician_id: int(row.held) for row in rows if row.held is not None}
     return entries, held
 
 

@@ -287,6 +287,28 @@ def test_with_the_pool_gone_postgresql_still_holds_a_technician_to_their_limit(d
             conn.execute(text("UPDATE technician SET max_active = :n WHERE id = :id"), {"n": limit, "id": tech14})
 
 
+def test_a_rebuild_counts_what_a_holder_holds_in_every_branch(desk: Desk) -> None:
+    here, there = desk.report(), desk.report(north_of(HERE, 200))
+    assert desk.grab(here["id"], "tech15").status_code == 200
+    assert desk.grab(there["id"], "tech15").status_code == 200
+    tech15, xl, eh = desk.technician_id("tech15"), desk.branch_id("XL"), desk.branch_id("EH")
+    try:
+        with desk.engine.begin() as conn:  # the second ticket is now one of EH's, still tech15's
+            conn.execute(text("UPDATE ticket SET branch_id = :eh WHERE id = :id"), {"eh": eh, "id": there["id"]})
+        with session_scope() as session:
+            mirror.rebuild(session, desk.redis)
+        holds = desk.scalar("SELECT count(*) FROM ticket WHERE technician_id = :t AND state = 'accepted'", t=tech15)
+        assert holds >= 2
+        assert pool.snapshot(desk.redis, xl).held[tech15] == holds  # their limit counts both branches' tickets
+        assert pool.snapshot(desk.redis, eh).held[tech15] == holds
+        assert desk.pool_check() == []
+    finally:
+        with desk.engine.begin() as conn:
+            conn.execute(text("UPDATE ticket SET branch_id = :xl WHERE id = :id"), {"xl": xl, "id": there["id"]})
+        with session_scope() as session:
+            mirror.rebuild(session, desk.redis)
+
+
 def test_an_assign_made_on_a_version_a_grab_has_passed_is_turned_away(desk: Desk) -> None:
     ticket = desk.report()
     assert desk.grab(ticket["id"], "tech15").status_code == 200

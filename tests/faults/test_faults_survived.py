@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from redis import Redis
+from rq import Queue
 from rq.registry import StartedJobRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -320,7 +321,10 @@ def test_a_worker_killed_mid_job_is_started_again_and_its_jobs_resume(
         try:
             wait_until(resumed, what="the restarted worker's periodic jobs to succeed", timeout_s=RECOVERY_S)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: still waiting for {waiting}; worker log in {worker.log}") from None
+            default = Queue("default", connection=queues)
+            running = StartedJobRegistry(queue=default).get_job_ids(cleanup=False)
+            raise AssertionError(f"{exc}: still waiting for {waiting}; the worker is running {running} with "
+                                 f"{default.job_ids} queued; worker log in {worker.log}") from None
         return time.monotonic()
 
     recovery = weather(traffic, api, "worker SIGKILL", kill_and_restart)
