@@ -62,7 +62,8 @@ class Mirrored(Protocol):
     number: str
 
 
-# The columns a rebuild reads: whole Ticket objects for every open ticket of a branch cost it its time.
+# The columns a rebuild reads (its picture and its catch-up): whole Ticket objects for every open ticket of a
+# branch cost it its time, and always read fresh rows, where objects needed populate_existing.
 _MIRRORED = (Ticket.id, Ticket.branch_id, Ticket.state, Ticket.version, Ticket.technician_id, Ticket.region_id,
              Ticket.location, Ticket.type_code, Ticket.number)
 
@@ -154,8 +155,7 @@ def _catch_up(session: Session, redis: Redis, branch_id: int, since: datetime) -
     Puts never take a ticket back to an older version, so putting every
     recently changed ticket again is safe.
     """
-    changed = session.scalars(select(Ticket).where(Ticket.branch_id == branch_id, Ticket.updated_at >= since)
-                              .execution_options(populate_existing=True))
+    changed = session.execute(select(*_MIRRORED).where(Ticket.branch_id == branch_id, Ticket.updated_at >= since))
     for ticket in changed:
         pool.put(redis, entry_of(session, ticket))
 
